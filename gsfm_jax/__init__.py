@@ -1,0 +1,1 @@
+"""gsfm_jax: GSFM video object segmentation in JAX/Flax."""

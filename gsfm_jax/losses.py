@@ -1,0 +1,88 @@
+"""GSFM training loss (spec §2): bootstrapped (hard-mining) cross entropy on the soft-aggregated
+log-odds plus 0.05 × (BCE + Dice) on the boundary logits, per sample, per predicted frame.
+
+Works under jit with a traced iteration: the hard-mining fraction becomes a mask over the sorted
+per-pixel losses, so no shape depends on the iteration.
+"""
+from typing import Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+
+_LAPLACIAN = jnp.array([[-1., -1., -1.], [-1., 8., -1.], [-1., -1., -1.]], jnp.float32)
+_MASKED_LOGIT = -1e30
+
+
+def hard_mining_fraction(it: jax.Array, start_warm: int, end_warm: int, top_p: float = 0.15) -> jax.Array:
+  """p: 1 before start_warm, then linear down to top_p at end_warm, top_p after (float32 scalar)."""
+  it = jnp.asarray(it, jnp.float32)
+  ramp = top_p + (1.0 - top_p) * (end_warm - it) / (end_warm - start_warm)
+  return jnp.where(it < start_warm, 1.0, jnp.where(it > end_warm, top_p, ramp)).astype(jnp.float32)
+
+
+def bootstrapped_ce(logits: jax.Array, labels: jax.Array, p: jax.Array,
+                    class_valid: Optional[jax.Array] = None) -> jax.Array:
+  """Mean of the top floor(p·H·W) per-pixel cross entropies of each sample.
+
+  logits (B, H, W, C), labels (B, H, W) int, class_valid (B, C) bool (invalid classes are left out
+  of the softmax, like the official `logits[:, :2]` for samples without a second object) -> (B,).
+  """
+  if class_valid is not None:
+    logits = jnp.where(class_valid[:, None, None, :], logits, _MASKED_LOGIT)
+  log_p = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  pixel_loss = -jnp.take_along_axis(log_p, labels[..., None].astype(jnp.int32), axis=-1)
+  pixel_loss = pixel_loss.reshape(pixel_loss.shape[0], -1)
+  n = pixel_loss.shape[1]
+  k = jnp.floor(p * n).astype(jnp.int32)
+  ranked = -jnp.sort(-pixel_loss, axis=-1)
+  keep = jnp.arange(n) < k
+  return jnp.sum(jnp.where(keep, ranked, 0.0), axis=-1) / k
+
+
+def boundary_target(mask: jax.Array) -> jax.Array:
+  """Inner 1-pixel contour: (B, H, W) in [0, 1] -> (B, H, W) in {0, 1}.
+
+  3×3 Laplacian with zero padding, clamped at 0, thresholded at 0.1 (border pixels count as boundary).
+  """
+  edges = jax.lax.conv_general_dilated(mask[..., None].astype(jnp.float32), _LAPLACIAN[:, :, None, None],
+                                       (1, 1), ((1, 1), (1, 1)), dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  return (jnp.maximum(edges[..., 0], 0.0) > 0.1).astype(jnp.float32)
+
+
+def boundary_loss(logits: jax.Array, target: jax.Array) -> jax.Array:
+  """BCE-with-logits (pixel mean) + Dice (plain sums, smooth 1): (B, H, W), (B, H, W) -> (B,)."""
+  logits = logits.astype(jnp.float32)
+  bce = jnp.maximum(logits, 0.0) - logits * target + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+  prob = jax.nn.sigmoid(logits)
+  dice = 1.0 - (2.0 * jnp.sum(prob * target, axis=(1, 2)) + 1.0) / (
+      jnp.sum(prob, axis=(1, 2)) + jnp.sum(target, axis=(1, 2)) + 1.0)
+  return jnp.mean(bce, axis=(1, 2)) + dice
+
+
+def gsfm_loss(outputs: Mapping[str, jax.Array], masks: jax.Array, cls_gt: jax.Array,
+              selector: Optional[jax.Array], it: jax.Array, start_warm: int, end_warm: int,
+              top_p: float = 0.15, boundary_weight: float = 0.05) -> dict[str, jax.Array]:
+  """The official loss over frames 1 … T-1 of a clip batch.
+
+  outputs: the clip forward's `logits_t (B, H, W, K+1)` and `boundary_t (B, H, W, K)`;
+  masks (B, T, H, W, K) object ground truth; cls_gt (B, T, H, W) in 0 … K; selector (B, K) or None
+  (all objects present). Returns `loss_t` (batch mean of CE + weight · boundary loss, with the boundary
+  loss averaged over present objects), `total_loss` = Σ_t loss_t, and the hard-mining fraction `p`.
+  """
+  b, num_frames = cls_gt.shape[:2]
+  k = masks.shape[-1]
+  present = jnp.ones((b, k), bool) if selector is None else selector > 0.5
+  class_valid = jnp.concatenate([jnp.ones((b, 1), bool), present], axis=-1)
+  weights = present.astype(jnp.float32)
+  p = hard_mining_fraction(it, start_warm, end_warm, top_p)
+  losses = {'total_loss': jnp.zeros((), jnp.float32)}
+  for t in range(1, num_frames):
+    per_sample = bootstrapped_ce(outputs[f'logits_{t}'], cls_gt[:, t], p, class_valid)
+    if f'boundary_{t}' in outputs:
+      per_object = jax.vmap(boundary_loss, in_axes=(-1, -1), out_axes=-1)(
+          outputs[f'boundary_{t}'], jax.vmap(boundary_target, in_axes=-1, out_axes=-1)(masks[:, t]))
+      per_sample = per_sample + boundary_weight * jnp.sum(per_object * weights, -1) / jnp.sum(weights, -1)
+    losses[f'loss_{t}'] = jnp.mean(per_sample)
+    losses['total_loss'] = losses['total_loss'] + losses[f'loss_{t}']
+  losses['p'] = p
+  return losses

@@ -1,0 +1,138 @@
+"""GSFM: the STCN memory network with LFM on the key features and a boundary-aware decoder with HFM.
+
+Public API (all channels-last; K objects per sample, K = 1 for the single-object network):
+  encode_key(frames (N, H, W, 3))                                      -> KeyFeatures
+  encode_value(frame (B, H, W, 3), key_f16 (B, h, w, 1024), masks (B, H, W, K)) -> (B, K, h, w, 512)
+  segment(query KeyFeatures (batch B), mem_keys (B, T, h, w, 64), mem_values (B, K, T, h, w, 512),
+          selector (B, K) | None, top_k)                               -> Segmentation
+  __call__(frames (B, T, H, W, 3), first_masks (B, H, W, K), selector)  -> dict, the training clip pass
+"""
+from typing import NamedTuple, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gsfm_jax.models.aggregate import aggregate
+from gsfm_jax.models.decoder import Decoder
+from gsfm_jax.models.encoders import KeyEncoder, KeyFeatures, KeyProjection, ValueEncoder
+from gsfm_jax.models.frequency import SpectralFilter
+from gsfm_jax.models.layers import Conv, Dtype
+from gsfm_jax.models.memory import affinity_logits, memory_softmax, readout
+
+
+class Segmentation(NamedTuple):
+  """Predictions for one query frame; float32."""
+  logits: jax.Array              # (B, H, W, K+1) aggregated log-odds, background first
+  prob: jax.Array                # (B, H, W, K) aggregated object probabilities
+  boundary: Optional[jax.Array]  # (B, H, W, K) raw boundary logits × selector (None without the branch)
+
+
+def _objects_to_batch(x: jax.Array, num_objects: int) -> jax.Array:
+  """(B, ...) -> (B·K, ...), each sample repeated K times in a row."""
+  return jnp.repeat(x, num_objects, axis=0)
+
+
+class GSFM(nn.Module):
+  """The GSFM network (spec §1).
+
+  single_object: 4-channel value encoder (RGB + mask), stage-0 pretraining; else RGB + mask + others.
+  lfm_filter / hfm_filter: 'low', 'high', 'none' (full band) or 'off' (module absent); GSFM is low / high.
+  sigma: Gaussian width of both filters, in frequency bins. spectral_form: 'exact' (official) or 'half'.
+  boundary_branch: the decoder's boundary branch (off: STCN decoder). dtype: compute dtype.
+  """
+  single_object: bool = False
+  lfm_filter: str = 'low'
+  hfm_filter: str = 'high'
+  sigma: float = 7.0
+  spectral_form: str = 'exact'
+  boundary_branch: bool = True
+  dtype: Dtype = jnp.float32
+
+  def setup(self):
+    self.key_encoder = KeyEncoder(self.dtype)
+    if self.lfm_filter != 'off':
+      self.lfm = SpectralFilter(self.lfm_filter, self.sigma, self.spectral_form, self.dtype)
+    self.key_proj = KeyProjection(self.dtype)
+    self.key_comp = Conv(512, dtype=self.dtype)
+    self.value_encoder = ValueEncoder(self.dtype)
+    self.decoder = Decoder(self.hfm_filter, self.sigma, self.spectral_form, self.boundary_branch, self.dtype)
+
+  def encode_key(self, frames: jax.Array) -> KeyFeatures:
+    """frames (N, H, W, 3), ImageNet-normalised -> KeyFeatures at 1/16, 1/8 and 1/4."""
+    f16, f8, f4 = self.key_encoder(frames)
+    if self.lfm_filter != 'off':
+      f16 = self.lfm(f16)
+    return KeyFeatures(self.key_proj(f16), self.key_comp(f16), f16, f8, f4)
+
+  def encode_value(self, frame: jax.Array, key_f16: jax.Array, masks: jax.Array) -> jax.Array:
+    """frame (B, H, W, 3), key_f16 (B, h, w, 1024), masks (B, H, W, K) -> values (B, K, h, w, 512).
+
+    Object i is encoded from [frame, mask_i, Σ_{j≠i} mask_j] (the last channel absent when single_object).
+    """
+    b, height, width, k = masks.shape
+    if self.single_object and k != 1:
+      raise ValueError(f'the single-object network encodes one mask per sample, got {k}')
+    own = jnp.moveaxis(masks, -1, 1).reshape(b * k, height, width, 1)
+    inputs = own
+    if not self.single_object:
+      others = jnp.sum(masks, axis=-1, keepdims=True)[:, None] - jnp.moveaxis(masks, -1, 1)[..., None]
+      inputs = jnp.concatenate([own, others.reshape(b * k, height, width, 1)], axis=-1)
+    values = self.value_encoder(_objects_to_batch(frame, k), inputs, _objects_to_batch(key_f16, k))
+    return values.reshape(b, k, *values.shape[1:])
+
+  def segment(self, query: KeyFeatures, mem_keys: jax.Array, mem_values: jax.Array,
+              selector: Optional[jax.Array] = None, top_k: Optional[int] = None) -> Segmentation:
+    """Reads the memory for one query frame per sample and decodes every object.
+
+    query: KeyFeatures of the query frames (batch B); mem_keys (B, T, h, w, 64);
+    mem_values (B, K, T, h, w, 512); selector (B, K) multiplies probabilities and boundary logits.
+    """
+    b, t, h, w, ck = mem_keys.shape
+    k, cv = mem_values.shape[1], mem_values.shape[-1]
+    affinity = memory_softmax(
+        affinity_logits(mem_keys.reshape(b, t * h * w, ck), query.k16.reshape(b, h * w, ck), self.dtype),
+        top_k)
+    memory = readout(affinity, mem_values.reshape(b, k, t * h * w, cv), self.dtype)
+    f16_cat = jnp.concatenate([memory.reshape(b * k, h, w, cv),
+                               _objects_to_batch(query.f16_thin, k).astype(memory.dtype)], axis=-1)
+    mask, boundary = self.decoder(f16_cat, _objects_to_batch(query.f8, k), _objects_to_batch(query.f4, k))
+    per_object = lambda x: jnp.moveaxis(x.reshape(b, k, *x.shape[1:]), 1, -1)  # (B·K, H, W) -> (B, H, W, K)
+    prob = jax.nn.sigmoid(per_object(mask))
+    if boundary is not None:
+      boundary = per_object(boundary)
+    if selector is not None:
+      scale = selector[:, None, None, :].astype(jnp.float32)
+      prob = prob * scale
+      boundary = None if boundary is None else boundary * scale
+    logits = aggregate(prob)
+    return Segmentation(logits, jax.nn.softmax(logits, axis=-1)[..., 1:], boundary)
+
+  def __call__(self, frames: jax.Array, first_masks: jax.Array,
+               selector: Optional[jax.Array] = None) -> dict[str, jax.Array]:
+    """The training pass over a clip (spec §3.2).
+
+    frames (B, T, H, W, 3); first_masks (B, H, W, K), the ground truth of frame 0; selector (B, K).
+    Frame t ≥ 1 is segmented from the memory of frames 0 … t-1; frame t's memory value is encoded from
+    the network's own soft prediction (not thresholded, not detached). Returns `k16, f16, f16_thin`
+    (B, T, …), `ref_values` (B, K, h, w, 512), `frame{t}_values` for 1 ≤ t ≤ T-2, and `logits_t`,
+    `prob_t`, `boundary_t` for 1 ≤ t ≤ T-1.
+    """
+    b, num_frames = frames.shape[:2]
+    keys = self.encode_key(frames.reshape(b * num_frames, *frames.shape[2:]))
+    keys = KeyFeatures(*(x.reshape(b, num_frames, *x.shape[1:]) for x in keys))
+    out = {'k16': keys.k16, 'f16': keys.f16, 'f16_thin': keys.f16_thin}
+    values = self.encode_value(frames[:, 0], keys.f16[:, 0], first_masks)
+    out['ref_values'] = values
+    mem_values = values[:, :, None]
+    for t in range(1, num_frames):
+      query = KeyFeatures(*(x[:, t] for x in keys))
+      seg = self.segment(query, keys.k16[:, :t], mem_values, selector)
+      out[f'logits_{t}'], out[f'prob_{t}'] = seg.logits, seg.prob
+      if seg.boundary is not None:
+        out[f'boundary_{t}'] = seg.boundary
+      if t < num_frames - 1:
+        values = self.encode_value(frames[:, t], keys.f16[:, t], seg.prob)
+        out[f'frame{t}_values'] = values
+        mem_values = jnp.concatenate([mem_values, values[:, :, None]], axis=2)
+    return out

@@ -1,0 +1,147 @@
+"""Building blocks shared by the encoders and the decoder (spec §1.6, §1.8), channels-last.
+
+Every convolution carries a bias and pads symmetrically like PyTorch (never Flax 'SAME', which pads
+stride-2 layers asymmetrically). Parameters are float32; `dtype` is the compute dtype.
+"""
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Dtype = Any
+
+
+def torch_default_kernel_init() -> nn.initializers.Initializer:
+  """PyTorch's default Conv/Linear weight init, kaiming_uniform(a=√5) = U(±1/√fan_in)."""
+  return nn.initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'uniform')
+
+
+def torch_default_bias_init(fan_in: int) -> nn.initializers.Initializer:
+  """PyTorch's default Conv/Linear bias init, U(±1/√fan_in)."""
+  bound = 1.0 / np.sqrt(fan_in)
+
+  def init(key: jax.Array, shape: tuple[int, ...], dtype: Dtype = jnp.float32) -> jax.Array:
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return init
+
+
+class Conv(nn.Module):
+  """k×k convolution with bias and symmetric padding k//2 (PyTorch `Conv2d(..., padding=k//2)`).
+
+  Parameters `kernel (k, k, Cin, features)` and `bias (features,)`, float32. `init` picks the
+  initialiser: 'torch' (PyTorch default), 'resnet' (normal, std √(2/(k²·features)), zero bias) or
+  'orthogonal' (zero bias).
+  """
+  features: int
+  kernel_size: int = 3
+  stride: int = 1
+  init: str = 'torch'
+  dtype: Dtype = jnp.float32
+
+  def _initialisers(self, fan_in: int) -> tuple[nn.initializers.Initializer, nn.initializers.Initializer]:
+    if self.init == 'torch':
+      return torch_default_kernel_init(), torch_default_bias_init(fan_in)
+    if self.init == 'resnet':
+      return nn.initializers.variance_scaling(2.0, 'fan_out', 'normal'), nn.initializers.zeros
+    if self.init == 'orthogonal':
+      return nn.initializers.orthogonal(), nn.initializers.zeros
+    raise ValueError(f'unknown conv init {self.init!r}')
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """(N, H, W, Cin) -> (N, ceil(H/stride), ceil(W/stride), features)."""
+    k = self.kernel_size
+    kernel_init, bias_init = self._initialisers(x.shape[-1] * k * k)
+    kernel = self.param('kernel', kernel_init, (k, k, x.shape[-1], self.features), jnp.float32)
+    bias = self.param('bias', bias_init, (self.features,), jnp.float32)
+    pad = k // 2
+    y = jax.lax.conv_general_dilated(
+        x.astype(self.dtype), kernel.astype(self.dtype), (self.stride, self.stride),
+        ((pad, pad), (pad, pad)), dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return y + bias.astype(self.dtype)
+
+
+def frozen_batch_norm(name: str, dtype: Dtype) -> nn.BatchNorm:
+  """BatchNorm on stored statistics (never updated), trainable scale/bias, eps 1e-5 (spec §1.12)."""
+  return nn.BatchNorm(use_running_average=True, epsilon=1e-5, dtype=dtype,
+                      param_dtype=jnp.float32, name=name)
+
+
+def upsample_bilinear(x: jax.Array, factor: int) -> jax.Array:
+  """Bilinear ×factor with half-pixel centres (PyTorch `align_corners=False`): (N, H, W, C) -> (N, fH, fW, C)."""
+  n, h, w, c = x.shape
+  return jax.image.resize(x, (n, h * factor, w * factor, c), 'bilinear')
+
+
+class ResBlock(nn.Module):
+  """Pre-activation residual block without BN: shortcut(x) + conv2(relu(conv1(relu(x)))).
+
+  The shortcut is a 3×3 conv named `downsample` when the channel count changes.
+  """
+  features: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """(N, H, W, Cin) -> (N, H, W, features)."""
+    r = Conv(self.features, dtype=self.dtype, name='conv1')(nn.relu(x))
+    r = Conv(self.features, dtype=self.dtype, name='conv2')(nn.relu(r))
+    if x.shape[-1] != self.features:
+      x = Conv(self.features, dtype=self.dtype, name='downsample')(x)
+    return x + r
+
+
+class ChannelGate(nn.Module):
+  """CBAM channel gate: shared MLP (C -> C/16 -> C) on avg- and max-pooled descriptors, sigmoid."""
+  reduction: int = 16
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """(N, H, W, C) -> (N, H, W, C)."""
+    c = x.shape[-1]
+    hidden = c // self.reduction
+    fc1 = nn.Dense(hidden, dtype=self.dtype, param_dtype=jnp.float32,
+                   kernel_init=torch_default_kernel_init(), bias_init=torch_default_bias_init(c), name='mlp_1')
+    fc2 = nn.Dense(c, dtype=self.dtype, param_dtype=jnp.float32,
+                   kernel_init=torch_default_kernel_init(), bias_init=torch_default_bias_init(hidden),
+                   name='mlp_3')
+    mlp = lambda v: fc2(nn.relu(fc1(v)))
+    att = mlp(jnp.mean(x, axis=(1, 2))) + mlp(jnp.max(x, axis=(1, 2)))
+    return x * nn.sigmoid(att)[:, None, None, :].astype(x.dtype)
+
+
+class BasicConv(nn.Module):
+  """The 7×7, 2 -> 1 conv of the spatial gate (official `BasicConv` without BN or ReLU)."""
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """(N, H, W, 2) -> (N, H, W, 1)."""
+    return Conv(1, kernel_size=7, dtype=self.dtype, name='conv')(x)
+
+
+class SpatialGate(nn.Module):
+  """CBAM spatial gate: 7×7 conv on [max, mean] over channels, sigmoid."""
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """(N, H, W, C) -> (N, H, W, C)."""
+    pooled = jnp.stack([jnp.max(x, axis=-1), jnp.mean(x, axis=-1)], axis=-1)
+    att = BasicConv(dtype=self.dtype, name='spatial')(pooled)
+    return x * nn.sigmoid(att)
+
+
+class CBAM(nn.Module):
+  """Convolutional block attention: SpatialGate(ChannelGate(x))."""
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """(N, H, W, C) -> (N, H, W, C)."""
+    x = ChannelGate(dtype=self.dtype, name='ChannelGate')(x)
+    return SpatialGate(dtype=self.dtype, name='SpatialGate')(x)

@@ -1,0 +1,38 @@
+"""Memory read (spec §1.7): L2 affinity between memory and query keys, softmax over the memory axis
+(with max subtraction), optional top-k, and the readout of memory values. Channels-last.
+
+Shapes: memory keys `(B, N, Ck)` with N = T·h·w, query keys `(B, M, Ck)` with M = h·w, memory values
+`(B, K, N, Cv)` for K objects.
+"""
+import math
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+
+from gsfm_jax.models.layers import Dtype
+
+
+def affinity_logits(mem_keys: jax.Array, query_keys: jax.Array, dtype: Dtype = jnp.float32) -> jax.Array:
+  """(2⟨mk_n, qk_m⟩ - ‖mk_n‖²) / √Ck: (B, N, Ck), (B, M, Ck) -> (B, N, M) float32."""
+  mem_keys = mem_keys.astype(jnp.float32)
+  ab = jnp.einsum('bnc,bmc->bnm', mem_keys.astype(dtype), query_keys.astype(dtype),
+                  preferred_element_type=jnp.float32)
+  a_sq = jnp.sum(mem_keys * mem_keys, axis=-1)[:, :, None]
+  return (2.0 * ab - a_sq) / math.sqrt(mem_keys.shape[-1])
+
+
+def memory_softmax(logits: jax.Array, top_k: Optional[int] = None) -> jax.Array:
+  """Softmax over the memory axis 1 of (B, N, M); with `top_k`, only the k largest per query survive."""
+  if top_k is None or top_k >= logits.shape[1]:
+    return jax.nn.softmax(logits, axis=1)
+  per_query = jnp.swapaxes(logits, 1, 2)                            # (B, M, N)
+  values, indices = jax.lax.top_k(per_query, top_k)                 # (B, M, k)
+  weights = jax.nn.softmax(values, axis=-1)
+  dense = jnp.put_along_axis(jnp.zeros_like(per_query), indices, weights, axis=-1, inplace=False)
+  return jnp.swapaxes(dense, 1, 2)
+
+
+def readout(affinity: jax.Array, mem_values: jax.Array, dtype: Dtype = jnp.float32) -> jax.Array:
+  """Σ_n A[n, m] · v[k, n]: affinity (B, N, M), values (B, K, N, Cv) -> (B, K, M, Cv)."""
+  return jnp.einsum('bnm,bknc->bkmc', affinity.astype(dtype), mem_values.astype(dtype))
