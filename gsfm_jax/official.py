@@ -5,25 +5,20 @@ Layouts: conv OIHW <-> HWIO, linear (out, in) <-> (in, out), BN weight/bias <-> 
 running_mean/var <-> batch_stats mean/var; `num_batches_tracked` is dropped (always 0, BN never updates).
 """
 import re
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import flax.traverse_util
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from gsfm_jax.models import GSFM
+from gsfm_jax.export import ConversionError, atomic_write, check_structure, read_npz, write_arrays_npz
+from gsfm_jax.models import GSFM, init_variables
 
 Variables = dict[str, Any]
 Path = tuple[str, ...]
 
 _INDEXED_CONTAINER = re.compile(r'^(res2|layer[1-3]|downsample|mlp)_(\d+)$')
 _BN_BUFFERS = {'running_mean': 'mean', 'running_var': 'var'}
-_MAX_LISTED = 20
-
-
-class ConversionError(ValueError):
-  """A weight file cannot be converted; the message names the file and every problem found."""
 
 
 def flax_path(key: str, ndim: int) -> Optional[Path]:
@@ -56,30 +51,30 @@ def official_key(path: Path) -> str:
   return '.'.join(parts + [leaf])
 
 
-def to_flax_layout(array: np.ndarray) -> np.ndarray:
-  """OIHW conv -> HWIO, (out, in) linear -> (in, out); vectors unchanged."""
-  if array.ndim == 4:
-    return np.ascontiguousarray(array.transpose(2, 3, 1, 0))
-  if array.ndim == 2:
-    return np.ascontiguousarray(array.T)
-  return array
+_OFFICIAL_AXES = {4: (3, 2, 0, 1), 2: (1, 0)}  # HWIO -> OIHW, (in, out) -> (out, in)
 
 
 def to_official_layout(array: np.ndarray) -> np.ndarray:
-  """Inverse of `to_flax_layout`."""
-  if array.ndim == 4:
-    return np.ascontiguousarray(array.transpose(3, 2, 0, 1))
-  if array.ndim == 2:
-    return np.ascontiguousarray(array.T)
-  return array
+  """Flax HWIO conv -> OIHW, (in, out) linear -> (out, in); vectors unchanged."""
+  axes = _OFFICIAL_AXES.get(array.ndim)
+  return array if axes is None else np.ascontiguousarray(array.transpose(axes))
+
+
+def to_flax_layout(array: np.ndarray) -> np.ndarray:
+  """Inverse of `to_official_layout`."""
+  axes = _OFFICIAL_AXES.get(array.ndim)
+  return array if axes is None else np.ascontiguousarray(array.transpose(np.argsort(axes)))
+
+
+def official_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+  """The official layout's shape of a Flax array shape."""
+  axes = _OFFICIAL_AXES.get(len(shape))
+  return tuple(shape) if axes is None else tuple(shape[a] for a in axes)
 
 
 def abstract_variables(model: GSFM) -> Mapping[Path, jax.ShapeDtypeStruct]:
   """Flat {path: ShapeDtypeStruct} of the model's variables, without computing anything."""
-  k = 1 if model.single_object else 2
-  tree = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 2, 32, 32, 3)),
-                                           jnp.zeros((1, 32, 32, k)), jnp.ones((1, k))))
-  return flax.traverse_util.flatten_dict(tree)
+  return flax.traverse_util.flatten_dict(jax.eval_shape(lambda: init_variables(model, jax.random.PRNGKey(0))))
 
 
 def orthogonal(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
@@ -109,18 +104,6 @@ def widen_stem(weight: np.ndarray, in_channels: int, fill: str, rng: np.random.G
   return np.concatenate([weight, new], axis=1)
 
 
-def _listing(items: Iterable[str]) -> str:
-  items = sorted(items)
-  shown = ', '.join(items[:_MAX_LISTED])
-  return shown + (f' … (+{len(items) - _MAX_LISTED} more)' if len(items) > _MAX_LISTED else '')
-
-
-def _official_shape(spec: jax.ShapeDtypeStruct) -> tuple[int, ...]:
-  shape = tuple(spec.shape)
-  return tuple(reversed(shape)) if len(shape) == 2 else (
-      (shape[3], shape[2], shape[0], shape[1]) if len(shape) == 4 else shape)
-
-
 def state_dict_to_variables(state_dict: Mapping[str, np.ndarray], model: GSFM, source: str,
                             stem_fill: str = 'orthogonal', seed: int = 0) -> Variables:
   """Official state_dict -> Flax variables {'params', 'batch_stats'} for `model`.
@@ -129,37 +112,22 @@ def state_dict_to_variables(state_dict: Mapping[str, np.ndarray], model: GSFM, s
   multi-object model with `stem_fill`. Raises ConversionError naming `source` and listing every
   missing key, extra key and shape mismatch (shapes in the official layout).
   """
-  expected = abstract_variables(model)
-  flat: dict[Path, np.ndarray] = {}
-  extra, mismatched = [], []
+  expected = {official_key(p): (p, official_shape(spec.shape)) for p, spec in abstract_variables(model).items()}
   rng = np.random.default_rng(seed)
+  arrays: dict[str, np.ndarray] = {}
   for key, value in state_dict.items():
+    if key.endswith('.num_batches_tracked'):
+      continue
     value = np.asarray(value)
-    path = flax_path(key, value.ndim)
-    if path is None:
-      continue
-    if path not in expected:
-      extra.append(key)
-      continue
-    want = _official_shape(expected[path])
-    if key == 'value_encoder.conv1.weight' and value.ndim == 4 and value.shape[1] < want[1] \
-        and value.shape[:1] + value.shape[2:] == want[:1] + want[2:]:
-      value = widen_stem(value, want[1], stem_fill, rng)
-    if tuple(value.shape) != want:
-      mismatched.append(f'{key}: expected shape {list(want)}, found {list(value.shape)}')
-      continue
-    flat[path] = to_flax_layout(value.astype(np.float32))
-  missing = [official_key(p) for p in expected if p not in flat]
-  problems = []
-  if missing:
-    problems.append(f'{len(missing)} missing key(s): {_listing(missing)}')
-  if extra:
-    problems.append(f'{len(extra)} unexpected key(s): {_listing(extra)}')
-  if mismatched:
-    problems.append(f'{len(mismatched)} shape mismatch(es): ' + '; '.join(mismatched[:_MAX_LISTED]))
-  if problems:
-    raise ConversionError(f'{source}: not a GSFM state_dict for this model '
-                          f'({"single" if model.single_object else "multi"}-object): ' + '. '.join(problems))
+    if key == 'value_encoder.conv1.weight' and key in expected and value.ndim == 4:
+      want = expected[key][1]
+      if value.shape[1] < want[1] and value.shape[:1] + value.shape[2:] == want[:1] + want[2:]:
+        value = widen_stem(value, want[1], stem_fill, rng)
+    arrays[key] = value
+  kind = 'single' if model.single_object else 'multi'
+  check_structure({k: v.shape for k, v in arrays.items()}, {k: shape for k, (_, shape) in expected.items()},
+                  source, f'a GSFM state_dict for the {kind}-object network')
+  flat = {expected[k][0]: to_flax_layout(v.astype(np.float32)) for k, v in arrays.items()}
   return flax.traverse_util.unflatten_dict(flat)
 
 
@@ -209,3 +177,43 @@ def torchvision_backbone(resnet: Mapping[str, np.ndarray], encoder: str, in_chan
   if f'{encoder}.conv1.weight' not in out:
     raise ConversionError(f'{source}: not a torchvision ResNet state_dict (no conv1.weight)')
   return out
+
+
+TORCH_MISSING = ('{path}: reading PyTorch files needs torch (pip install torch). Without it, convert the file '
+                 'to .npz on a machine that has torch:\n  python -c "import sys, torch, numpy as np; '
+                 'sd = torch.load(sys.argv[1], map_location=\'cpu\', weights_only=True); sd = sd.get(\'network\', sd); '
+                 'np.savez(sys.argv[2], **{{k: v.numpy() for k, v in sd.items()}})" {path} out.npz')
+
+
+def read_state_dict(path: str) -> dict[str, np.ndarray]:
+  """An official state_dict from `.npz` (official key names) or `.pth` (needs torch), plain or as the
+  full training checkpoint {'network': …}, with DDP's `module.` prefix removed."""
+  if path.endswith('.npz'):
+    return strip_wrappers(read_npz(path))
+  try:
+    import torch
+  except ImportError:
+    raise ConversionError(TORCH_MISSING.format(path=path)) from None
+  try:
+    loaded = torch.load(path, map_location='cpu', weights_only=True)
+  except FileNotFoundError:
+    raise ConversionError(f'{path}: no such file') from None
+  except Exception as e:
+    raise ConversionError(f'{path}: cannot read as a PyTorch checkpoint ({type(e).__name__}: {e})') from None
+  if not isinstance(loaded, Mapping):
+    raise ConversionError(f'{path}: holds a {type(loaded).__name__}, not a state_dict')
+  state_dict = strip_wrappers(loaded)
+  return {k: v.detach().cpu().numpy() if hasattr(v, 'detach') else np.asarray(v) for k, v in state_dict.items()}
+
+
+def write_state_dict(state_dict: Mapping[str, np.ndarray], path: str, overwrite: bool = False) -> None:
+  """Writes an official state_dict as `.npz`, or as `.pth` (plain state_dict, needs torch)."""
+  if path.endswith('.npz'):
+    write_arrays_npz(state_dict, path, overwrite)
+    return
+  try:
+    import torch
+  except ImportError:
+    raise ConversionError(f'{path}: writing PyTorch files needs torch (pip install torch); write .npz instead') from None
+  tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state_dict.items()}
+  atomic_write(path, overwrite, lambda target: torch.save(tensors, target))

@@ -136,3 +136,12 @@ class GSFM(nn.Module):
         out[f'frame{t}_values'] = values
         mem_values = jnp.concatenate([mem_values, values[:, :, None]], axis=2)
     return out
+
+
+def init_variables(model: GSFM, rng: jax.Array) -> dict:
+  """Fresh {'params', 'batch_stats'} for `model` (shapes do not depend on the image size).
+
+  BatchNorm statistics start as mean 0, var 1 (the identity), as in a freshly built PyTorch model.
+  """
+  k = 1 if model.single_object else 2
+  return model.init(rng, jnp.zeros((1, 2, 32, 32, 3)), jnp.zeros((1, 32, 32, k)), jnp.ones((1, k)))

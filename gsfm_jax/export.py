@@ -1,0 +1,137 @@
+"""Flax variables ⇄ files: flat numpy `.npz` ('/'-joined names, bit-exact) and orbax checkpoints.
+
+Every writer refuses to replace an existing output unless told to, and writes through a temporary
+name, so a failed conversion leaves nothing behind and never damages an earlier file.
+"""
+import os
+import shutil
+import tempfile
+from typing import Any, Callable, Iterable, Mapping, Optional
+
+import flax.traverse_util
+import numpy as np
+
+Variables = dict[str, Any]
+_MAX_LISTED = 20
+
+
+class ConversionError(ValueError):
+  """A weight file cannot be read or converted; the message names the file and every problem."""
+
+
+def _listing(items: Iterable[str]) -> str:
+  items = sorted(items)
+  shown = ', '.join(items[:_MAX_LISTED])
+  return shown + (f' … (+{len(items) - _MAX_LISTED} more)' if len(items) > _MAX_LISTED else '')
+
+
+def check_structure(found: Mapping[str, tuple[int, ...]], expected: Mapping[str, tuple[int, ...]],
+                    source: str, what: str) -> None:
+  """Raises ConversionError naming `source` with every missing key, extra key and shape mismatch."""
+  missing = [k for k in expected if k not in found]
+  extra = [k for k in found if k not in expected]
+  mismatched = [f'{k}: expected shape {list(expected[k])}, found {list(found[k])}'
+                for k in found if k in expected and tuple(found[k]) != tuple(expected[k])]
+  problems = []
+  if missing:
+    problems.append(f'{len(missing)} missing key(s): {_listing(missing)}')
+  if extra:
+    problems.append(f'{len(extra)} unexpected key(s): {_listing(extra)}')
+  if mismatched:
+    problems.append(f'{len(mismatched)} shape mismatch(es): ' + '; '.join(mismatched[:_MAX_LISTED]))
+  if problems:
+    raise ConversionError(f'{source}: not {what}: ' + '. '.join(problems))
+
+
+def flatten(variables: Variables) -> dict[str, np.ndarray]:
+  """{'params': {...}, 'batch_stats': {...}} -> {'params/key_encoder/conv1/kernel': array, ...}."""
+  return {'/'.join(path): np.asarray(v) for path, v in flax.traverse_util.flatten_dict(variables).items()}
+
+
+def unflatten(flat: Mapping[str, np.ndarray]) -> Variables:
+  """Inverse of `flatten`."""
+  return flax.traverse_util.unflatten_dict({tuple(k.split('/')): v for k, v in flat.items()})
+
+
+def read_npz(path: str, names_only: bool = False) -> dict[str, Optional[np.ndarray]]:
+  """All arrays of an .npz file (no pickles), or only their names (values None); ConversionError
+  naming the file if it cannot be read."""
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      return {k: None if names_only else data[k] for k in data.files}
+  except FileNotFoundError:
+    raise ConversionError(f'{path}: no such file') from None
+  except Exception as e:  # zipfile, pickle and format errors all mean the same to the user
+    raise ConversionError(f'{path}: cannot read as a numpy .npz file ({type(e).__name__}: {e})') from None
+
+
+def atomic_write(path: str, overwrite: bool, write: Callable[[str], None]) -> None:
+  """Calls write(tmp) on a temporary sibling of `path`, then moves it into place."""
+  path = os.path.abspath(path)
+  if os.path.exists(path) and not overwrite:
+    raise ConversionError(f'{path}: already exists (pass --overwrite to replace it)')
+  parent = os.path.dirname(path)
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix='.tmp-' + os.path.basename(path) + '-', dir=parent)
+  try:
+    target = os.path.join(tmp, os.path.basename(path))
+    write(target)
+    if os.path.isdir(path):
+      shutil.rmtree(path)
+    os.replace(target, path)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_arrays_npz(arrays: Mapping[str, np.ndarray], path: str, overwrite: bool = False) -> None:
+  """Writes named arrays to an uncompressed .npz, atomically."""
+  def write(target: str) -> None:
+    with open(target, 'wb') as f:
+      np.savez(f, **arrays)
+  atomic_write(path, overwrite, write)
+
+
+def save_npz(variables: Variables, path: str, overwrite: bool = False) -> None:
+  """Flax variables -> flat .npz ('/'-joined names)."""
+  write_arrays_npz(flatten(variables), path, overwrite)
+
+
+def load_npz(path: str) -> Variables:
+  """Flat .npz written by `save_npz` -> Flax variables (numpy arrays, bit-exact)."""
+  flat = read_npz(path)
+  bad = [k for k in flat if k.split('/', 1)[0] not in ('params', 'batch_stats')]
+  if bad:
+    raise ConversionError(f'{path}: not a gsfm_jax variables .npz (names must start with params/ or '
+                          f'batch_stats/): {_listing(bad)}')
+  return unflatten(flat)
+
+
+def save_orbax(variables: Variables, directory: str, overwrite: bool = False) -> None:
+  """Flax variables -> orbax checkpoint directory."""
+  import orbax.checkpoint as ocp
+
+  def write(target: str) -> None:
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(target, variables)
+    checkpointer.wait_until_finished()
+  atomic_write(directory, overwrite, write)
+
+
+def load_orbax(directory: str) -> Variables:
+  """Orbax checkpoint directory written by `save_orbax` -> Flax variables (numpy arrays)."""
+  import orbax.checkpoint as ocp
+  try:
+    restored = ocp.StandardCheckpointer().restore(os.path.abspath(directory))
+  except Exception as e:
+    raise ConversionError(f'{directory}: cannot restore as an orbax checkpoint ({type(e).__name__}: {e})') from None
+  return {k: v for k, v in restored.items() if k in ('params', 'batch_stats')}
+
+
+def save_variables(variables: Variables, path: str, overwrite: bool = False) -> None:
+  """`.npz` -> flat numpy file; anything else -> orbax checkpoint directory."""
+  (save_npz if path.endswith('.npz') else save_orbax)(variables, path, overwrite)
+
+
+def load_variables(path: str) -> Variables:
+  """Reads what `save_variables` wrote."""
+  return load_npz(path) if path.endswith('.npz') else load_orbax(path)

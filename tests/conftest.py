@@ -1,0 +1,41 @@
+"""Shared fixtures: the reference folder, official weights of the parity seed, and their conversion."""
+import functools
+import os
+import sys
+
+import numpy as np
+import pytest
+
+REFERENCE_DIR = os.environ.get(
+    'GSFM_REFERENCE_DIR', os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'reference'))
+PARITY_DIR = os.path.join(REFERENCE_DIR, 'parity')
+
+
+def parity_cases() -> list[str]:
+  """Case files from GSFM_PARITY_CASES (comma-separated), default the shared case0.npz."""
+  default = os.path.join(PARITY_DIR, 'case0.npz')
+  return [p for p in os.environ.get('GSFM_PARITY_CASES', default).split(',') if p]
+
+
+@functools.lru_cache(maxsize=4)
+def official_state_dict(seed: int) -> dict[str, np.ndarray]:
+  """The official-layout weights the reference cases were computed with (make_weights.py)."""
+  if not os.path.exists(os.path.join(PARITY_DIR, 'make_weights.py')):
+    pytest.fail(f'reference folder not found at {PARITY_DIR}; set GSFM_REFERENCE_DIR')
+  sys.path.insert(0, PARITY_DIR)
+  try:
+    from make_weights import make_state_dict
+  finally:
+    sys.path.remove(PARITY_DIR)
+  return make_state_dict(seed)
+
+
+@functools.lru_cache(maxsize=4)
+def converted_variables(seed: int, single_object: bool = False) -> dict:
+  """`official_state_dict(seed)` through the project's converter (4-channel stem for single-object)."""
+  from gsfm_jax.models import GSFM
+  from gsfm_jax.official import state_dict_to_variables
+  state_dict = dict(official_state_dict(seed))
+  if single_object:
+    state_dict['value_encoder.conv1.weight'] = state_dict['value_encoder.conv1.weight'][:, :4]
+  return state_dict_to_variables(state_dict, GSFM(single_object=single_object), f'make_state_dict({seed})')

@@ -1,0 +1,155 @@
+"""Behaviour of the GSFM modules beyond the parity case: odd sizes, single-object mode, spectral
+filter forms, top-k memory read, bf16 compute, and gradients through the frame-1 prediction."""
+import functools
+
+import flax.traverse_util
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import converted_variables
+from gsfm_jax.models import GSFM, init_variables
+from gsfm_jax.models.aggregate import aggregate
+from gsfm_jax.models.frequency import SpectralFilter, frequency_filter
+from gsfm_jax.models.memory import memory_softmax
+
+
+def _param_count(model: GSFM) -> int:
+  shapes = jax.eval_shape(lambda: init_variables(model, jax.random.PRNGKey(0)))
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes['params']))
+
+
+def test_parameter_counts_match_the_official_network():
+  assert _param_count(GSFM()) == 67_041_861
+  assert _param_count(GSFM(single_object=True)) == 67_038_725
+
+
+def _official_spectral_filter(x: np.ndarray, params: dict, kind: str, sigma: float = 7.0) -> np.ndarray:
+  """The official module literally, in float64: x + Re(ifft2(F(f · fft2(x)))), NHWC."""
+  n, h, w, c = x.shape
+  spectrum = np.fft.fft2(x.astype(np.float64), axes=(1, 2)) * frequency_filter(h, w, kind, sigma)[None, :, :, None]
+  z = np.concatenate([spectrum.real, spectrum.imag], axis=-1)
+  conv = lambda v, p: v @ np.asarray(p['kernel'], np.float64)[0, 0] + np.asarray(p['bias'], np.float64)
+  z = conv(np.maximum(conv(z, params['conv1']), 0.0), params['conv2'])
+  return x + np.real(np.fft.ifft2(z[..., :c] + 1j * z[..., c:], axes=(1, 2)))
+
+
+@pytest.mark.parametrize('kind', ['low', 'high', 'none'])
+@pytest.mark.parametrize('size', [(12, 12), (15, 25), (13, 27), (30, 54), (7, 8)])
+def test_exact_spectral_form_equals_the_official_function(kind, size):
+  x = np.random.default_rng(1).standard_normal((2, *size, 8)).astype(np.float32)
+  module = SpectralFilter(kind, form='exact')
+  params = module.init(jax.random.PRNGKey(0), x)['params']
+  got = np.asarray(module.apply({'params': params}, x), np.float64)
+  want = _official_spectral_filter(x, params, kind)
+  assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+
+
+def test_half_spectral_form_is_a_different_cheaper_function():
+  x = np.random.default_rng(2).standard_normal((1, 12, 12, 8)).astype(np.float32)
+  params = SpectralFilter('low').init(jax.random.PRNGKey(0), x)
+  exact = SpectralFilter('low', form='exact').apply(params, x)
+  half = SpectralFilter('low', form='half').apply(params, x)
+  assert half.shape == exact.shape and np.isfinite(half).all()
+  assert np.abs(half - exact).max() > 1e-3  # not the official function, as documented
+
+
+def test_filter_values_follow_the_unshifted_gaussian():
+  low = frequency_filter(24, 24, 'low', 7.0)
+  assert low[0, 0] == pytest.approx(1 - np.exp(-288 / 98), rel=1e-6)  # keeps ≈ 0.947 of DC
+  assert low[12, 12] == 0.0  # Nyquist corner removed
+  assert frequency_filter(24, 24, 'high', 7.0)[12, 12] == 1.0
+  with pytest.raises(ValueError, match='unknown frequency filter'):
+    frequency_filter(4, 4, 'band', 7.0)
+
+
+def test_top_k_softmax_keeps_only_the_k_best_memory_entries():
+  logits = np.random.default_rng(3).standard_normal((2, 40, 6)).astype(np.float32) * 5
+  got = np.asarray(memory_softmax(jnp.asarray(logits), top_k=7))
+  want = np.zeros_like(logits)
+  for b in range(2):
+    for m in range(6):
+      best = np.argsort(-logits[b, :, m])[:7]
+      e = np.exp(logits[b, best, m] - logits[b, best, m].max())
+      want[b, best, m] = e / e.sum()
+  np.testing.assert_allclose(got, want, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(memory_softmax(jnp.asarray(logits))).sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_aggregation_with_one_object_squares_the_odds():
+  p = jnp.array([0.1, 0.5, 0.8, 0.99])[:, None]
+  prob = jax.nn.softmax(aggregate(p), axis=-1)[:, 1]
+  expected = p[:, 0] ** 2 / (p[:, 0] ** 2 + (1 - p[:, 0]) ** 2)
+  np.testing.assert_allclose(prob, expected, rtol=1e-5)
+
+
+def _clip_inputs(b: int, h: int, w: int, k: int, seed: int = 0):
+  rng = np.random.default_rng(seed)
+  frames = rng.standard_normal((b, 3, h, w, 3)).astype(np.float32)
+  yy, xx = np.mgrid[:h, :w]
+  masks = np.stack([((yy - h * (0.3 + 0.3 * i)) ** 2 + (xx - w / 2) ** 2 < (h / 5) ** 2)
+                    for i in range(k)], -1).astype(np.float32)
+  return frames, np.broadcast_to(masks, (b, h, w, k)).copy(), np.ones((b, k), np.float32)
+
+
+@functools.lru_cache(maxsize=None)
+def _forward(single_object: bool = False, dtype=jnp.float32):
+  return jax.jit(GSFM(single_object=single_object, dtype=dtype).apply)
+
+
+def test_odd_feature_sizes():
+  frames, masks, selector = _clip_inputs(1, 176, 208, 2)  # f16 11×13, f8 22×26, f4 44×52
+  out = jax.device_get(_forward()(converted_variables(0), frames, masks, selector))
+  assert out['k16'].shape == (1, 3, 11, 13, 64)
+  assert out['f16'].shape == (1, 3, 11, 13, 1024)
+  for t in (1, 2):
+    assert out[f'logits_{t}'].shape == (1, 176, 208, 3)
+    assert out[f'prob_{t}'].shape == out[f'boundary_{t}'].shape == (1, 176, 208, 2)
+    assert np.isfinite(out[f'logits_{t}']).all() and np.isfinite(out[f'boundary_{t}']).all()
+    assert (out[f'prob_{t}'].sum(-1) <= 1 + 1e-6).all()
+
+
+def test_single_object_network():
+  frames, masks, _ = _clip_inputs(2, 64, 96, 1)
+  variables = converted_variables(0, single_object=True)
+  assert variables['params']['value_encoder']['conv1']['kernel'].shape == (7, 7, 4, 64)
+  out = jax.device_get(_forward(single_object=True)(variables, frames, masks))
+  assert out['ref_values'].shape == (2, 1, 4, 6, 512)
+  assert out['logits_2'].shape == (2, 64, 96, 2) and out['prob_2'].shape == (2, 64, 96, 1)
+  # one object: background = 1 - p, so its log-odds are the negated object log-odds (checked where
+  # float32 still resolves 1 - p, i.e. |log-odds| < 8)
+  bg, fg = out['logits_2'][..., 0], out['logits_2'][..., 1]
+  moderate = np.abs(fg) < 8
+  assert moderate.mean() > 0.2
+  np.testing.assert_allclose(bg[moderate], -fg[moderate], atol=2e-3)
+  with pytest.raises(ValueError, match='one mask per sample'):
+    GSFM(single_object=True).apply(variables, frames, np.concatenate([masks, masks], -1))
+
+
+def test_bfloat16_compute_is_finite_and_close_to_float32():
+  frames, masks, selector = _clip_inputs(1, 64, 64, 2, seed=4)
+  variables = converted_variables(0)
+  f32 = jax.device_get(_forward()(variables, frames, masks, selector))
+  bf16 = jax.device_get(_forward(dtype=jnp.bfloat16)(variables, frames, masks, selector))
+  for key in ('prob_1', 'prob_2'):
+    assert bf16[key].dtype == np.float32 and np.isfinite(bf16[key]).all()
+    diff = np.abs(bf16[key] - f32[key])
+    print(f'bf16 vs f32 {key}: max {diff.max():.3e}, mean {diff.mean():.3e}')
+    assert diff.mean() <= 0.02 and np.mean(diff <= 0.1) >= 0.98
+
+
+def test_gradients_flow_through_the_frame1_prediction_into_memory():
+  frames, masks, selector = _clip_inputs(1, 64, 64, 2, seed=5)
+  variables = converted_variables(0)
+  model = GSFM()
+
+  def frame1_memory(decoder_params, variables, frames, masks, selector):
+    params = {**variables['params'], 'decoder': decoder_params}
+    return jnp.sum(model.apply({**variables, 'params': params}, frames, masks, selector)['frame1_values'])
+
+  grads = jax.jit(jax.grad(frame1_memory))(variables['params']['decoder'], variables, frames, masks, selector)
+  norms = {'/'.join(k): float(jnp.linalg.norm(v)) for k, v in flax.traverse_util.flatten_dict(grads).items()}
+  assert all(np.isfinite(v) for v in norms.values())
+  # frame 1's memory value depends on the decoder only through frame 1's soft prediction
+  assert norms['pred/kernel'] > 0 and norms['hfm/conv2/kernel'] > 0
