@@ -149,7 +149,7 @@ def strip_wrappers(state_dict: Mapping[str, Any]) -> dict[str, Any]:
   return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state_dict.items()}
 
 
-_TORCHVISION_STAGES = {'key_encoder': ('res2', 'layer2', 'layer3'), 'value_encoder': ('layer1', 'layer2', 'layer3')}
+TORCHVISION_STAGES = {'key_encoder': ('res2', 'layer2', 'layer3'), 'value_encoder': ('layer1', 'layer2', 'layer3')}
 
 
 def torchvision_backbone(resnet: Mapping[str, np.ndarray], encoder: str, in_channels: int,
@@ -159,7 +159,7 @@ def torchvision_backbone(resnet: Mapping[str, np.ndarray], encoder: str, in_chan
   layer1 is renamed `res2` in the key encoder; layer4 and fc are dropped; conv biases (absent in the
   source) become 0; extra stem input channels are orthogonal-initialised after RGB (spec §1.2).
   """
-  stages = _TORCHVISION_STAGES[encoder]
+  stages = TORCHVISION_STAGES[encoder]
   out: dict[str, np.ndarray] = {}
   for key, value in resnet.items():
     parts = key.split('.')

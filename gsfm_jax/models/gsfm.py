@@ -145,3 +145,10 @@ def init_variables(model: GSFM, rng: jax.Array) -> dict:
   """
   k = 1 if model.single_object else 2
   return model.init(rng, jnp.zeros((1, 2, 32, 32, 3)), jnp.zeros((1, 32, 32, k)), jnp.ones((1, k)))
+
+
+def build_model(config) -> GSFM:
+  """GSFM from a model ConfigDict (configs/model.py)."""
+  return GSFM(single_object=config.single_object, lfm_filter=config.lfm_filter, hfm_filter=config.hfm_filter,
+              sigma=config.sigma, spectral_form=config.spectral_form, boundary_branch=config.boundary_branch,
+              dtype=jnp.dtype(config.dtype))

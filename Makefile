@@ -1,0 +1,25 @@
+# One command sets up and runs each thing; every target creates or reuses the virtual environment .venv/.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# 8 virtual CPU devices, so that sharding code paths run on a machine without accelerators
+TEST_ENV := XLA_FLAGS=--xla_force_host_platform_device_count=8 TF_CPP_MIN_LOG_LEVEL=2
+
+.PHONY: setup test run clean
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+setup: $(VENV)/.installed
+
+test: setup
+	$(TEST_ENV) $(PY) -m pytest tests
+
+run: setup
+	$(PY) -m gsfm_jax.summary --out out/summary
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

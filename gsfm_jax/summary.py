@@ -1,0 +1,114 @@
+"""Model summary: parameters per module, one timed training-clip forward + loss on a built-in clip,
+and the predictions written as an image.
+
+  python -m gsfm_jax.summary --out out/summary [--weights W] [--config.dtype=bfloat16] [--size=384]
+
+The clip is a photograph bundled with scikit-image with two textured objects moving over it, so
+nothing is downloaded. With random weights the masks are meaningless; with converted official
+weights (`--weights`, anything `gsfm_jax.convert` reads) they are the network's real predictions.
+"""
+import os
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+from PIL import Image
+
+from gsfm_jax.convert import read_any
+from gsfm_jax.losses import gsfm_loss
+from gsfm_jax.models import build_model, init_variables
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', os.path.join(os.path.dirname(__file__), '..', 'configs', 'model.py'), 'model config file')
+_OUT = flags.DEFINE_string('out', 'out/summary', 'output folder (summary.png)')
+_WEIGHTS = flags.DEFINE_string('weights', None, 'weights to load (orbax dir, .npz, .pth); default: random init')
+_SIZE = flags.DEFINE_integer('size', 384, 'clip frame size (multiple of 16); training uses 384')
+_REPEATS = flags.DEFINE_integer('repeats', 3, 'timed forward passes after compilation')
+_SEED = flags.DEFINE_integer('seed', 0, 'seed of the random init')
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+PALETTE = np.array([[0, 0, 0], [230, 60, 60], [60, 200, 90]], np.uint8)
+
+
+def synthetic_clip(size: int) -> tuple[np.ndarray, np.ndarray]:
+  """Three uint8 frames (3, S, S, 3) and two object masks per frame (3, S, S, 2)."""
+  from skimage import data, transform
+  background = transform.resize(data.astronaut(), (size, size), anti_aliasing=True)
+  texture = transform.resize(data.chelsea(), (size, size), anti_aliasing=True)
+  yy, xx = np.mgrid[:size, :size] / size
+  frames, masks = [], []
+  for t in range(3):
+    disk = (yy - 0.35) ** 2 + (xx - 0.25 - 0.12 * t) ** 2 < 0.15 ** 2
+    square = (np.abs(yy - 0.7 + 0.05 * t) < 0.12) & (np.abs(xx - 0.65) < 0.12 + 0.02 * t)
+    square &= ~disk
+    frame = np.where(disk[..., None], texture, background)
+    frame = np.where(square[..., None], 1.0 - texture, frame)
+    frames.append((frame * 255).astype(np.uint8))
+    masks.append(np.stack([disk, square], -1).astype(np.float32))
+  return np.stack(frames), np.stack(masks)
+
+
+def overlay(frame: np.ndarray, labels: np.ndarray) -> np.ndarray:
+  """uint8 frame (H, W, 3) with label colours blended in."""
+  colours = PALETTE[np.clip(labels, 0, len(PALETTE) - 1)]
+  return np.where(labels[..., None] > 0, (0.5 * frame + 0.5 * colours).astype(np.uint8), frame)
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value
+  model = build_model(config)
+  if _WEIGHTS.value:
+    variables = read_any(_WEIGHTS.value, model, 'orthogonal')
+  else:
+    variables = jax.jit(lambda key: init_variables(model, key))(jax.random.PRNGKey(_SEED.value))
+  print(f'GSFM ({"single" if config.single_object else "multi"}-object, compute {config.dtype}) on '
+        f'{jax.devices()[0].platform}')
+  for name, tree in variables['params'].items():
+    print(f'  {name:15s} {sum(int(np.size(x)) for x in jax.tree.leaves(tree)):>12,d} parameters')
+  print(f'  {"total":15s} {sum(int(np.size(x)) for x in jax.tree.leaves(variables["params"])):>12,d}')
+
+  frames_u8, masks = synthetic_clip(_SIZE.value)
+  k = 1 if config.single_object else 2
+  masks = masks[..., :k]
+  frames = ((frames_u8 / 255.0 - IMAGENET_MEAN) / IMAGENET_STD).astype(np.float32)[None]
+  selector = np.ones((1, k), np.float32)
+  cls_gt = np.argmax(np.concatenate([0.5 * np.ones_like(masks[..., :1]), masks], -1), -1)[None]
+
+  @jax.jit
+  def step(variables, frames, masks, cls_gt):
+    out = model.apply(variables, frames, masks[:, 0], None if config.single_object else selector)
+    return out, gsfm_loss(out, masks, cls_gt, selector, 0, 3000, 15000)
+
+  start = time.perf_counter()
+  out, losses = jax.block_until_ready(step(variables, frames, masks[None], cls_gt))
+  compile_s = time.perf_counter() - start
+  times = []
+  for _ in range(_REPEATS.value):
+    start = time.perf_counter()
+    jax.block_until_ready(step(variables, frames, masks[None], cls_gt))
+    times.append(time.perf_counter() - start)
+  print(f'clip forward + loss, 1×3×{_SIZE.value}×{_SIZE.value}: first call (with compilation) {compile_s:.2f} s, '
+        f'then median {statistics.median(times):.3f} s over {len(times)}')
+  print('losses: ' + ', '.join(f'{k} {float(v):.4f}' for k, v in sorted(losses.items())))
+
+  rows = [np.concatenate([overlay(frames_u8[0], cls_gt[0, 0])] + [
+      overlay(frames_u8[t], np.argmax(np.asarray(out[f'logits_{t}'][0]), -1)) for t in (1, 2)], axis=1)]
+  if f'boundary_1' in out:
+    boundary = [np.zeros_like(frames_u8[0])] + [
+        np.repeat((255 * jax.nn.sigmoid(out[f'boundary_{t}'][0].max(-1)))[..., None], 3, -1).astype(np.uint8)
+        for t in (1, 2)]
+    rows.append(np.concatenate(boundary, axis=1))
+  os.makedirs(_OUT.value, exist_ok=True)
+  path = os.path.join(_OUT.value, 'summary.png')
+  Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+  print(f'wrote {path} (top: frame 0 ground truth, frames 1-2 predicted labels; bottom: boundary probability)')
+
+
+if __name__ == '__main__':
+  app.run(main)
