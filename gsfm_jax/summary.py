@@ -66,7 +66,7 @@ def main(argv):
   if _WEIGHTS.value:
     variables = read_any(_WEIGHTS.value, model, 'orthogonal')
   else:
-    variables = jax.jit(lambda key: init_variables(model, key))(jax.random.PRNGKey(_SEED.value))
+    variables = init_variables(model, jax.random.PRNGKey(_SEED.value))
   print(f'GSFM ({"single" if config.single_object else "multi"}-object, compute {config.dtype}) on '
         f'{jax.devices()[0].platform}')
   for name, tree in variables['params'].items():

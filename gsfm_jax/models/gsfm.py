@@ -144,7 +144,7 @@ def init_variables(model: GSFM, rng: jax.Array) -> dict:
   BatchNorm statistics start as mean 0, var 1 (the identity), as in a freshly built PyTorch model.
   """
   k = 1 if model.single_object else 2
-  return model.init(rng, jnp.zeros((1, 2, 32, 32, 3)), jnp.zeros((1, 32, 32, k)), jnp.ones((1, k)))
+  return jax.jit(model.init)(rng, jnp.zeros((1, 2, 32, 32, 3)), jnp.zeros((1, 32, 32, k)), jnp.ones((1, k)))
 
 
 def build_model(config) -> GSFM:
