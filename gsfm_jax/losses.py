@@ -1,10 +1,10 @@
 """GSFM training loss (spec §2): bootstrapped (hard-mining) cross entropy on the soft-aggregated
 log-odds plus 0.05 × (BCE + Dice) on the boundary logits, per sample, per predicted frame.
 
-Works under jit with a traced iteration: the hard-mining fraction becomes a mask over the sorted
-per-pixel losses, so no shape depends on the iteration.
+Works under jit with a traced hard-mining count: it becomes a mask over the sorted per-pixel
+losses, so no shape depends on the iteration.
 """
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -13,16 +13,26 @@ _LAPLACIAN = jnp.array([[-1., -1., -1.], [-1., 8., -1.], [-1., -1., -1.]], jnp.f
 _MASKED_LOGIT = -1e30
 
 
-def hard_mining_fraction(it: jax.Array, start_warm: int, end_warm: int, top_p: float = 0.15) -> jax.Array:
-  """p: 1 before start_warm, then linear down to top_p at end_warm, top_p after (float32 scalar)."""
-  it = jnp.asarray(it, jnp.float32)
-  ramp = top_p + (1.0 - top_p) * (end_warm - it) / (end_warm - start_warm)
-  return jnp.where(it < start_warm, 1.0, jnp.where(it > end_warm, top_p, ramp)).astype(jnp.float32)
+def hard_mining(it: int, num_pixels: int, start_warm: int, end_warm: int,
+                top_p: float = 0.15) -> tuple[float, int]:
+  """(p, k): the fraction and number of hardest pixels kept per sample at iteration `it`.
+
+  p is 1 before start_warm, then linear down to top_p at end_warm, top_p after; k = int(num_pixels · p).
+  Computed on the host in float64 like the official code, because float32 rounding changes k by one
+  whenever num_pixels · p is (nearly) whole. Feed both to a jitted step as arrays: nothing recompiles.
+  """
+  if it < start_warm:
+    p = 1.0
+  elif it > end_warm:
+    p = top_p
+  else:
+    p = top_p + (1 - top_p) * ((end_warm - it) / (end_warm - start_warm))
+  return p, int(num_pixels * p)
 
 
-def bootstrapped_ce(logits: jax.Array, labels: jax.Array, p: jax.Array,
+def bootstrapped_ce(logits: jax.Array, labels: jax.Array, num_kept: Union[int, jax.Array],
                     class_valid: Optional[jax.Array] = None) -> jax.Array:
-  """Mean of the top floor(p·H·W) per-pixel cross entropies of each sample.
+  """Mean of the `num_kept` largest per-pixel cross entropies of each sample (see `hard_mining`).
 
   logits (B, H, W, C), labels (B, H, W) int, class_valid (B, C) bool (invalid classes are left out
   of the softmax, like the official `logits[:, :2]` for samples without a second object) -> (B,).
@@ -32,11 +42,9 @@ def bootstrapped_ce(logits: jax.Array, labels: jax.Array, p: jax.Array,
   log_p = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
   pixel_loss = -jnp.take_along_axis(log_p, labels[..., None].astype(jnp.int32), axis=-1)
   pixel_loss = pixel_loss.reshape(pixel_loss.shape[0], -1)
-  n = pixel_loss.shape[1]
-  k = jnp.floor(p * n).astype(jnp.int32)
   ranked = -jnp.sort(-pixel_loss, axis=-1)
-  keep = jnp.arange(n) < k
-  return jnp.sum(jnp.where(keep, ranked, 0.0), axis=-1) / k
+  keep = jnp.arange(ranked.shape[1]) < num_kept
+  return jnp.sum(jnp.where(keep, ranked, 0.0), axis=-1) / num_kept
 
 
 def boundary_target(mask: jax.Array) -> jax.Array:
@@ -60,13 +68,13 @@ def boundary_loss(logits: jax.Array, target: jax.Array) -> jax.Array:
 
 
 def gsfm_loss(outputs: Mapping[str, jax.Array], masks: jax.Array, cls_gt: jax.Array,
-              selector: Optional[jax.Array], it: jax.Array, start_warm: int, end_warm: int,
-              top_p: float = 0.15, boundary_weight: float = 0.05) -> dict[str, jax.Array]:
+              selector: Optional[jax.Array], p: Union[float, jax.Array], num_kept: Union[int, jax.Array],
+              boundary_weight: float = 0.05) -> dict[str, jax.Array]:
   """The official loss over frames 1 … T-1 of a clip batch.
 
   outputs: the clip forward's `logits_t (B, H, W, K+1)` and `boundary_t (B, H, W, K)`;
   masks (B, T, H, W, K) object ground truth; cls_gt (B, T, H, W) in 0 … K; selector (B, K) or None
-  (all objects present). Returns `loss_t` (batch mean of CE + weight · boundary loss, with the boundary
+  (all objects present); p, num_kept from `hard_mining`. Returns `loss_t` (batch mean of CE + weight · boundary loss, with the boundary
   loss averaged over present objects), `total_loss` = Σ_t loss_t, and the hard-mining fraction `p`.
   """
   b, num_frames = cls_gt.shape[:2]
@@ -74,15 +82,14 @@ def gsfm_loss(outputs: Mapping[str, jax.Array], masks: jax.Array, cls_gt: jax.Ar
   present = jnp.ones((b, k), bool) if selector is None else selector > 0.5
   class_valid = jnp.concatenate([jnp.ones((b, 1), bool), present], axis=-1)
   weights = present.astype(jnp.float32)
-  p = hard_mining_fraction(it, start_warm, end_warm, top_p)
   losses = {'total_loss': jnp.zeros((), jnp.float32)}
   for t in range(1, num_frames):
-    per_sample = bootstrapped_ce(outputs[f'logits_{t}'], cls_gt[:, t], p, class_valid)
+    per_sample = bootstrapped_ce(outputs[f'logits_{t}'], cls_gt[:, t], num_kept, class_valid)
     if f'boundary_{t}' in outputs:
       per_object = jax.vmap(boundary_loss, in_axes=(-1, -1), out_axes=-1)(
           outputs[f'boundary_{t}'], jax.vmap(boundary_target, in_axes=-1, out_axes=-1)(masks[:, t]))
       per_sample = per_sample + boundary_weight * jnp.sum(per_object * weights, -1) / jnp.sum(weights, -1)
     losses[f'loss_{t}'] = jnp.mean(per_sample)
     losses['total_loss'] = losses['total_loss'] + losses[f'loss_{t}']
-  losses['p'] = p
+  losses['p'] = jnp.asarray(p, jnp.float32)
   return losses

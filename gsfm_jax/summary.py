@@ -19,7 +19,7 @@ from ml_collections import config_flags
 from PIL import Image
 
 from gsfm_jax.convert import read_any
-from gsfm_jax.losses import gsfm_loss
+from gsfm_jax.losses import gsfm_loss, hard_mining
 from gsfm_jax.models import build_model, init_variables
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -83,7 +83,7 @@ def main(argv):
   @jax.jit
   def step(variables, frames, masks, cls_gt):
     out = model.apply(variables, frames, masks[:, 0], None if config.single_object else selector)
-    return out, gsfm_loss(out, masks, cls_gt, selector, 0, 3000, 15000)
+    return out, gsfm_loss(out, masks, cls_gt, selector, *hard_mining(0, _SIZE.value ** 2, 3000, 15000))
 
   start = time.perf_counter()
   out, losses = jax.block_until_ready(step(variables, frames, masks[None], cls_gt))

@@ -153,3 +153,22 @@ def test_gradients_flow_through_the_frame1_prediction_into_memory():
   assert all(np.isfinite(v) for v in norms.values())
   # frame 1's memory value depends on the decoder only through frame 1's soft prediction
   assert norms['pred/kernel'] > 0 and norms['hfm/conv2/kernel'] > 0
+
+
+def test_hard_mining_keeps_the_official_number_of_pixels_eagerly_and_under_jit():
+  from gsfm_jax.losses import bootstrapped_ce, hard_mining
+  rng = np.random.default_rng(6)
+  logits = rng.standard_normal((2, 40, 40, 3)).astype(np.float32)
+  labels = rng.integers(0, 3, (2, 40, 40))
+  log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  ranked = np.sort(-np.take_along_axis(log_p, labels[..., None], -1).reshape(2, -1), -1)[:, ::-1]
+  jitted = jax.jit(bootstrapped_ce)
+  # at it 9000, p = 0.575 and 0.575 · 1600 is 919.9999999999999 in float64: the official code keeps 919
+  # pixels, where float32 (0.575 · 1600 = 920.0) would keep 920
+  assert hard_mining(9000, 1600, 3000, 15000) == (0.575, 919)
+  for it, p in ((0, 1.0), (3000, 1.0), (9000, 0.575), (15000, 0.15), (20000, 0.15)):
+    got_p, k = hard_mining(it, 1600, 3000, 15000)
+    assert got_p == pytest.approx(p) and k == int(1600 * p)
+    want = ranked[:, :k].mean(-1)
+    np.testing.assert_allclose(bootstrapped_ce(logits, labels, k), want, rtol=1e-5)
+    np.testing.assert_allclose(jitted(logits, labels, np.int32(k)), want, rtol=1e-5)

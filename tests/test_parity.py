@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import converted_variables, parity_cases
-from gsfm_jax.losses import gsfm_loss
+from gsfm_jax.losses import gsfm_loss, hard_mining
 from gsfm_jax.models import GSFM
 from gsfm_jax.models.frequency import SpectralFilter
 
@@ -89,8 +89,8 @@ def test_train_losses(path, capsys):
   with capsys.disabled():
     print(f'\n[parity] {path}: losses (limit relative 1e-4)')
     for it in iterations:
-      losses = jax.device_get(gsfm_loss(out, masks, case['train/cls_gt'], case['train/selector'], it,
-                                        START_WARM, END_WARM))
+      p, num_kept = hard_mining(it, int(np.prod(case['train/cls_gt'].shape[2:])), START_WARM, END_WARM)
+      losses = jax.device_get(gsfm_loss(out, masks, case['train/cls_gt'], case['train/selector'], p, num_kept))
       for name in ('total_loss', 'loss_1', 'loss_2', 'p'):
         ref = float(case[f'train/loss_it{it}/{name}'])
         rel = abs(float(losses[name]) - ref) / abs(ref)
