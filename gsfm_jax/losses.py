@@ -8,8 +8,10 @@ from typing import Mapping, Optional, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-_LAPLACIAN = jnp.array([[-1., -1., -1.], [-1., 8., -1.], [-1., -1., -1.]], jnp.float32)
+# numpy, not jnp: importing this module must not start a JAX backend (jax.distributed comes first)
+_LAPLACIAN = np.array([[-1., -1., -1.], [-1., 8., -1.], [-1., -1., -1.]], np.float32)
 _MASKED_LOGIT = -1e30
 
 
@@ -74,8 +76,9 @@ def gsfm_loss(outputs: Mapping[str, jax.Array], masks: jax.Array, cls_gt: jax.Ar
 
   outputs: the clip forward's `logits_t (B, H, W, K+1)` and `boundary_t (B, H, W, K)`;
   masks (B, T, H, W, K) object ground truth; cls_gt (B, T, H, W) in 0 … K; selector (B, K) or None
-  (all objects present); p, num_kept from `hard_mining`. Returns `loss_t` (batch mean of CE + weight · boundary loss, with the boundary
-  loss averaged over present objects), `total_loss` = Σ_t loss_t, and the hard-mining fraction `p`.
+  (all objects present); p, num_kept from `hard_mining`. Returns `loss_t` (batch mean of CE +
+  weight · boundary loss, the boundary loss averaged over present objects), `total_loss` = Σ_t loss_t,
+  and the hard-mining fraction `p`.
   """
   b, num_frames = cls_gt.shape[:2]
   k = masks.shape[-1]

@@ -1,0 +1,18 @@
+"""The model, loss and conversion code import without TensorFlow (the GPU machine has none) and
+without starting a JAX backend (multi-host runs must call jax.distributed.initialize first)."""
+import subprocess
+import sys
+
+CHECK = '''
+import sys
+from jax._src import xla_bridge
+import gsfm_jax.convert, gsfm_jax.export, gsfm_jax.losses, gsfm_jax.models, gsfm_jax.official
+assert 'tensorflow' not in sys.modules, 'tensorflow was imported'
+assert not xla_bridge._backends, 'a JAX backend was started at import time'
+print('ok')
+'''
+
+
+def test_package_imports_without_tensorflow_or_a_backend():
+  result = subprocess.run([sys.executable, '-c', CHECK], capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0 and result.stdout.strip() == 'ok', result.stderr[-2000:]
