@@ -99,7 +99,7 @@ def main(argv):
 
   rows = [np.concatenate([overlay(frames_u8[0], cls_gt[0, 0])] + [
       overlay(frames_u8[t], np.argmax(np.asarray(out[f'logits_{t}'][0]), -1)) for t in (1, 2)], axis=1)]
-  if f'boundary_1' in out:
+  if 'boundary_1' in out:
     boundary = [np.zeros_like(frames_u8[0])] + [
         np.repeat((255 * jax.nn.sigmoid(out[f'boundary_{t}'][0].max(-1)))[..., None], 3, -1).astype(np.uint8)
         for t in (1, 2)]
