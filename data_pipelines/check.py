@@ -149,7 +149,7 @@ def check_roots(roots: list[str], workers: int = 8) -> tuple[list[Problem], int]
     results = pool.map(lambda job: check_pair(*job[1:]) if job[0] == 'pair' else _empty_first_annotation(job[1]), jobs)
     for found in results:
       problems.extend(found)
-  files = sum(2 if job[0] == 'pair' and job[2] else 1 for job in jobs if job[0] == 'pair')
+  files = sum(path is not None for job in jobs if job[0] == 'pair' for path in job[1:3])
   return sorted(set(problems), key=lambda p: (p.path, p.message)), files
 
 

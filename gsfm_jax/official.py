@@ -18,30 +18,11 @@ Variables = dict[str, Any]
 Path = tuple[str, ...]
 
 _INDEXED_CONTAINER = re.compile(r'^(res2|layer[1-3]|downsample|mlp)_(\d+)$')
-_BN_BUFFERS = {'running_mean': 'mean', 'running_var': 'var'}
-
-
-def flax_path(key: str, ndim: int) -> Optional[Path]:
-  """Official key -> (collection, *modules, leaf) in the Flax tree; None for `num_batches_tracked`."""
-  parts = key.split('.')
-  modules: list[str] = []
-  for part in parts[:-1]:
-    if part.isdigit() and modules:
-      modules[-1] = f'{modules[-1]}_{part}'
-    else:
-      modules.append(part)
-  leaf = parts[-1]
-  if leaf == 'num_batches_tracked':
-    return None
-  if leaf in _BN_BUFFERS:
-    return ('batch_stats', *modules, _BN_BUFFERS[leaf])
-  if leaf == 'weight':
-    return ('params', *modules, 'scale' if ndim == 1 else 'kernel')
-  return ('params', *modules, leaf)
 
 
 def official_key(path: Path) -> str:
-  """(collection, *modules, leaf) -> official key (inverse of `flax_path`)."""
+  """(collection, *modules, leaf) -> official key, e.g. (params, key_encoder, res2_0, conv1, kernel) ->
+  key_encoder.res2.0.conv1.weight; the only map between the namings, used in both directions."""
   parts: list[str] = []
   for module in path[1:-1]:
     match = _INDEXED_CONTAINER.match(module)

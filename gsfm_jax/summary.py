@@ -3,8 +3,8 @@ and the predictions written as an image.
 
   python -m gsfm_jax.summary --out out/summary [--weights W] [--config.dtype=bfloat16] [--size=384]
 
-The clip is a photograph bundled with scikit-image with two textured objects moving over it, so
-nothing is downloaded. With random weights the masks are meaningless; with converted official
+The clip is three frames of a built-in-dataset video (data_pipelines.synthetic: photographs bundled with
+scikit-image), so nothing is downloaded. With random weights the masks are meaningless; with converted official
 weights (`--weights`, anything `gsfm_jax.convert` reads) they are the network's real predictions.
 """
 import os
@@ -18,6 +18,8 @@ from absl import app, flags
 from ml_collections import config_flags
 from PIL import Image
 
+from data_pipelines.palette import davis_palette
+from data_pipelines.synthetic import render_video
 from gsfm_jax.convert import read_any
 from gsfm_jax.losses import gsfm_loss, hard_mining
 from gsfm_jax.models import build_model, init_variables
@@ -32,30 +34,21 @@ _SEED = flags.DEFINE_integer('seed', 0, 'seed of the random init')
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
-PALETTE = np.array([[0, 0, 0], [230, 60, 60], [60, 200, 90]], np.uint8)
 
 
-def synthetic_clip(size: int) -> tuple[np.ndarray, np.ndarray]:
-  """Three uint8 frames (3, S, S, 3) and two object masks per frame (3, S, S, 2)."""
-  from skimage import data, transform
-  background = transform.resize(data.astronaut(), (size, size), anti_aliasing=True)
-  texture = transform.resize(data.chelsea(), (size, size), anti_aliasing=True)
-  yy, xx = np.mgrid[:size, :size] / size
-  frames, masks = [], []
-  for t in range(3):
-    disk = (yy - 0.35) ** 2 + (xx - 0.25 - 0.12 * t) ** 2 < 0.15 ** 2
-    square = (np.abs(yy - 0.7 + 0.05 * t) < 0.12) & (np.abs(xx - 0.65) < 0.12 + 0.02 * t)
-    square &= ~disk
-    frame = np.where(disk[..., None], texture, background)
-    frame = np.where(square[..., None], 1.0 - texture, frame)
-    frames.append((frame * 255).astype(np.uint8))
-    masks.append(np.stack([disk, square], -1).astype(np.float32))
-  return np.stack(frames), np.stack(masks)
+def builtin_clip(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """Three frames (3, S, S, 3) uint8 of a built-in-dataset video and two object masks (3, S, S, 2)."""
+  rng = np.random.default_rng(seed)
+  while True:
+    images, labels = render_video(rng, 3, size, size)
+    ids = sorted(set(np.unique(labels[0]).tolist()) - {0})[:2]
+    if len(ids) == 2:
+      return np.stack(images), np.stack([np.stack([l == i for i in ids], -1) for l in labels]).astype(np.float32)
 
 
 def overlay(frame: np.ndarray, labels: np.ndarray) -> np.ndarray:
   """uint8 frame (H, W, 3) with label colours blended in."""
-  colours = PALETTE[np.clip(labels, 0, len(PALETTE) - 1)]
+  colours = davis_palette()[labels]
   return np.where(labels[..., None] > 0, (0.5 * frame + 0.5 * colours).astype(np.uint8), frame)
 
 
@@ -73,7 +66,7 @@ def main(argv):
     print(f'  {name:15s} {sum(int(np.size(x)) for x in jax.tree.leaves(tree)):>12,d} parameters')
   print(f'  {"total":15s} {sum(int(np.size(x)) for x in jax.tree.leaves(variables["params"])):>12,d}')
 
-  frames_u8, masks = synthetic_clip(_SIZE.value)
+  frames_u8, masks = builtin_clip(_SIZE.value, _SEED.value)
   k = 1 if config.single_object else 2
   masks = masks[..., :k]
   frames = ((frames_u8 / 255.0 - IMAGENET_MEAN) / IMAGENET_STD).astype(np.float32)[None]
