@@ -1,0 +1,286 @@
+"""The reference's augmentations (torchvision semantics, spec §4) as stateless TensorFlow ops.
+
+Images are float32 in [0, 1], `(H, W, 3)` or `(T, H, W, 3)`; masks are float32 `(H, W, 1)`. Every
+random draw takes an explicit stateless seed (a `(2,)` int tensor), so a sample is a pure function of
+its seed. Everything here also compiles with XLA (`jit_compile=True`) when its shapes are static.
+
+Geometry is expressed as 3×3 matrices that map source coordinates to output coordinates (continuous
+pixel coordinates: pixel k covers [k, k+1)); consecutive transforms are composed into one matrix and
+resampled once by `warp`, with PIL's kernels (nearest, bilinear, bicubic a = -0.5) and fill rules.
+"""
+import functools
+import math
+from typing import Callable, Optional, Sequence
+
+import tensorflow as tf
+
+IM_MEAN = (124 / 255, 116 / 255, 104 / 255)  # fill colour of affine warps and crops
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CUBIC_A = -0.5  # PIL's bicubic kernel
+
+
+def split(seed: tf.Tensor, n: int) -> list[tf.Tensor]:
+  """`n` independent seeds from one."""
+  return list(tf.unstack(tf.random.experimental.stateless_split(seed, n)))
+
+
+def uniform(seed: tf.Tensor, low: float, high: float, shape: Sequence[int] = ()) -> tf.Tensor:
+  return tf.random.stateless_uniform(shape, seed, low, high, dtype=tf.float32)
+
+
+def randint(seed: tf.Tensor, n: tf.Tensor) -> tf.Tensor:
+  """Uniform on {0 … n-1} (int32; n ≥ 1)."""
+  n = tf.cast(n, tf.float32)
+  return tf.cast(tf.minimum(tf.floor(uniform(seed, 0.0, 1.0) * n), n - 1), tf.int32)
+
+
+def bernoulli(seed: tf.Tensor, p: float) -> tf.Tensor:
+  return uniform(seed, 0.0, 1.0) < p
+
+
+# ---------------------------------------------------------------- geometry (3×3, source -> output)
+
+def _matrix(rows) -> tf.Tensor:
+  return tf.stack([tf.stack([tf.cast(v, tf.float32) for v in row]) for row in rows])
+
+
+def translation(tx, ty) -> tf.Tensor:
+  return _matrix([[1, 0, tx], [0, 1, ty], [0, 0, 1]])
+
+
+def scaling(sx, sy) -> tf.Tensor:
+  return _matrix([[sx, 0, 0], [0, sy, 0], [0, 0, 1]])
+
+
+def about(matrix: tf.Tensor, cx, cy) -> tf.Tensor:
+  """`matrix` applied around the point (cx, cy) instead of the origin."""
+  return translation(cx, cy) @ matrix @ translation(-cx, -cy)
+
+
+def hflip(seed: tf.Tensor, width) -> tf.Tensor:
+  """RandomHorizontalFlip(0.5) of an image `width` wide."""
+  flip = bernoulli(seed, 0.5)
+  return tf.where(flip, _matrix([[-1, 0, width], [0, 1, 0], [0, 0, 1]]), tf.eye(3))
+
+
+def random_affine(seed: tf.Tensor, height, width, degrees: float = 0.0, scale=(1.0, 1.0),
+                  shear: float = 0.0) -> tf.Tensor:
+  """RandomAffine(degrees, scale, shear) about the image centre, no translation (x-shear only)."""
+  s = split(seed, 3)
+  angle = uniform(s[0], -degrees, degrees) * (math.pi / 180)
+  zoom = uniform(s[1], scale[0], scale[1])
+  shear_x = uniform(s[2], -shear, shear) * (math.pi / 180)
+  cos, sin, tan = tf.cos(angle), tf.sin(angle), tf.tan(shear_x)
+  linear = _matrix([[zoom * cos, zoom * (cos * tan - sin), 0], [zoom * sin, zoom * (sin * tan + cos), 0], [0, 0, 1]])
+  return about(linear, tf.cast(width, tf.float32) / 2, tf.cast(height, tf.float32) / 2)
+
+
+def random_resized_crop(seed: tf.Tensor, height, width, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+                        attempts: int = 10) -> tf.Tensor:
+  """RandomResizedCrop's box (top, left, height, width) int32: torchvision's 10 tries, then its fallback."""
+  s = split(seed, 4)
+  h_in, w_in = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+  area = h_in * w_in * uniform(s[0], scale[0], scale[1], [attempts])
+  aspect = tf.exp(uniform(s[1], math.log(ratio[0]), math.log(ratio[1]), [attempts]))
+  w = tf.round(tf.sqrt(area * aspect))
+  h = tf.round(tf.sqrt(area / aspect))
+  fits = (w > 0) & (w <= w_in) & (h > 0) & (h <= h_in)
+  first = tf.argmax(tf.cast(fits, tf.int32))
+  in_ratio = w_in / h_in
+  fallback_w = tf.where(in_ratio > ratio[1], tf.round(h_in * ratio[1]), w_in)
+  fallback_h = tf.where(in_ratio < ratio[0], tf.round(w_in / ratio[0]), h_in)
+  found = tf.reduce_any(fits)
+  w, h = tf.where(found, w[first], fallback_w), tf.where(found, h[first], fallback_h)
+  top = tf.where(found, tf.cast(randint(s[2], h_in - h + 1), tf.float32), tf.floor((h_in - h) / 2))
+  left = tf.where(found, tf.cast(randint(s[3], w_in - w + 1), tf.float32), tf.floor((w_in - w) / 2))
+  return tf.cast(tf.stack([top, left, h, w]), tf.int32)
+
+
+def random_crop(seed: tf.Tensor, height, width, size: int) -> tf.Tensor:
+  """RandomCrop(size) of an image at least `size` on each side, as a translation."""
+  s = split(seed, 2)
+  top = tf.cast(randint(s[0], tf.cast(height, tf.int32) - size + 1), tf.float32)
+  left = tf.cast(randint(s[1], tf.cast(width, tf.int32) - size + 1), tf.float32)
+  return translation(-left, -top)
+
+
+# ---------------------------------------------------------------- resampling
+
+def _cubic(t: tf.Tensor) -> tf.Tensor:
+  """Keys' cubic convolution kernel with a = -0.5 (PIL), at distances |t| < 2."""
+  t = tf.abs(t)
+  near = ((CUBIC_A + 2) * t - (CUBIC_A + 3)) * t * t + 1
+  far = ((CUBIC_A * t - 5 * CUBIC_A) * t + 8 * CUBIC_A) * t - 4 * CUBIC_A
+  return tf.where(t <= 1, near, tf.where(t < 2, far, 0.0))
+
+
+def _taps(coord: tf.Tensor, size: tf.Tensor, method: str) -> tuple[tf.Tensor, tf.Tensor]:
+  """Neighbour indices (clamped to [0, size)) and weights along one axis: (..., n) each."""
+  if method == 'nearest':
+    index = tf.floor(coord)[..., None]
+    weights = tf.ones_like(index)
+  else:
+    u = coord - 0.5
+    base = tf.floor(u)
+    frac = (u - base)[..., None]
+    if method == 'bilinear':
+      offsets = tf.constant([0.0, 1.0])
+      weights = tf.concat([1 - frac, frac], -1)
+    elif method == 'bicubic':
+      offsets = tf.constant([-1.0, 0.0, 1.0, 2.0])
+      weights = _cubic(frac - offsets)
+    else:
+      raise ValueError(f'unknown interpolation {method!r}')
+    index = base[..., None] + offsets
+  index = tf.clip_by_value(index, 0.0, tf.cast(size, tf.float32) - 1)
+  return index, weights
+
+
+def _inside(x: tf.Tensor, y: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+  size = tf.cast(size, tf.float32)
+  return (x >= 0) & (x < size[1]) & (y >= 0) & (y < size[0])
+
+
+def _apply(matrix: tf.Tensor, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+  return matrix[0, 0] * x + matrix[0, 1] * y + matrix[0, 2], matrix[1, 0] * x + matrix[1, 1] * y + matrix[1, 2]
+
+
+def sample(image: tf.Tensor, x: tf.Tensor, y: tf.Tensor, method: str, fill: Sequence[float],
+           size: Optional[tf.Tensor] = None, through: Optional[tf.Tensor] = None) -> tf.Tensor:
+  """Reads `image (H, W, C)` at continuous points `x, y (h, w)` -> `(h, w, C)`.
+
+  `size` (height, width) is the image's valid region when it is padded (default: all of it). Points
+  outside it get `fill`; inside, neighbours past the border repeat the edge (PIL). With `through`
+  (3×3, intermediate -> image coordinates), the points address an intermediate image of the same size
+  that is `image` resampled by nearest neighbour through that map, without materialising it: two
+  resamplings in one pass.
+  """
+  size = tf.shape(image)[:2] if size is None else size
+  ix, wx = _taps(x, size[1], method)
+  iy, wy = _taps(y, size[0], method)
+  tap_x, tap_y = ix[..., None, :], iy[..., :, None]  # (h, w, 1, n), (h, w, n, 1)
+  tap_ok = None
+  if through is not None:
+    tap_x, tap_y = _apply(through, tap_x + 0.5, tap_y + 0.5)
+    tap_ok = _inside(tap_x, tap_y, size)[..., None]
+    tap_x = tf.clip_by_value(tf.floor(tap_x), 0.0, tf.cast(size[1], tf.float32) - 1)
+    tap_y = tf.clip_by_value(tf.floor(tap_y), 0.0, tf.cast(size[0], tf.float32) - 1)
+  index = tf.cast(tap_y, tf.int32) * tf.shape(image)[1] + tf.cast(tap_x, tf.int32)
+  taps = tf.gather(tf.reshape(image, [-1, image.shape[-1]]), index)
+  fill = tf.constant(fill, tf.float32)
+  if tap_ok is not None:
+    taps = tf.where(tap_ok, taps, fill)
+  out = tf.reduce_sum(taps * (wy[..., :, None] * wx[..., None, :])[..., None], axis=[-3, -2])
+  return tf.where(_inside(x, y, size)[..., None], out, fill)
+
+
+def warp(image: tf.Tensor, forward: tf.Tensor, size: tuple[int, int], method: str, fill: Sequence[float],
+         source_size: Optional[tf.Tensor] = None, through: Optional[tf.Tensor] = None) -> tf.Tensor:
+  """Resamples `image (H, W, C)` through `forward` (source -> output) into the static `size (h, w)`.
+
+  `source_size` and `through` as in `sample`. Bicubic results are clamped to [0, 1] as PIL clamps.
+  """
+  ys, xs = tf.meshgrid(tf.range(size[0], dtype=tf.float32) + 0.5, tf.range(size[1], dtype=tf.float32) + 0.5,
+                       indexing='ij')
+  x, y = _apply(tf.linalg.inv(forward), xs, ys)
+  out = sample(image, x, y, method, fill, source_size, through)
+  return tf.clip_by_value(out, 0.0, 1.0) if method == 'bicubic' else out
+
+
+def resize_short_side(image: tf.Tensor, size: int, method: str) -> tf.Tensor:
+  """Resize(size): the shorter side becomes `size`, the longer one int(size · long / short) (torchvision)."""
+  height, width = tf.shape(image)[0], tf.shape(image)[1]
+  short = tf.minimum(height, width)
+  new = tf.where(height <= width, tf.stack([size, size * width // short]), tf.stack([size * height // short, size]))
+  if method == 'nearest':
+    return tf.image.resize(image, new, 'nearest')
+  return tf.clip_by_value(tf.image.resize(image, new, method, antialias=True), 0.0, 1.0)
+
+
+def tps_coords(seed: tf.Tensor, height: int, width: int, points: int = 12, sigma: float = 0.02,
+               stride: int = 8) -> tuple[tf.Tensor, tf.Tensor]:
+  """A random thin-plate-spline warp: source points `x, y (height, width)` for each output pixel.
+
+  `points` control points uniform in the unit square are displaced by N(0, sigma) (normalised
+  coordinates); the spline maps each displaced point back to its original place. The smooth spline is
+  evaluated every `stride` pixels and interpolated bilinearly in between (error far below a pixel).
+  """
+  s = split(seed, 2)
+  src = tf.random.stateless_uniform([points, 2], s[0], dtype=tf.float64)
+  dst = src + tf.random.stateless_normal([points, 2], s[1], stddev=sigma, dtype=tf.float64)
+
+  def kernel(a, b):  # U(r) = r² log r², (n, 2) × (m, 2) -> (n, m)
+    r2 = tf.reduce_sum(tf.square(a[:, None] - b[None]), -1)
+    return tf.where(r2 > 0, r2 * tf.math.log(tf.maximum(r2, 1e-300)), tf.zeros_like(r2))
+
+  affine = tf.concat([tf.ones([points, 1], tf.float64), dst], 1)
+  system = tf.concat([tf.concat([kernel(dst, dst), affine], 1),
+                      tf.concat([tf.transpose(affine), tf.zeros([3, 3], tf.float64)], 1)], 0)
+  params = tf.linalg.solve(system, tf.concat([src, tf.zeros([3, 2], tf.float64)], 0))
+  coarse = (-(-height // stride), -(-width // stride))
+  ys, xs = tf.meshgrid((tf.range(coarse[0], dtype=tf.float64) + 0.5) * stride / height,
+                       (tf.range(coarse[1], dtype=tf.float64) + 0.5) * stride / width, indexing='ij')
+  grid = tf.reshape(tf.stack([xs, ys], -1), [-1, 2])
+  mapped = kernel(grid, dst) @ params[:points] + tf.concat([tf.ones_like(grid[:, :1]), grid], 1) @ params[points:]
+  mapped = tf.cast(tf.reshape(mapped, [coarse[0], coarse[1], 2]), tf.float32)
+  rows, cols = _linear_upsampling(height, coarse[0], stride), _linear_upsampling(width, coarse[1], stride)
+  x = rows @ mapped[..., 0] @ tf.transpose(cols)
+  y = rows @ mapped[..., 1] @ tf.transpose(cols)
+  return x * width, y * height
+
+
+def _linear_upsampling(size: int, coarse: int, stride: int) -> tf.Tensor:
+  """(size, coarse) matrix interpolating linearly between samples at pixel centres (k + ½)·stride."""
+  position = tf.clip_by_value((tf.range(size, dtype=tf.float32) + 0.5) / stride - 0.5, 0.0, coarse - 1.0)
+  return tf.maximum(0.0, 1.0 - tf.abs(position[:, None] - tf.range(coarse, dtype=tf.float32)[None]))
+
+
+# ---------------------------------------------------------------- colour
+
+def _gray(image: tf.Tensor) -> tf.Tensor:
+  """ITU-R 601 luma (PIL `convert('L')`), keeping a channel axis of 1."""
+  return tf.reduce_sum(image * tf.constant([0.299, 0.587, 0.114]), -1, keepdims=True)
+
+
+def color_jitter(image: tf.Tensor, seed: tf.Tensor, brightness: float, contrast: float, saturation: float,
+                 hue: float, region: Optional[tf.Tensor] = None) -> tf.Tensor:
+  """ColorJitter: factors U[1-x, 1+x] (hue shift U[-h, h]) applied in a random order, clamped to [0, 1].
+
+  `image` (…, H, W, 3); all images share the factors and the order (a sequence-level jitter). The
+  contrast op blends with each image's mean luma, taken over `region (H, W, 1)` (1 = image) if given.
+  """
+  s = split(seed, 5)
+  weight = tf.ones_like(image[..., :1]) if region is None else tf.broadcast_to(region, tf.shape(image[..., :1]))
+
+  def mean_luma(x):
+    return tf.reduce_sum(_gray(x) * weight, [-3, -2, -1], keepdims=True) / tf.reduce_sum(weight, [-3, -2, -1],
+                                                                                        keepdims=True)
+
+  ops: list[Callable[[tf.Tensor], tf.Tensor]] = []
+  if brightness:
+    f_b = uniform(s[0], 1 - brightness, 1 + brightness)
+    ops.append(lambda x: tf.clip_by_value(x * f_b, 0.0, 1.0))
+  if contrast:
+    f_c = uniform(s[1], 1 - contrast, 1 + contrast)
+    ops.append(lambda x: tf.clip_by_value((x - mean_luma(x)) * f_c + mean_luma(x), 0.0, 1.0))
+  if saturation:
+    f_s = uniform(s[2], 1 - saturation, 1 + saturation)
+    ops.append(lambda x: tf.clip_by_value(_gray(x) + (x - _gray(x)) * f_s, 0.0, 1.0))
+  if hue:
+    shift = uniform(s[3], -hue, hue)
+    ops.append(lambda x: tf.image.adjust_hue(x, shift))
+  order = tf.argsort(uniform(s[4], 0.0, 1.0, [len(ops)]))  # a random permutation
+  for k in range(len(ops)):
+    image = tf.switch_case(order[k], [functools.partial(op, image) for op in ops])
+  return image
+
+
+def random_grayscale(image: tf.Tensor, seed: tf.Tensor, p: float) -> tf.Tensor:
+  """RandomGrayscale(p): luma replicated to three channels."""
+  return tf.where(bernoulli(seed, p), tf.repeat(_gray(image), 3, -1), image)
+
+
+def normalise(image: tf.Tensor) -> tf.Tensor:
+  """[0, 1] RGB -> ImageNet-normalised."""
+  return (image - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)

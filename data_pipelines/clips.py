@@ -1,0 +1,220 @@
+"""Three-frame training clips from one static image (stage 0) or one video (stage 3), spec §4.
+
+Every function is TensorFlow graph code and a pure function of its stateless seed. A clip is
+
+  frames  (T, S, S, 3) float32, ImageNet-normalised        S = crop size (384 in the reference)
+  gt      (T, S, S) float32  target object (soft for static images: their masks are warped bicubically)
+  sec_gt  (T, S, S) float32  second object, or zeros
+  cls_gt  (T, S, S) int32    0 background, 1 target (gt > 0.5), 2 second object
+  selector (2,) float32      [1, 1] with a second object, else [1, 0]
+"""
+import functools
+from typing import Callable, Sequence
+
+import tensorflow as tf
+
+from data_pipelines import augment, decode
+from data_pipelines.augment import IM_MEAN
+
+CLIP_FRAMES = 3
+SKIP_VALUES = (5, 10, 15, 20, 25, 5)
+SKIP_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.9)
+SELECTION_TRIALS = 5
+
+
+def max_skip(step: tf.Tensor, total_steps: int, values: Sequence[int] = SKIP_VALUES,
+             fractions: Sequence[float] = SKIP_FRACTIONS, divisor: tf.Tensor = 1) -> tf.Tensor:
+  """The max-skip curriculum (spec §3.3): `values[0]`, then `values[k+1]` from step fractions[k]·total,
+  divided by `divisor` (5 for YouTube-VOS, whose frames are every 5th), at least 1."""
+  switches = tf.constant([int(round(f * total_steps)) for f in fractions], tf.int64)
+  stage = tf.reduce_sum(tf.cast(tf.cast(step, tf.int64) >= switches, tf.int32))
+  return tf.maximum(tf.gather(tf.constant(values, tf.int32), stage) // tf.cast(divisor, tf.int32), 1)
+
+
+def sample_frames(seed: tf.Tensor, length: tf.Tensor, skip: tf.Tensor) -> tf.Tensor:
+  """The reference's ordered three-frame draw with at most `skip` frames between picks, reversed w.p. ½.
+
+  length L, J = min(L, skip): start ~ U{0 … L-J}; f1 = min(start + U{0 … J} + 1, L-J, L-1);
+  f2 = min(f1 + U{0 … J} + 1, L - J//2, L-1). Returns (3,) int32.
+  """
+  s = augment.split(seed, 4)
+  length = tf.cast(length, tf.int32)
+  jump = tf.minimum(length, tf.cast(skip, tf.int32))
+  start = augment.randint(s[0], length - jump + 1)
+  f1 = tf.minimum(tf.minimum(start + augment.randint(s[1], jump + 1) + 1, length - jump), length - 1)
+  f2 = tf.minimum(tf.minimum(f1 + augment.randint(s[2], jump + 1) + 1, length - jump // 2), length - 1)
+  order = tf.stack([start, f1, f2])
+  return tf.where(augment.bernoulli(s[3], 0.5), tf.reverse(order, [0]), order)
+
+
+def select_objects(seed: tf.Tensor, first_ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+  """Target uniform over the ids in the first frame, second object uniform over the rest.
+
+  first_ids (S, S) object ids -> (target, second) int32, -1 when absent.
+  """
+  s = augment.split(seed, 2)
+  present = tf.math.bincount(tf.reshape(tf.cast(first_ids, tf.int32), [-1]), minlength=256) > 0
+  labels = tf.cast(tf.where(present[1:])[:, 0] + 1, tf.int32)
+  count = tf.size(labels)
+  none = tf.constant([-1], tf.int32)
+  target = tf.gather(tf.concat([labels, none], 0), augment.randint(s[0], tf.maximum(count, 1)))
+  rest = tf.boolean_mask(labels, tf.not_equal(labels, target))
+  second = tf.gather(tf.concat([rest, none], 0), augment.randint(s[1], tf.maximum(count - 1, 1)))
+  return target, second
+
+
+@tf.function(jit_compile=True)
+def _labels(frames: tf.Tensor, ids: tf.Tensor, target: tf.Tensor, second: tf.Tensor,
+            soft: bool = False) -> dict[str, tf.Tensor]:
+  """Normalised frames and the target / second-object masks of object ids (T, S, S) float; with `soft`
+  (static images) `ids` is the target's mask itself."""
+  gt = ids if soft else tf.cast(tf.equal(ids, tf.cast(target, tf.float32)) & (target > 0), tf.float32)
+  sec_gt = tf.cast(tf.equal(ids, tf.cast(second, tf.float32)) & (second > 0), tf.float32)
+  cls_gt = tf.where(sec_gt > 0.5, 2, tf.where(gt > 0.5, 1, 0))
+  selector = tf.stack([tf.constant(1.0), tf.cast(second > 0, tf.float32)])
+  return {'frames': augment.normalise(frames), 'gt': gt, 'sec_gt': sec_gt, 'cls_gt': cls_gt, 'selector': selector}
+
+
+PAD_TO = 128  # static images are padded to multiples of this, bounding the shapes XLA compiles for
+
+
+@functools.lru_cache(maxsize=None)
+def _static_frames(size: int, tps_probability: float) -> Callable:
+  """The XLA-compiled per-frame part of the static pipeline (shapes: see `static_clip`)."""
+
+  @tf.function(jit_compile=True)
+  def frames_of(seed, image, mask, valid_size):
+    height, width = tf.cast(valid_size[0], tf.float32), tf.cast(valid_size[1], tf.float32)
+    s = augment.split(seed, 4 + CLIP_FRAMES)
+    # sequence level, the same for the three frames: scale (nearest, as the reference), flip, colour
+    through = tf.linalg.inv(augment.hflip(s[0], width) @ augment.random_affine(s[1], height, width, scale=(0.8, 1.5)))
+    ys, xs = tf.meshgrid(tf.range(tf.shape(image)[0]), tf.range(tf.shape(image)[1]), indexing='ij')
+    region = tf.cast((ys < valid_size[0]) & (xs < valid_size[1]), tf.float32)[..., None]
+    image = augment.color_jitter(image, s[2], 0.1, 0.05, 0.05, 0.05, region)
+    image = augment.random_grayscale(image, s[3], 0.05)
+    image_and_mask = tf.concat([image, mask], -1)  # one resampling pass for both (same geometry and kernel)
+    frames, masks = [], []
+    for t in range(CLIP_FRAMES):
+      f = augment.split(s[4 + t], 5)
+      forward = (augment.random_crop(f[0], height, width, size)
+                 @ augment.random_affine(f[1], height, width, degrees=20, scale=(0.9, 1.1), shear=10))
+      both = augment.warp(image_and_mask, forward, (size, size), 'bicubic', IM_MEAN + (0.0,), valid_size, through)
+      frame, frame_mask = both[..., :3], both[..., 3:]
+      frame = augment.color_jitter(frame, f[2], 0.1, 0.05, 0.05, 0.0)
+      frame, frame_mask = tf.cond(augment.bernoulli(f[3], tps_probability),
+                                  lambda: _tps(f[4], frame, frame_mask, size), lambda: (frame, frame_mask))
+      frames.append(frame)
+      masks.append(frame_mask[..., 0])
+    return tf.stack(frames), tf.stack(masks)
+
+  return frames_of
+
+
+def _tps(seed: tf.Tensor, frame: tf.Tensor, mask: tf.Tensor, size: int) -> tuple[tf.Tensor, tf.Tensor]:
+  """The thin-plate-spline warp: image bilinear, mask nearest, black outside (cv2.remap's default)."""
+  x, y = augment.tps_coords(seed, size, size)
+  return augment.sample(frame, x, y, 'bilinear', (0.0, 0.0, 0.0)), augment.sample(mask, x, y, 'nearest', (0.0,))
+
+
+def static_clip(seed: tf.Tensor, image_data: tf.Tensor, mask_data: tf.Tensor, mask_name: tf.Tensor,
+                size: int, tps_probability: float = 0.33) -> dict[str, tf.Tensor]:
+  """One image and its 8-bit mask -> a three-frame pseudo-video (spec §4.1).
+
+  The reference scales (nearest), flips and jitters the image, then per frame applies an affine
+  (bicubic, image and mask), Resize(size), RandomCrop(size), a colour jitter and, with probability
+  0.33, a thin-plate-spline warp. Here Resize comes first (antialiased bicubic; nearest for the mask),
+  which commutes with the centred affines, so every later step works on `size`-sided images; the
+  nearest scale and the bicubic affine + crop are then one resampling pass (`augment.sample`'s
+  `through`).
+  """
+  image, mask = decode.rgb(image_data), decode.gray(mask_data)
+  with tf.control_dependencies(decode.assert_same_size(image, mask, mask_name)):
+    image = augment.resize_short_side(image, size, 'bicubic')
+  mask = augment.resize_short_side(mask, size, 'nearest')
+  valid_size = tf.shape(image)[:2]
+  padded = (valid_size + PAD_TO - 1) // PAD_TO * PAD_TO
+  image = tf.image.pad_to_bounding_box(image, 0, 0, padded[0], padded[1])
+  mask = tf.image.pad_to_bounding_box(mask, 0, 0, padded[0], padded[1])
+  frames, gt = _static_frames(size, tps_probability)(seed, image, mask, valid_size)
+  return _labels(frames, gt, tf.constant(-1), tf.constant(-1), soft=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _video_frames(size: int) -> Callable:
+  """The XLA-compiled part of the video pipeline: (T, S, S, 3) crops and (T, S, S) ids -> augmented.
+
+  Sequence level: a flip, colour jitter and grayscale; frame level: an affine (15°, shear 10; bicubic /
+  nearest) and a small colour jitter. The flip is folded into the affine's resampling.
+  """
+
+  @tf.function(jit_compile=True)
+  def frames_of(seed, frames, ids):
+    s = augment.split(seed, 3 + CLIP_FRAMES)
+    flip = augment.hflip(s[0], size)
+    frames = augment.color_jitter(frames, s[1], 0.1, 0.03, 0.03, 0.0)
+    frames = augment.random_grayscale(frames, s[2], 0.05)
+    out_frames, out_ids = [], []
+    for t in range(CLIP_FRAMES):
+      f = augment.split(s[3 + t], 2)
+      forward = augment.random_affine(f[0], size, size, degrees=15, shear=10) @ flip
+      frame = augment.warp(frames[t], forward, (size, size), 'bicubic', IM_MEAN)
+      out_frames.append(augment.color_jitter(frame, f[1], 0.01, 0.01, 0.01, 0.0))
+      out_ids.append(augment.warp(ids[t][..., None], forward, (size, size), 'nearest', (0.0,))[..., 0])
+    return tf.stack(out_frames), tf.stack(out_ids)
+
+  return frames_of
+
+
+def _nearest_indices(start: tf.Tensor, length: tf.Tensor, size: int) -> tf.Tensor:
+  """Source indices of a nearest-neighbour resize of [start, start + length) to `size` (pixel centres)."""
+  scale = tf.cast(length, tf.float32) / size
+  index = start + tf.cast(tf.floor((tf.range(size, dtype=tf.float32) + 0.5) * scale), tf.int32)
+  return tf.minimum(index, start + length - 1)
+
+
+def _crop_resize(box: tf.Tensor, images: tf.Tensor, ids: tf.Tensor, size: int) -> tuple[tf.Tensor, tf.Tensor]:
+  """RandomResizedCrop's resize to S×S: images (T, h, w, 3) already cropped to `box` shrink with
+  antialiasing as PIL does (plain bicubic when they grow); ids (T, H, W) full size are resized nearest."""
+  grows = tf.reduce_all(box[2:] <= size)
+  images = tf.cond(grows, lambda: tf.image.resize(images, (size, size), 'bicubic'),
+                   lambda: tf.image.resize(images, (size, size), 'bicubic', antialias=True))
+  rows, cols = _nearest_indices(box[0], box[2], size), _nearest_indices(box[1], box[3], size)
+  ids = tf.gather(tf.gather(ids, rows, axis=1), cols, axis=2)
+  return tf.clip_by_value(images, 0.0, 1.0), tf.cast(ids, tf.float32)
+
+
+def vos_clip(seed: tf.Tensor, frame_refs: tf.Tensor, mask_refs: tf.Tensor, mask_names: tf.Tensor, skip: tf.Tensor,
+             size: int, read: Callable[[tf.Tensor], tf.Tensor]) -> dict[str, tf.Tensor]:
+  """One video -> a clip with the reference's augmentation and object selection (spec §4.2).
+
+  frame_refs / mask_refs (L,): what `read` turns into encoded bytes (file paths, or the bytes themselves);
+  mask_names (L,) name the masks in error messages. The sequence-level RandomResizedCrop(S, scale
+  (0.36, 1)) decodes only the crop of each JPEG; the rest is `_video_frames`. Up to five trials draw new
+  frames and new augmentation until the first clip frame shows an object; after five failures the
+  target is absent (-1) and every mask is empty, as in the reference.
+  """
+  def trial(k):
+    s = augment.split(tf.random.experimental.stateless_fold_in(seed, k), 3)
+    picked = sample_frames(s[0], tf.size(frame_refs), skip)
+    frame_data, mask_data = read(tf.gather(frame_refs, picked)), read(tf.gather(mask_refs, picked))
+    names = tf.gather(mask_names, picked)
+    height_width = decode.jpeg_size(frame_data[0])
+    box = augment.random_resized_crop(s[1], height_width[0], height_width[1], scale=(0.36, 1.0))
+    images = tf.stack([decode.rgb_crop(frame_data[t], box) for t in range(CLIP_FRAMES)])
+    ids = [decode.object_ids(mask_data[t], names[t]) for t in range(CLIP_FRAMES)]
+    checks = [a for t in range(CLIP_FRAMES) for a in
+              decode.assert_size(ids[t], height_width, names[t]) + decode.assert_size(
+                  decode.jpeg_size(frame_data[t]), height_width, names[t], 'its video\'s first picked frame')]
+    with tf.control_dependencies(checks):
+      images, ids = _crop_resize(box, images, tf.stack(ids), size)
+    return _video_frames(size)(s[2], images, ids)
+
+  def again(k, frames, ids):
+    return tf.logical_and(k < SELECTION_TRIALS, tf.logical_not(tf.reduce_any(ids[0] > 0)))
+
+  def body(k, frames, ids):
+    return (k + 1, *trial(k))
+
+  _, frames, ids = tf.while_loop(again, body, (tf.constant(1), *trial(0)))
+  target, second = select_objects(tf.random.experimental.stateless_fold_in(seed, SELECTION_TRIALS), ids[0])
+  return _labels(frames, ids, target, second)
