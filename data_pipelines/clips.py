@@ -79,35 +79,45 @@ PAD_TO = 128  # static images are padded to multiples of this, bounding the shap
 
 
 @functools.lru_cache(maxsize=None)
-def _static_frames(size: int, tps_probability: float) -> Callable:
-  """The XLA-compiled per-frame part of the static pipeline (shapes: see `static_clip`)."""
+def _colour(brightness: float, contrast: float, saturation: float, hue: float, grayscale: float) -> Callable:
+  """ColorJitter(b, c, s, h) then RandomGrayscale(p), shared by all images given at once: (seed, images
+  (…, H, W, 3), region (H, W, 1) for the contrast mean) -> images. The blends run XLA-compiled; the hue
+  shift runs as TensorFlow's kernel, several times faster than its XLA lowering."""
+  before = tf.function(functools.partial(augment.jitter_ops, before_hue=True), jit_compile=True)
 
   @tf.function(jit_compile=True)
-  def frames_of(seed, image, mask, valid_size):
-    height, width = tf.cast(valid_size[0], tf.float32), tf.cast(valid_size[1], tf.float32)
-    s = augment.split(seed, 4 + CLIP_FRAMES)
-    # sequence level, the same for the three frames: scale (nearest, as the reference), flip, colour
-    through = tf.linalg.inv(augment.hflip(s[0], width) @ augment.random_affine(s[1], height, width, scale=(0.8, 1.5)))
-    ys, xs = tf.meshgrid(tf.range(tf.shape(image)[0]), tf.range(tf.shape(image)[1]), indexing='ij')
-    region = tf.cast((ys < valid_size[0]) & (xs < valid_size[1]), tf.float32)[..., None]
-    image = augment.color_jitter(image, s[2], 0.1, 0.05, 0.05, 0.05, region)
-    image = augment.random_grayscale(image, s[3], 0.05)
-    image_and_mask = tf.concat([image, mask], -1)  # one resampling pass for both (same geometry and kernel)
-    frames, masks = [], []
-    for t in range(CLIP_FRAMES):
-      f = augment.split(s[4 + t], 5)
-      forward = (augment.random_crop(f[0], height, width, size)
-                 @ augment.random_affine(f[1], height, width, degrees=20, scale=(0.9, 1.1), shear=10))
-      both = augment.warp(image_and_mask, forward, (size, size), 'bicubic', IM_MEAN + (0.0,), valid_size, through)
-      frame, frame_mask = both[..., :3], both[..., 3:]
-      frame = augment.color_jitter(frame, f[2], 0.1, 0.05, 0.05, 0.0)
-      frame, frame_mask = tf.cond(augment.bernoulli(f[3], tps_probability),
-                                  lambda: _tps(f[4], frame, frame_mask, size), lambda: (frame, frame_mask))
-      frames.append(frame)
-      masks.append(frame_mask[..., 0])
-    return tf.stack(frames), tf.stack(masks)
+  def after(images, plan, region, seed):
+    images = augment.jitter_ops(images, plan, False, region) if hue else images
+    return augment.random_grayscale(images, seed, grayscale) if grayscale else images
 
-  return frames_of
+  def jitter(seed, images, region):
+    s = augment.split(seed, 2)
+    plan = augment.jitter_plan(s[0], brightness, contrast, saturation, hue)
+    images = before(images, plan, region=region)
+    return after(tf.image.adjust_hue(images, plan.shift) if hue else images, plan, region, s[1])
+
+  return jitter
+
+
+@functools.lru_cache(maxsize=None)
+def _static_frame(size: int, tps_probability: float) -> Callable:
+  """XLA-compiled frame level of the static pipeline: (seed, image_and_mask (H, W, 4) padded, valid_size,
+  through) -> frame (S, S, 3), mask (S, S, 1). `through` maps to the image before the sequence-level
+  nearest scale and flip; the frame's affine, crop and that scale are one resampling pass."""
+
+  @tf.function(jit_compile=True)
+  def frame_of(seed, image_and_mask, valid_size, through):
+    height, width = tf.cast(valid_size[0], tf.float32), tf.cast(valid_size[1], tf.float32)
+    f = augment.split(seed, 5)
+    forward = (augment.random_crop(f[0], height, width, size)
+               @ augment.random_affine(f[1], height, width, degrees=20, scale=(0.9, 1.1), shear=10))
+    both = augment.warp(image_and_mask, forward, (size, size), 'bicubic', IM_MEAN + (0.0,), valid_size, through)
+    frame, mask = both[..., :3], both[..., 3:]
+    frame = augment.color_jitter(frame, f[2], 0.1, 0.05, 0.05, 0.0)
+    return tf.cond(augment.bernoulli(f[3], tps_probability), lambda: _tps(f[4], frame, mask, size),
+                   lambda: (frame, mask))
+
+  return frame_of
 
 
 def _tps(seed: tf.Tensor, frame: tf.Tensor, mask: tf.Tensor, size: int) -> tuple[tf.Tensor, tf.Tensor]:
@@ -135,34 +145,42 @@ def static_clip(seed: tf.Tensor, image_data: tf.Tensor, mask_data: tf.Tensor, ma
   padded = (valid_size + PAD_TO - 1) // PAD_TO * PAD_TO
   image = tf.image.pad_to_bounding_box(image, 0, 0, padded[0], padded[1])
   mask = tf.image.pad_to_bounding_box(mask, 0, 0, padded[0], padded[1])
-  frames, gt = _static_frames(size, tps_probability)(seed, image, mask, valid_size)
-  return _labels(frames, gt, tf.constant(-1), tf.constant(-1), soft=True)
+  height, width = tf.cast(valid_size[0], tf.float32), tf.cast(valid_size[1], tf.float32)
+  s = augment.split(seed, 3 + CLIP_FRAMES)
+  # sequence level, the same for the three frames: scale (nearest, as the reference), flip, colour
+  through = tf.linalg.inv(augment.hflip(s[0], width) @ augment.random_affine(s[1], height, width, scale=(0.8, 1.5)))
+  region = tf.image.pad_to_bounding_box(tf.ones(tf.concat([valid_size, [1]], 0)), 0, 0, padded[0], padded[1])
+  image = _colour(0.1, 0.05, 0.05, 0.05, 0.05)(s[2], image, region)
+  image_and_mask = tf.concat([image, mask], -1)  # one resampling pass for both (same geometry and kernel)
+  frames, masks = zip(*[_static_frame(size, tps_probability)(s[3 + t], image_and_mask, valid_size, through)
+                        for t in range(CLIP_FRAMES)])
+  return _labels(tf.stack(frames), tf.stack(masks)[..., 0], tf.constant(-1), tf.constant(-1), soft=True)
 
 
 @functools.lru_cache(maxsize=None)
-def _video_frames(size: int) -> Callable:
-  """The XLA-compiled part of the video pipeline: (T, S, S, 3) crops and (T, S, S) ids -> augmented.
-
-  Sequence level: a flip, colour jitter and grayscale; frame level: an affine (15°, shear 10; bicubic /
-  nearest) and a small colour jitter. The flip is folded into the affine's resampling.
-  """
+def _video_frame(size: int) -> Callable:
+  """XLA-compiled frame level of the video pipeline: (seed, frame (S, S, 3), ids (S, S), flip (3, 3)) ->
+  an affine (15°, shear 10; bicubic / nearest) with the sequence's flip folded in, and a small jitter."""
 
   @tf.function(jit_compile=True)
-  def frames_of(seed, frames, ids):
-    s = augment.split(seed, 3 + CLIP_FRAMES)
-    flip = augment.hflip(s[0], size)
-    frames = augment.color_jitter(frames, s[1], 0.1, 0.03, 0.03, 0.0)
-    frames = augment.random_grayscale(frames, s[2], 0.05)
-    out_frames, out_ids = [], []
-    for t in range(CLIP_FRAMES):
-      f = augment.split(s[3 + t], 2)
-      forward = augment.random_affine(f[0], size, size, degrees=15, shear=10) @ flip
-      frame = augment.warp(frames[t], forward, (size, size), 'bicubic', IM_MEAN)
-      out_frames.append(augment.color_jitter(frame, f[1], 0.01, 0.01, 0.01, 0.0))
-      out_ids.append(augment.warp(ids[t][..., None], forward, (size, size), 'nearest', (0.0,))[..., 0])
-    return tf.stack(out_frames), tf.stack(out_ids)
+  def frame_of(seed, frame, ids, flip):
+    f = augment.split(seed, 2)
+    forward = augment.random_affine(f[0], size, size, degrees=15, shear=10) @ flip
+    frame = augment.warp(frame, forward, (size, size), 'bicubic', IM_MEAN)
+    ids = augment.warp(ids[..., None], forward, (size, size), 'nearest', (0.0,))[..., 0]
+    return augment.color_jitter(frame, f[1], 0.01, 0.01, 0.01, 0.0), ids
 
-  return frames_of
+  return frame_of
+
+
+def _augment_video(seed: tf.Tensor, frames: tf.Tensor, ids: tf.Tensor, size: int) -> tuple[tf.Tensor, tf.Tensor]:
+  """After the crop: (T, S, S, 3) frames and (T, S, S) ids -> a flip, colour jitter and grayscale (sequence
+  level), then `_video_frame` for each frame."""
+  s = augment.split(seed, 2 + CLIP_FRAMES)
+  flip = augment.hflip(s[0], size)
+  frames = _colour(0.1, 0.03, 0.03, 0.0, 0.05)(s[1], frames, tf.ones([size, size, 1]))
+  out = [_video_frame(size)(s[2 + t], frames[t], ids[t], flip) for t in range(CLIP_FRAMES)]
+  return tf.stack([f for f, _ in out]), tf.stack([i for _, i in out])
 
 
 def _nearest_indices(start: tf.Tensor, length: tf.Tensor, size: int) -> tf.Tensor:
@@ -189,7 +207,7 @@ def vos_clip(seed: tf.Tensor, frame_refs: tf.Tensor, mask_refs: tf.Tensor, mask_
 
   frame_refs / mask_refs (L,): what `read` turns into encoded bytes (file paths, or the bytes themselves);
   mask_names (L,) name the masks in error messages. The sequence-level RandomResizedCrop(S, scale
-  (0.36, 1)) decodes only the crop of each JPEG; the rest is `_video_frames`. Up to five trials draw new
+  (0.36, 1)) decodes only the crop of each JPEG; the rest is `_augment_video`. Up to five trials draw new
   frames and new augmentation until the first clip frame shows an object; after five failures the
   target is absent (-1) and every mask is empty, as in the reference.
   """
@@ -207,7 +225,7 @@ def vos_clip(seed: tf.Tensor, frame_refs: tf.Tensor, mask_refs: tf.Tensor, mask_
                   decode.jpeg_size(frame_data[t]), height_width, names[t], 'its video\'s first picked frame')]
     with tf.control_dependencies(checks):
       images, ids = _crop_resize(box, images, tf.stack(ids), size)
-    return _video_frames(size)(s[2], images, ids)
+    return _augment_video(s[2], images, ids, size)
 
   def again(k, frames, ids):
     return tf.logical_and(k < SELECTION_TRIALS, tf.logical_not(tf.reduce_any(ids[0] > 0)))

@@ -76,7 +76,8 @@ def object_ids(data: tf.Tensor, name: tf.Tensor) -> tf.Tensor:
   raw = tf.io.decode_raw(tf.strings.substr(data, 0, 33), tf.uint8)
   bit_depth, colour_type = tf.cast(raw[24], tf.int32), tf.cast(raw[25], tf.int32)
   tf.debugging.Assert(tf.logical_or(tf.equal(colour_type, PNG_PALETTE), tf.equal(colour_type, PNG_GRAY)),
-                      ['mask is not palette-indexed or grayscale (PNG colour type', colour_type, '):', name])
+                      [tf.strings.join([name, ': mask is not palette-indexed or grayscale (PNG colour type ',
+                                        tf.strings.as_string(colour_type), ')'])])
   gray = tf.cond(tf.equal(colour_type, PNG_PALETTE), lambda: palette_as_gray(data), lambda: data)
   values = tf.cast(tf.io.decode_png(gray, channels=1)[..., 0], tf.int32)
   # grayscale below 8 bits is scaled up to 0 … 255 by the decoder; palette indices are not scaled
@@ -109,8 +110,12 @@ def rgb_crop(data: tf.Tensor, box: tf.Tensor) -> tf.Tensor:
 def assert_size(image_or_size: tf.Tensor, expected: tf.Tensor, name: tf.Tensor, of: str = 'its frame') -> list:
   """The assertion (a control dependency) that an image (or a (2,) size) is `expected (height, width)`."""
   size = image_or_size if image_or_size.shape.rank == 1 else tf.shape(image_or_size)[:2]
+
+  def text(hw):
+    return tf.strings.join([tf.strings.as_string(hw[1]), tf.strings.as_string(hw[0])], '×')
+
   return [tf.debugging.Assert(tf.reduce_all(tf.equal(size, expected)),
-                              [f'size differs from {of}:', name, size, 'vs', expected])]
+                              [tf.strings.join([name, f': size ', text(size), f' differs from {of} ', text(expected)])])]
 
 
 def assert_same_size(image: tf.Tensor, mask: tf.Tensor, mask_path: tf.Tensor) -> list:
