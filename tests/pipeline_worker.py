@@ -12,7 +12,7 @@ import numpy as np
 def main(coordinator: str, process_id: int, num_processes: int, root: str, out: str) -> None:
   jax.config.update('jax_platforms', 'cpu')
   jax.distributed.initialize(coordinator, num_processes, process_id)
-  from tests.test_pipeline import data_config, read_batches
+  from test_pipeline import data_config, read_batches  # tests/ is on PYTHONPATH
   config = data_config('vos', root)
   batches = read_batches(config, steps=2, process_index=jax.process_index(), process_count=jax.process_count())
   np.savez(out, process_index=jax.process_index(), **{k: np.stack([b[k] for b in batches]) for k in batches[0]})

@@ -248,7 +248,7 @@ def _free_port() -> int:
 def test_two_processes_read_disjoint_shards_of_the_global_batch(root, tmp_path):
   coordinator = f'localhost:{_free_port()}'
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env = {**os.environ, 'PYTHONPATH': repo, 'XLA_FLAGS': '--xla_force_host_platform_device_count=2'}
+  env = {**os.environ, 'PYTHONPATH': os.pathsep.join([repo, os.path.join(repo, 'tests')]), 'XLA_FLAGS': '--xla_force_host_platform_device_count=2'}
   workers = [subprocess.Popen([sys.executable, os.path.join(repo, 'tests', 'pipeline_worker.py'), coordinator,
                                str(p), '2', root, str(tmp_path / f'{p}.npz')], env=env, cwd=repo,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for p in range(2)]
