@@ -277,6 +277,16 @@ def test_sources_mix_and_missing_folders(root, caplog, tmp_path):
   assert sorted(source.items.tolist()) == [v for v in range(3) for _ in range(5)]  # DAVIS × 5
   with pytest.raises(sources.DataError, match='no static images under'):
     sources.list_static(str(tmp_path))
+  # YouTube-VOS layout (every 5th frame: skip ÷ 5) and a folder of your own videos (every video, val too)
+  trainval = os.path.join(root, 'DAVIS', '2017', 'trainval')
+  youtube = tmp_path / 'YouTube' / 'train_480p'
+  youtube.mkdir(parents=True)
+  for kind in ('JPEGImages', 'Annotations'):
+    os.symlink(os.path.join(trainval, kind, '480p'), youtube / kind)
+  mixed = sources.list_videos(os.path.join(root, 'DAVIS'), str(tmp_path / 'YouTube'), [trainval])
+  assert mixed.source == ['davis'] * 3 + ['youtube'] * 4 + ['videos'] * 4
+  assert mixed.skip_divisor == [1] * 3 + [5] * 4 + [1] * 4
+  assert mixed.offsets[-1] == 11 * DATASET['frames']
 
 
 def test_tfds_form_gives_the_same_clips_as_the_folders(root, tmp_path):
