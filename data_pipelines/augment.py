@@ -49,10 +49,6 @@ def translation(tx, ty) -> tf.Tensor:
   return _matrix([[1, 0, tx], [0, 1, ty], [0, 0, 1]])
 
 
-def scaling(sx, sy) -> tf.Tensor:
-  return _matrix([[sx, 0, 0], [0, sy, 0], [0, 0, 1]])
-
-
 def about(matrix: tf.Tensor, cx, cy) -> tf.Tensor:
   """`matrix` applied around the point (cx, cy) instead of the origin."""
   return translation(cx, cy) @ matrix @ translation(-cx, -cy)
