@@ -32,7 +32,7 @@ class Problem:
     return f'{self.path}: {self.message}'
 
 
-def _stems(folder: str, extensions: tuple[str, ...]) -> dict[str, str]:
+def stems(folder: str, extensions: tuple[str, ...]) -> dict[str, str]:
   """{stem: file name} of the files in `folder` with one of `extensions` (case-insensitive)."""
   if not os.path.isdir(folder):
     return {}
@@ -73,7 +73,7 @@ def check_pair(frame_path: Optional[str], mask_path: Optional[str], palette: boo
   return problems
 
 
-def _resolution_level(folder: str) -> str:
+def resolution_level(folder: str) -> str:
   """`folder/480p` when the dataset has that level (DAVIS), else `folder`."""
   level = os.path.join(folder, '480p')
   return level if os.path.isdir(level) else folder
@@ -81,14 +81,14 @@ def _resolution_level(folder: str) -> str:
 
 def video_tasks(root: str) -> Iterator[tuple]:
   """Per-video structural problems now, then (frame, mask, palette) decoding tasks."""
-  frames_dir = _resolution_level(os.path.join(root, 'JPEGImages'))
-  masks_dir = _resolution_level(os.path.join(root, 'Annotations'))
+  frames_dir = resolution_level(os.path.join(root, 'JPEGImages'))
+  masks_dir = resolution_level(os.path.join(root, 'Annotations'))
   for video in sorted(os.listdir(frames_dir)):
     video_frames = os.path.join(frames_dir, video)
     if not os.path.isdir(video_frames):
       continue
     video_masks = os.path.join(masks_dir, video)
-    frames, masks = _stems(video_frames, IMAGE_EXTENSIONS), _stems(video_masks, ('.png',))
+    frames, masks = stems(video_frames, IMAGE_EXTENSIONS), stems(video_masks, ('.png',))
     if len(frames) < MIN_FRAMES:
       yield Problem(video_frames, f'video shorter than three frames ({len(frames)})')
     for stem in sorted(set(masks) - set(frames)):
@@ -105,7 +105,7 @@ def video_tasks(root: str) -> Iterator[tuple]:
 
 
 def static_tasks(folder: str) -> Iterator[tuple]:
-  images, masks = _stems(folder, IMAGE_EXTENSIONS), _stems(folder, ('.png',))
+  images, masks = stems(folder, IMAGE_EXTENSIONS), stems(folder, ('.png',))
   for stem in sorted(set(images) - set(masks)):
     yield Problem(os.path.join(folder, images[stem]), 'image without mask')
   for stem in sorted(set(masks) - set(images)):

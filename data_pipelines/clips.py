@@ -216,13 +216,14 @@ def vos_clip(seed: tf.Tensor, frame_refs: tf.Tensor, mask_refs: tf.Tensor, mask_
     picked = sample_frames(s[0], tf.size(frame_refs), skip)
     frame_data, mask_data = read(tf.gather(frame_refs, picked)), read(tf.gather(mask_refs, picked))
     names = tf.gather(mask_names, picked)
-    height_width = decode.jpeg_size(frame_data[0])
+    sizes = [decode.jpeg_size(frame_data[t]) for t in range(CLIP_FRAMES)]
+    height_width = sizes[0]
     box = augment.random_resized_crop(s[1], height_width[0], height_width[1], scale=(0.36, 1.0))
     images = tf.stack([decode.rgb_crop(frame_data[t], box) for t in range(CLIP_FRAMES)])
     ids = [decode.object_ids(mask_data[t], names[t]) for t in range(CLIP_FRAMES)]
     checks = [a for t in range(CLIP_FRAMES) for a in
               decode.assert_size(ids[t], height_width, names[t]) + decode.assert_size(
-                  decode.jpeg_size(frame_data[t]), height_width, names[t], 'its video\'s first picked frame')]
+                  sizes[t], height_width, names[t], 'its video\'s first picked frame')]
     with tf.control_dependencies(checks):
       images, ids = _crop_resize(box, images, tf.stack(ids), size)
     return _augment_video(s[2], images, ids, size)

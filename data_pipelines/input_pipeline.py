@@ -137,15 +137,20 @@ def open_source(config: ml_collections.ConfigDict) -> Source:
   return static_files(config) if config.kind == 'static' else video_files(config)
 
 
-def _item(seed: tf.Tensor, g: tf.Tensor, attempt: tf.Tensor, items: tf.Tensor) -> tf.Tensor:
-  """The entry shown by attempt `attempt` of sample `g`."""
+def _candidates(seed: tf.Tensor, g: tf.Tensor, items: tf.Tensor, attempts: int) -> tf.Tensor:
+  """The entries tried by attempts 0 … attempts-1 of sample `g`: (attempts,) int64.
+
+  Attempt 0 shows the epoch's permutation at g; attempt a > 0 a substitute drawn from (seed, g, a).
+  """
   count = tf.size(items, out_type=tf.int64)
   epoch_seed = tf.random.experimental.stateless_fold_in(seed, g // count)
   first = tf.gather(tf.random.experimental.stateless_shuffle(items, epoch_seed), g % count)
-  substitute_seed = tf.random.experimental.stateless_fold_in(tf.random.experimental.stateless_fold_in(seed, g),
-                                                             attempt + 1_000_003)
-  substitute = tf.gather(items, tf.random.stateless_uniform([], substitute_seed, 0, count, dtype=tf.int64))
-  return tf.where(attempt == 0, first, substitute)
+  sample_seed = tf.random.experimental.stateless_fold_in(seed, g)
+  substitutes = []
+  for a in range(1, attempts):
+    draw_seed = tf.random.experimental.stateless_fold_in(sample_seed, tf.constant(a + 1_000_003, tf.int64))
+    substitutes.append(tf.gather(items, tf.random.stateless_uniform([], draw_seed, 0, count, dtype=tf.int64)))
+  return tf.stack([first] + substitutes)
 
 
 def make_clip(source: Source, config: ml_collections.ConfigDict, entry: tf.Tensor, seed: tf.Tensor,
@@ -166,10 +171,10 @@ def clip_fn(source: Source, config: ml_collections.ConfigDict, seed: int, global
   base = tf.constant([seed, 0], tf.int64)
 
   def make(g, attempt):
-    entry = _item(base, g, attempt, items)
+    tried = _candidates(base, g, items, config.max_attempts)
+    entry = tried[attempt]
     sample_seed = tf.random.experimental.stateless_fold_in(tf.random.experimental.stateless_fold_in(base, g), attempt)
     clip = make_clip(source, config, entry, sample_seed, g // global_batch, total_steps)
-    tried = tf.stack([_item(base, g, tf.constant(a, tf.int64), items) for a in range(config.max_attempts)])
     return {**clip, 'index': g, 'attempt': attempt, 'entry': entry, 'tried': tried}
 
   return make

@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-from data_pipelines.check import IMAGE_EXTENSIONS, MIN_FRAMES
+from data_pipelines.check import IMAGE_EXTENSIONS, MIN_FRAMES, resolution_level, stems
 
 STATIC_FOLDERS = ('fss', 'DUTS-TR', 'DUTS-TE', 'ecssd', 'BIG_small', 'HRSOD_small')
 STATIC_REPEATS = {'BIG_small': 5, 'HRSOD_small': 5}
@@ -64,10 +64,8 @@ class VideoTable:
 
 def _pairs(folder: str) -> list[tuple[str, str]]:
   """(image, mask) paths of the `x.jpg` + `x.png` pairs in `folder`, sorted by name."""
-  names = os.listdir(folder)
-  masks = {os.path.splitext(f)[0] for f in names if f.endswith('.png')}
-  images = sorted(f for f in names if f.lower().endswith(IMAGE_EXTENSIONS) and os.path.splitext(f)[0] in masks)
-  return [(os.path.join(folder, f), os.path.join(folder, os.path.splitext(f)[0] + '.png')) for f in images]
+  images, masks = stems(folder, IMAGE_EXTENSIONS), stems(folder, ('.png',))
+  return [(os.path.join(folder, images[s]), os.path.join(folder, masks[s])) for s in sorted(set(images) & set(masks))]
 
 
 def list_static(root: str, folders: Sequence[str] = STATIC_FOLDERS) -> StaticTable:
@@ -88,29 +86,23 @@ def list_static(root: str, folders: Sequence[str] = STATIC_FOLDERS) -> StaticTab
   return table
 
 
-def _resolution_level(folder: str) -> str:
-  level = os.path.join(folder, '480p')
-  return level if os.path.isdir(level) else folder
-
-
 def _add_videos(table: VideoTable, root: str, source: str, divisor: int, subset: Optional[Sequence[str]]) -> int:
   """Adds the videos of one `{JPEGImages,Annotations}` root; returns how many frames had no annotation."""
-  frames_dir = _resolution_level(os.path.join(root, 'JPEGImages'))
-  masks_dir = _resolution_level(os.path.join(root, 'Annotations'))
+  frames_dir = resolution_level(os.path.join(root, 'JPEGImages'))
+  masks_dir = resolution_level(os.path.join(root, 'Annotations'))
   unannotated = 0
   for video in subset if subset is not None else sorted(os.listdir(frames_dir)):
     video_frames, video_masks = os.path.join(frames_dir, video), os.path.join(masks_dir, video)
     if not os.path.isdir(video_frames):
       logging.warning('%s: listed video missing', video_frames)
       continue
-    masks = set(os.listdir(video_masks)) if os.path.isdir(video_masks) else set()
-    stems = sorted(os.path.splitext(f)[0] for f in os.listdir(video_frames) if f.lower().endswith(IMAGE_EXTENSIONS))
-    kept = [s for s in stems if s + '.png' in masks]
-    unannotated += len(stems) - len(kept)
+    frames, masks = stems(video_frames, IMAGE_EXTENSIONS), stems(video_masks, ('.png',))
+    kept = sorted(set(frames) & set(masks))
+    unannotated += len(frames) - len(kept)
     if len(kept) < MIN_FRAMES:
       continue
-    table.add(video, source, divisor, [os.path.join(video_frames, s + '.jpg') for s in kept],
-              [os.path.join(video_masks, s + '.png') for s in kept])
+    table.add(video, source, divisor, [os.path.join(video_frames, frames[s]) for s in kept],
+              [os.path.join(video_masks, masks[s]) for s in kept])
   return unannotated
 
 
