@@ -4,7 +4,8 @@
   sigma                    Gaussian width of both filters, in frequency bins   paper Fig. 6
   spectral_form            'exact' (official function) | 'half' (cheaper, not the official function)
   boundary_branch          the decoder's boundary branch (off: STCN decoder)   paper Table 5
-  dtype                    compute dtype of convs and matmuls: 'float32' | 'bfloat16' (FFTs stay float32)
+  dtype                    compute dtype of convs and matmuls: 'float32' | 'bfloat16' (FFTs stay float32) |
+                           'auto' (bfloat16 on GPU/TPU, float32 on CPU)
 """
 import ml_collections
 

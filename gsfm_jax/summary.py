@@ -18,11 +18,11 @@ from absl import app, flags
 from ml_collections import config_flags
 from PIL import Image
 
-from data_pipelines.palette import davis_palette
 from data_pipelines.synthetic import render_video
 from gsfm_jax.convert import read_any
 from gsfm_jax.losses import gsfm_loss, hard_mining
 from gsfm_jax.models import build_model, init_variables
+from gsfm_jax.visualize import normalise, overlay
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', os.path.join(os.path.dirname(__file__), '..', 'configs', 'model.py'), 'model config file')
@@ -32,10 +32,6 @@ _SIZE = flags.DEFINE_integer('size', 384, 'clip frame size (multiple of 16); tra
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'timed forward passes after compilation')
 _SEED = flags.DEFINE_integer('seed', 0, 'seed of the random init')
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
-
-
 def builtin_clip(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
   """Three frames (3, S, S, 3) uint8 of a built-in-dataset video and two object masks (3, S, S, 2)."""
   rng = np.random.default_rng(seed)
@@ -44,12 +40,6 @@ def builtin_clip(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     ids = sorted(set(np.unique(labels[0]).tolist()) - {0})[:2]
     if len(ids) == 2:
       return np.stack(images), np.stack([np.stack([l == i for i in ids], -1) for l in labels]).astype(np.float32)
-
-
-def overlay(frame: np.ndarray, labels: np.ndarray) -> np.ndarray:
-  """uint8 frame (H, W, 3) with label colours blended in."""
-  colours = davis_palette()[labels]
-  return np.where(labels[..., None] > 0, (0.5 * frame + 0.5 * colours).astype(np.uint8), frame)
 
 
 def main(argv):
@@ -69,7 +59,7 @@ def main(argv):
   frames_u8, masks = builtin_clip(_SIZE.value, _SEED.value)
   k = 1 if config.single_object else 2
   masks = masks[..., :k]
-  frames = ((frames_u8 / 255.0 - IMAGENET_MEAN) / IMAGENET_STD).astype(np.float32)[None]
+  frames = normalise(frames_u8)[None]
   selector = np.ones((1, k), np.float32)
   cls_gt = np.argmax(np.concatenate([0.5 * np.ones_like(masks[..., :1]), masks], -1), -1)[None]
 

@@ -147,8 +147,15 @@ def init_variables(model: GSFM, rng: jax.Array) -> dict:
   return jax.jit(model.init)(rng, jnp.zeros((1, 2, 32, 32, 3)), jnp.zeros((1, 32, 32, k)), jnp.ones((1, k)))
 
 
+def compute_dtype(name: str) -> jnp.dtype:
+  """'float32' | 'bfloat16' | 'auto' (bfloat16 on accelerators, float32 on CPU) -> dtype."""
+  if name == 'auto':
+    return jnp.dtype(jnp.float32 if jax.default_backend() == 'cpu' else jnp.bfloat16)
+  return jnp.dtype(name)
+
+
 def build_model(config) -> GSFM:
   """GSFM from a model ConfigDict (configs/model.py)."""
   return GSFM(single_object=config.single_object, lfm_filter=config.lfm_filter, hfm_filter=config.hfm_filter,
               sigma=config.sigma, spectral_form=config.spectral_form, boundary_branch=config.boundary_branch,
-              dtype=jnp.dtype(config.dtype))
+              dtype=compute_dtype(config.dtype))

@@ -1,0 +1,221 @@
+"""Trains GSFM (spec §2–§3) on one CPU, one or several GPUs, or a TPU pod.
+
+  python -m gsfm_jax.train --config=main --workdir=runs/main [--config.x=y …]
+  python -m gsfm_jax.train --config=pretrain --workdir=runs/pretrain
+  python -m gsfm_jax.train --config=demo --workdir=runs/demo          # the built-in dataset, on a CPU
+  python -m gsfm_jax.train --config=ablation:t5_lfm --workdir=runs/t5_lfm
+
+`--config=NAME[:ARG]` is `configs/NAME.py` (a path works too). The run resumes from the newest checkpoint in
+its workdir. Several processes (hosts, or one per GPU) join through `jax.distributed`: on TPU pods and SLURM
+it is detected; elsewhere pass --coordinator_address, --num_processes and --process_id (see launch/).
+SIGTERM (preemption) saves a checkpoint and exits cleanly.
+
+Writes into the workdir: checkpoints/, TensorBoard events, metrics.jsonl, images/ (clip previews) and
+curves.png (loss and IoU).
+"""
+import logging as py_logging
+import os
+import sys
+from typing import Iterator, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import app, flags, logging
+from ml_collections import config_flags
+from PIL import Image
+
+import configs
+from gsfm_jax import checkpoint, metrics as metrics_lib, sharding
+from gsfm_jax.export import ConversionError
+from gsfm_jax.losses import hard_mining
+from gsfm_jax.models import build_model, init_variables
+from gsfm_jax.train_step import BATCH_KEYS, TrainState, create_state, make_train_step, optimizer, targets
+from gsfm_jax.visualize import clip_preview
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'configs/NAME.py[:ARG], or NAME[:ARG]',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'run folder: checkpoints, logs, images (resumed if present)')
+_COORDINATOR = flags.DEFINE_string('coordinator_address', None, 'host:port of process 0 (multi-process runs)')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'number of processes (multi-process runs)')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'this process, 0 … num_processes-1')
+
+
+class _QuietLibraries(py_logging.Filter):
+  """Keeps orbax's and JAX's INFO chatter off the console (their warnings and errors still show)."""
+
+  def filter(self, record: py_logging.LogRecord) -> bool:
+    return record.levelno >= py_logging.WARNING or not any(
+        part in record.pathname for part in ('/orbax/', '/jax/', '/clu/'))
+
+
+class TrainingStopped(RuntimeError):
+  """The run cannot go on (non-finite steps); the message says why and where its last checkpoint is."""
+
+
+def _distributed_requested() -> bool:
+  """Launched as one of several processes: flags, JAX's env var, a SLURM job step or a TPU pod worker."""
+  return bool(_COORDINATOR.value or os.environ.get('JAX_COORDINATOR_ADDRESS')
+              or int(os.environ.get('SLURM_NTASKS', '1')) > 1
+              or ',' in os.environ.get('TPU_WORKER_HOSTNAMES', ''))
+
+
+def prepare_data(config: ml_collections.ConfigDict) -> None:
+  """Writes the built-in dataset when the config asks for it and it is not there yet."""
+  root = config.get('builtin_data')
+  if root and not os.path.isdir(os.path.join(root, 'DAVIS')):
+    from data_pipelines import synthetic
+    if jax.process_index() == 0:
+      logging.info('writing the built-in dataset to %s', root)
+      synthetic.generate(root)
+    sharding.sync('builtin_data')
+
+
+def open_batches(config: ml_collections.ConfigDict, start_step: int) -> Iterator[dict]:
+  """This process's numpy batches from `start_step` on (tf.data; broken samples are replaced and logged)."""
+  from data_pipelines.input_pipeline import Batches, make_dataset, open_source
+  source = open_source(config.data)
+  dataset = make_dataset(config.data, seed=config.seed, global_batch=config.global_batch, total_steps=config.steps,
+                         start_step=start_step, process_index=jax.process_index(),
+                         process_count=jax.process_count(), source=source)
+  return Batches(dataset, source, start_step, config.global_batch, jax.process_index(), jax.process_count())
+
+
+def initial_state(config: ml_collections.ConfigDict, model, mesh, ckpt: checkpoint.Checkpoints) -> TrainState:
+  """The newest checkpoint of the workdir, placed on this mesh; else a fresh state from `config.init`."""
+  tx = optimizer(config)
+  replicated = sharding.replicated(mesh)
+  if ckpt.latest_step() is not None:
+    shapes = jax.eval_shape(lambda: create_state(init_variables(model, jax.random.PRNGKey(0)), tx))
+    logging.info('resuming from %s/%d', ckpt.directory, ckpt.latest_step())
+    return ckpt.restore(checkpoint.abstract(shapes, replicated))
+  variables = checkpoint.initial_variables(config.init, model, config.seed)
+  variables = sharding.put_replicated(variables, mesh)
+  return jax.jit(lambda v: create_state(v, tx), out_shardings=replicated)(variables)
+
+
+def write_preview(workdir: str, step: int, local: dict, pred: np.ndarray, single_object: bool, writer) -> None:
+  """Process 0's first clip with true and predicted masks: TensorBoard and images/step_N.png.
+
+  local: this process's numpy batch; pred (T-1, H, W, K) probabilities of its first clip.
+  """
+  true = np.asarray(targets({k: v[:1] for k, v in local.items()}, single_object)[0][0])
+  grid = clip_preview(local['frames'][0], true, pred)
+  grid = np.repeat(np.repeat(grid, max(1, 128 // pred.shape[1]), 0), max(1, 128 // pred.shape[1]), 1)
+  writer.write_images(step, {'clip': grid[None]})
+  os.makedirs(os.path.join(workdir, 'images'), exist_ok=True)
+  Image.fromarray(grid).save(os.path.join(workdir, 'images', f'step_{step:07d}.png'))
+
+
+def make_preview(model, config, mesh):
+  """Jitted (params, batch_stats, batch) -> probabilities (1, T-1, H, W, K) of the batch's first clip."""
+  def preview(params, batch_stats, batch):
+    masks, selector = targets({k: v[:1] for k, v in batch.items()}, config.model.single_object)
+    out = model.apply({'params': params, 'batch_stats': batch_stats}, batch['frames'][:1], masks[:, 0], selector)
+    return jnp.stack([out[f'prob_{t}'] for t in range(1, masks.shape[1])], axis=1)
+  return jax.jit(preview, out_shardings=sharding.replicated(mesh))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+  """Runs (or resumes) the training described by `config` in `workdir`; returns the final state."""
+  mesh = sharding.make_mesh()
+  sharding.check_batch(config.global_batch, mesh, jax.process_count())
+  if config.global_batch % (config.grad_accum * mesh.size):
+    raise ValueError(f'global_batch {config.global_batch} must split into grad_accum {config.grad_accum} '
+                     f'micro-batches of whole per-device batches ({mesh.size} devices)')
+  model = build_model(config.model)
+  ckpt = checkpoint.Checkpoints(workdir, config.checkpoint_every, config.keep_checkpoints,
+                                config.async_checkpoints)
+  state = initial_state(config, model, mesh, ckpt)
+  start = int(jax.device_get(state.step))
+  logging.info('%s on %d %s device(s), %d process(es); global batch %d; step %d of %d',
+               model.__class__.__name__, mesh.size, jax.devices()[0].platform, jax.process_count(),
+               config.global_batch, start, config.steps)
+  if start >= config.steps:
+    return state
+  prepare_data(config)
+  batches = open_batches(config, start)
+  train_step = make_train_step(model, config, mesh)
+  preview_fn = make_preview(model, config, mesh)
+  writer = metrics_lib.create_writer(workdir)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+  meta = {'config': config.to_json(), 'devices': mesh.size, 'processes': jax.process_count()}
+  window, progress, preemption = metrics_lib.Window(), metrics_lib.Progress(start, config.steps,
+                                                                            config.global_batch), checkpoint.Preemption()
+  pixels = config.data.size ** 2
+  previous: Optional[dict] = None
+  for step in range(start, config.steps):
+    local = next(batches)
+    batch = sharding.global_batch({k: local[k] for k in BATCH_KEYS}, mesh)
+    p, num_kept = hard_mining(step, pixels, config.start_warm, config.end_warm, config.top_p)
+    scalars = sharding.put_replicated((np.float32(p), np.int32(num_kept)), mesh)
+    state, step_metrics = train_step(state, batch, *scalars)
+    window.add(step_metrics)
+    done = step + 1
+    if previous is not None and int(previous['refused_in_a_row']) >= config.max_refused_steps:
+      raise TrainingStopped(_stop_message(config, ckpt, done - 1))
+    previous = step_metrics
+    if done % config.progress_every == 0 or done == config.steps:
+      logging.info(progress.line(done, float(step_metrics['total_loss'])))
+    if done % config.log_every == 0 or done == config.steps:
+      report = window.report()
+      report['steps_per_s'] = progress.rate or 0.0
+      report['clips_per_s'] = report['steps_per_s'] * config.global_batch
+      report['skipped_samples'] = float(batches.skipped)
+      writer.write_scalars(done, report)
+    if done % config.image_every == 0:
+      pred = jax.device_get(preview_fn(state.params, state.batch_stats, batch))[0]  # every process runs it
+      if jax.process_index() == 0:
+        write_preview(workdir, done, local, pred, config.model.single_object, writer)
+    preempted = preemption.reached(done)
+    if ckpt.save(done, state, {**meta, 'step': done}, force=preempted or done == config.steps):
+      logging.info('checkpoint %d started', done)
+    if preempted:
+      logging.warning('preemption: saved step %d in %s, stopping', done, ckpt.directory)
+      break
+  if int(jax.device_get(state.refused_in_a_row)) >= config.max_refused_steps:
+    raise TrainingStopped(_stop_message(config, ckpt, int(jax.device_get(state.step))))
+  ckpt.wait()
+  writer.flush()
+  if jax.process_index() == 0 and os.path.exists(os.path.join(workdir, 'metrics.jsonl')):
+    metrics_lib.plot_curves(os.path.join(workdir, 'metrics.jsonl'), os.path.join(workdir, 'curves.png'))
+  return state
+
+
+def _stop_message(config, ckpt: checkpoint.Checkpoints, step: int) -> str:
+  ckpt.wait()
+  last = ckpt.latest_step()
+  where = f'{ckpt.directory}/{last}' if last is not None else 'none saved yet'
+  return (f'stopped at step {step}: {config.max_refused_steps} steps in a row had a non-finite loss or gradient '
+          f'and were refused (the parameters were not changed by them). Last good checkpoint: {where}. Lower '
+          f'config.lr, check the data with `python -m data_pipelines.check`, or use float32 (config.model.dtype).')
+
+
+def main(argv) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if _CONFIG.value is None or not _WORKDIR.value:
+    raise app.UsageError('--config and --workdir are required')
+  if _distributed_requested():
+    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  logging.set_verbosity(logging.INFO)
+  logging.get_absl_handler().addFilter(_QuietLibraries())
+  os.makedirs(_WORKDIR.value, exist_ok=True)
+  try:
+    train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except (TrainingStopped, ConversionError) as e:
+    logging.error('%s', e)
+    print(f'error: {e}', file=sys.stderr)
+    return 1
+  return 0
+
+
+def run() -> None:
+  app.run(lambda argv: sys.exit(main(argv)), argv=configs.resolve(sys.argv))
+
+
+if __name__ == '__main__':
+  run()
