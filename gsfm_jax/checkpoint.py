@@ -11,19 +11,22 @@ from typing import Any, Optional
 
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
 from gsfm_jax.convert import imagenet_start, read_any
 from gsfm_jax.export import ConversionError, Variables
 from gsfm_jax.models import GSFM, init_variables
+from gsfm_jax.models.resnet import scratch_init
 
 
 class Checkpoints:
   """`WORKDIR/checkpoints`: save at multiples of `every` (or when forced), keep the newest `keep`."""
 
   def __init__(self, workdir: str, every: int, keep: int, asynchronous: bool = True):
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=asynchronous)
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=asynchronous,
+                                           cleanup_tmp_directories=True)
     self.every = every
     self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
     self.manager = ocp.CheckpointManager(self.directory, options=options)
@@ -92,13 +95,18 @@ def newest_state_dir(path: str) -> str:
 def initial_variables(init: ml_collections.ConfigDict, model: GSFM, seed: int) -> Variables:
   """The run's starting weights (host arrays), by `init.kind`:
 
-  'scratch': fresh initialisation (PyTorch's defaults, spec §1.11); 'imagenet': torchvision ResNet-50/18
+  'scratch': fresh initialisation (PyTorch's defaults, spec §1.11) with torchvision's from-scratch init of
+  both ResNet trunks (`resnet.scratch_init`); 'imagenet': torchvision ResNet-50/18
   trunks from `init.resnet50/resnet18`; 'checkpoint': `init.checkpoint`, a gsfm_jax training workdir (its
   newest checkpoint) or step folder, a variables directory or .npz, or an official .pth/.npz. A single-object
   checkpoint loaded into the two-object network gets its 5th value-encoder input channel (`init.stem_fill`).
   """
   if init.kind == 'scratch':
-    return jax.device_get(init_variables(model, jax.random.PRNGKey(seed)))
+    variables = jax.device_get(init_variables(model, jax.random.PRNGKey(seed)))
+    rng = np.random.default_rng(seed)
+    for trunk in ('key_encoder', 'value_encoder'):
+      variables['params'][trunk] = scratch_init(variables['params'][trunk], rng)
+    return variables
   if init.kind == 'imagenet':
     return imagenet_start(init.resnet50, init.resnet18, model, seed)
   if init.kind == 'checkpoint':

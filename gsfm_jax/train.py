@@ -6,8 +6,9 @@
   python -m gsfm_jax.train --config=ablation:t5_lfm --workdir=runs/t5_lfm
 
 `--config=NAME[:ARG]` is `configs/NAME.py` (a path works too). The run resumes from the newest checkpoint in
-its workdir. Several processes (hosts, or one per GPU) join through `jax.distributed`: on TPU pods and SLURM
-it is detected; elsewhere pass --coordinator_address, --num_processes and --process_id (see launch/).
+its workdir. Several processes (hosts, or one per GPU) join through `jax.distributed` with --distributed
+(TPU pods and SLURM are detected), or with --coordinator_address, --num_processes and --process_id
+elsewhere; launch/ has the scripts.
 SIGTERM (preemption) saves a checkpoint and exits cleanly.
 
 Writes into the workdir: checkpoints/, TensorBoard events, metrics.jsonl, images/ (clip previews) and
@@ -37,6 +38,8 @@ from gsfm_jax.visualize import clip_preview
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'configs/NAME.py[:ARG], or NAME[:ARG]',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'run folder: checkpoints, logs, images (resumed if present)')
+_DISTRIBUTED = flags.DEFINE_bool('distributed', False, 'join a multi-process run with jax.distributed.initialize() '
+                                  '(TPU pods and SLURM are detected; elsewhere add the three flags below)')
 _COORDINATOR = flags.DEFINE_string('coordinator_address', None, 'host:port of process 0 (multi-process runs)')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'number of processes (multi-process runs)')
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'this process, 0 … num_processes-1')
@@ -55,10 +58,8 @@ class TrainingStopped(RuntimeError):
 
 
 def _distributed_requested() -> bool:
-  """Launched as one of several processes: flags, JAX's env var, a SLURM job step or a TPU pod worker."""
-  return bool(_COORDINATOR.value or os.environ.get('JAX_COORDINATOR_ADDRESS')
-              or int(os.environ.get('SLURM_NTASKS', '1')) > 1
-              or ',' in os.environ.get('TPU_WORKER_HOSTNAMES', ''))
+  """Launched as one of several processes: --distributed, --coordinator_address or JAX_COORDINATOR_ADDRESS."""
+  return bool(_DISTRIBUTED.value or _COORDINATOR.value or os.environ.get('JAX_COORDINATOR_ADDRESS'))
 
 
 def prepare_data(config: ml_collections.ConfigDict) -> None:

@@ -2,7 +2,8 @@
 
 One step: the clip forward of every sample, the official loss, gradients (optionally accumulated over
 micro-batches), and PyTorch-style Adam. A step whose loss or gradient is not finite is refused: the
-parameters and optimiser state stay as they were and the refusal is counted.
+parameters and optimiser state stay as they were and the refusal is counted (so do updates that would make
+a parameter non-finite).
 """
 from typing import Any, Callable, Mapping
 
@@ -128,9 +129,9 @@ def make_train_step(model: GSFM, config: ml_collections.ConfigDict, mesh: Mesh) 
 
   def step(state: TrainState, batch: Mapping[str, jax.Array], p: jax.Array, num_kept: jax.Array):
     metrics, grads = gradients(state, batch, p, num_kept)
-    finite = jnp.isfinite(metrics['total_loss']) & _all_finite(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    finite = jnp.isfinite(metrics['total_loss']) & _all_finite(grads) & _all_finite(params)
     keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
     accepted = state.step - state.refused
     refused = jnp.where(finite, 0, 1).astype(jnp.int32)

@@ -39,3 +39,12 @@ def converted_variables(seed: int, single_object: bool = False) -> dict:
   if single_object:
     state_dict['value_encoder.conv1.weight'] = state_dict['value_encoder.conv1.weight'][:, :4]
   return state_dict_to_variables(state_dict, GSFM(single_object=single_object), f'make_state_dict({seed})')
+
+
+def pytest_configure(config):
+  """One persistent XLA compilation cache for the session and its child processes: the training tests
+  start several processes that compile the same train step."""
+  del config
+  import tempfile
+  os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='gsfm-jax-xla-cache-'))
+  os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')

@@ -1,0 +1,249 @@
+"""Training end to end on the built-in dataset (tiny crops, real tf.data, real orbax, real processes):
+the command line, logs and checkpoints, resume after SIGTERM and kill -9 bit for bit, two processes
+against one, restore on another device count, refusal of non-finite steps, configs."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+import configs
+from configs import ablation, demo, main, pretrain
+from data_pipelines import synthetic
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# 32² crops, 8 clips per step (one per device), 8 steps; the schedule and data depend on `steps`, so every
+# run compared here uses the same values
+TINY = {'data.size': 32, 'data.workers': 2, 'global_batch': 8, 'steps': 8, 'checkpoint_every': 2,
+        'keep_checkpoints': 2, 'log_every': 1, 'progress_every': 1, 'image_every': 8, 'builtin_data': ''}
+DATASET = dict(train=3, val=1, frames=8, height=96, width=160, static_flat=2, static_classes=1,
+               static_per_class=2, static_size=64)
+
+
+def demo_config(data_root: str):
+  """The demo config with TINY applied (what `cli_args` gives the command line)."""
+  config = demo.get_config()
+  config.update_from_flattened_dict(TINY)
+  config.data.davis_root = os.path.join(data_root, 'DAVIS')
+  return config
+
+
+def cli_args(workdir: str, data_root: str, **overrides) -> list[str]:
+  flat = {**TINY, 'data.davis_root': os.path.join(data_root, 'DAVIS'), **overrides}
+  return ([sys.executable, '-m', 'gsfm_jax.train', '--config=demo', f'--workdir={workdir}']
+          + [f'--config.{k}={v}' for k, v in flat.items()])
+
+
+def env(devices: int) -> dict:
+  """A CPU-only child with `devices` virtual devices, sharing the session's compilation cache."""
+  return dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, 'tests')]), JAX_PLATFORMS='cpu',
+              XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}', TF_CPP_MIN_LOG_LEVEL='2')
+
+
+def start(args: list[str], devices: int = 8) -> subprocess.Popen:
+  return subprocess.Popen(args, cwd=REPO, env=env(devices), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+
+
+def run(args: list[str], devices: int = 8, timeout: int = 600) -> subprocess.CompletedProcess:
+  return subprocess.run(args, cwd=REPO, env=env(devices), capture_output=True, text=True, timeout=timeout)
+
+
+def read_until(proc: subprocess.Popen, text: str, log: list[str]) -> None:
+  """Reads the child's output into `log` until a line contains `text` (fails if it exits first)."""
+  for line in proc.stdout:
+    log.append(line)
+    if text in line:
+      return
+  proc.wait()
+  pytest.fail(f'exited ({proc.returncode}) before printing {text!r}:\n' + ''.join(log[-40:]))
+
+
+def committed_steps(workdir: str) -> list[int]:
+  directory = os.path.join(workdir, 'checkpoints')
+  return sorted(int(d) for d in os.listdir(directory) if d.isdigit()) if os.path.isdir(directory) else []
+
+
+def final_params(workdir: str) -> dict[str, np.ndarray]:
+  from gsfm_jax.checkpoint import newest_state_dir
+  from gsfm_jax.export import flatten, load_orbax
+  return flatten({'params': load_orbax(newest_state_dir(workdir))['params']})
+
+
+def assert_same_params(found: dict, expected: dict, exact: bool = True) -> None:
+  assert found.keys() == expected.keys()
+  differ = [k for k in expected if not (np.array_equal(found[k], expected[k]) if exact else
+                                        np.allclose(found[k], expected[k], rtol=1e-5, atol=1e-6))]
+  assert not differ, f'{len(differ)} of {len(expected)} parameters differ, e.g. {differ[:3]}'
+
+
+@pytest.fixture(scope='module')
+def data_root(tmp_path_factory) -> str:
+  path = str(tmp_path_factory.mktemp('builtin'))
+  synthetic.generate(path, seed=3, **DATASET)
+  return path
+
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory, data_root) -> tuple[str, str]:
+  """An uninterrupted 8-step run on one process with 8 devices: (workdir, its output)."""
+  workdir = str(tmp_path_factory.mktemp('reference'))
+  result = run(cli_args(workdir, data_root))
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+  return workdir, result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------- the command line and what a run writes
+
+def test_run_writes_metrics_checkpoints_images_and_progress(reference):
+  workdir, output = reference
+  rows = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
+  assert [r['step'] for r in rows] == list(range(1, 9))
+  for row in rows:
+    assert np.isfinite(row['total_loss']) and row['total_loss'] > 0
+    assert row['total_loss'] == pytest.approx(row['loss_1'] + row['loss_2'], rel=1e-5)
+    assert 0 < row['iou'] <= 1 and 0 < row['sec_iou'] <= 1
+    assert row['lr'] == pytest.approx(1e-4) and row['p'] == 1.0 and row['refused'] == 0
+    assert row['clips_per_s'] == pytest.approx(8 * row['steps_per_s'])
+  assert 'step 8/8 (100.0 %)' in output and 'ETA' in output and 'clips/s' in output
+  assert committed_steps(workdir) == [6, 8]  # every 2, newest 2 kept
+  meta = json.load(open(os.path.join(workdir, 'checkpoints', '8', 'meta', 'metadata')))
+  assert meta['step'] == 8 and meta['devices'] == 8 and meta['processes'] == 1
+  assert json.loads(meta['config'])['data']['size'] == 32
+  assert any(f.startswith('events.out.tfevents') for f in os.listdir(workdir))
+  from PIL import Image
+  preview = np.asarray(Image.open(os.path.join(workdir, 'images', 'step_0000008.png')))
+  assert preview.shape == (2 * 128, 3 * 128, 3) and preview.std() > 10  # 2 rows × 3 frames, ×4 enlarged
+  assert Image.open(os.path.join(workdir, 'curves.png')).size[0] > 500
+
+
+def test_finished_run_is_not_repeated(reference, data_root):
+  workdir, _ = reference
+  before = final_params(workdir)
+  result = run(cli_args(workdir, data_root))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert committed_steps(workdir) == [6, 8]
+  assert_same_params(final_params(workdir), before)
+
+
+def test_resume_after_sigterm_and_kill_9_is_bit_exact(reference, data_root, tmp_path):
+  workdir, log = str(tmp_path / 'run'), []
+  # 1. SIGTERM (preemption) after the first step: a checkpoint of the current step, exit status 0
+  first = start(cli_args(workdir, data_root))
+  read_until(first, 'step 1/8', log)
+  first.send_signal(signal.SIGTERM)
+  log += first.stdout.readlines()
+  assert first.wait(timeout=300) == 0, ''.join(log[-40:])
+  assert 'preemption: saved step' in ''.join(log)
+  saved = committed_steps(workdir)
+  assert len(saved) == 1 and 1 <= saved[0] < 8, saved
+  # 2. resumed, then killed with SIGKILL in the middle of step 5 (an asynchronous save may be in flight)
+  second = start(cli_args(workdir, data_root))
+  read_until(second, 'step 5/8', log)
+  assert f'resuming from {os.path.join(workdir, "checkpoints")}/{saved[0]}' in ''.join(log)
+  second.kill()
+  assert second.wait(timeout=60) == -signal.SIGKILL
+  assert saved[0] <= committed_steps(workdir)[-1] < 8
+  # 3. resumed to the end: the parameters are those of the uninterrupted run, bit for bit
+  third = run(cli_args(workdir, data_root))
+  assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+  assert committed_steps(workdir)[-1] == 8
+  assert_same_params(final_params(workdir), final_params(reference[0]))
+
+
+def test_two_processes_train_like_one(reference, data_root, tmp_path):
+  """Two processes with four CPU devices each (global batch 8) end with identical parameters, equal to the
+  one-process, eight-device run."""
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    coordinator = f'localhost:{s.getsockname()[1]}'
+  workers = [start([sys.executable, os.path.join(REPO, 'tests', 'train_worker.py'), coordinator, str(p), '2',
+                    str(tmp_path / 'run'), str(tmp_path / f'params{p}.npz'), data_root], devices=4) for p in range(2)]
+  outputs = [w.communicate(timeout=900)[0] for w in workers]
+  for w, out in zip(workers, outputs):
+    assert w.returncode == 0, out[-5000:]
+  found = [dict(np.load(tmp_path / f'params{p}.npz')) for p in range(2)]
+  assert [int(f.pop('process_index')) for f in found] == [0, 1]
+  assert [int(f.pop('devices')) for f in found] == [4, 4]
+  assert [int(f.pop('step')) for f in found] == [8, 8]
+  assert_same_params(found[0], found[1])
+  assert_same_params(found[0], final_params(reference[0]), exact=False)
+
+
+def test_checkpoint_restores_on_another_device_count(reference):
+  """The 8-device checkpoint restored onto meshes of 1 and 3 devices: same values, placed on those devices."""
+  from gsfm_jax import checkpoint, sharding
+  from gsfm_jax.export import flatten
+  store = checkpoint.Checkpoints(reference[0], every=2, keep=2)
+  raw = store.restore(None)
+  for count in (1, 3):
+    mesh = sharding.make_mesh(jax.devices()[:count])
+    state = store.restore(checkpoint.abstract(jax.tree.map(np.asarray, raw), sharding.replicated(mesh)))
+    leaf = jax.tree.leaves(state.params)[0]
+    assert len(leaf.sharding.device_set) == count and int(state.step) == 8
+    assert_same_params(flatten({'params': jax.device_get(state.params)}), flatten({'params': jax.device_get(raw.params)}))
+
+
+def test_non_finite_steps_are_refused_and_the_run_stops(data_root, tmp_path):
+  """A NaN learning rate makes every update non-finite: nothing reaches the parameters, the refusals are
+  counted, and after 3 in a row the run stops with exit status 1, naming its last good checkpoint."""
+  workdir = str(tmp_path / 'run')
+  result = run(cli_args(workdir, data_root, lr='nan', max_refused_steps=3))
+  output = result.stdout + result.stderr
+  assert result.returncode == 1, output[-3000:]
+  assert '3 steps in a row had a non-finite loss or gradient' in output
+  assert f'Last good checkpoint: {os.path.join(workdir, "checkpoints")}/2' in output
+  rows = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
+  assert all(r['refused'] == 1 for r in rows) and len(rows) >= 3
+  from gsfm_jax.checkpoint import initial_variables
+  from gsfm_jax.export import flatten
+  from gsfm_jax.models import build_model
+  config = demo_config(data_root)
+  start_params = flatten({'params': initial_variables(config.init, build_model(config.model), config.seed)['params']})
+  assert_same_params(final_params(workdir), start_params)
+
+
+# ---------------------------------------------------------------- configs
+
+def test_config_names_resolve_to_files_and_overrides_apply():
+  argv = configs.resolve(['train', '--config=main', '--workdir=w', '--config', 'ablation:t5_lfm/pretrain'])
+  assert argv[1] == '--config=' + os.path.join(configs.CONFIG_DIR, 'main.py')
+  assert argv[4] == os.path.join(configs.CONFIG_DIR, 'ablation.py') + ':t5_lfm/pretrain'
+  assert configs.resolve(['--config=my/own.py'])[0] == '--config=my/own.py'
+  with pytest.raises(SystemExit, match='no configs/mian.py .*known: ablation, data, demo, main, model, pretrain'):
+    configs.resolve(['--config=mian'])
+  result = run([sys.executable, '-m', 'gsfm_jax.train', '--helpfull'], devices=1, timeout=120)
+  assert '--config' in result.stdout and '--workdir' in result.stdout
+
+
+def test_stage_configs_follow_the_reference():
+  stage0, stage3 = pretrain.get_config(), main.get_config()
+  assert (stage0.model.single_object, stage0.data.kind, stage0.global_batch, stage0.steps) == (True, 'static', 128, 40_000)
+  assert (stage0.lr, tuple(stage0.lr_milestones), stage0.start_warm, stage0.end_warm) == (4e-5, (20_000,), 3_000, 10_000)
+  assert (stage3.model.single_object, stage3.data.kind, stage3.global_batch, stage3.steps) == (False, 'vos', 64, 30_000)
+  assert (stage3.lr, tuple(stage3.lr_milestones), stage3.start_warm, stage3.end_warm) == (4e-5, (25_000,), 3_000, 15_000)
+  assert (stage3.weight_decay, stage3.boundary_weight, stage3.top_p) == (1e-7, 0.05, 0.15)
+  assert (stage0.init.kind, stage3.init.kind, stage3.init.stem_fill) == ('imagenet', 'checkpoint', 'orthogonal')
+
+
+def test_ablation_configs_switch_the_right_components():
+  table = {name: ablation.get_config(name).model for name in ablation.variants()}
+  assert len(table) == 5 + 8 + 5
+  assert (table['t5_none'].lfm_filter, table['t5_none'].hfm_filter, table['t5_none'].boundary_branch) == ('off', 'off', False)
+  assert (table['t5_lfm_boundary'].lfm_filter, table['t5_lfm_boundary'].hfm_filter) == ('low', 'off')
+  assert table['t5_lfm_boundary'].boundary_branch
+  assert (table['t3_full_high'].lfm_filter, table['t3_low_full'].hfm_filter) == ('none', 'none')
+  assert [table[f'sigma{s}'].sigma for s in (3, 5, 7, 10, 15)] == [3, 5, 7, 10, 15]
+  gsfm = main.get_config().model
+  for same in ('t5_all', 't3_low_high', 'sigma7'):
+    assert table[same] == gsfm
+  assert ablation.get_config('t5_hfm').init.checkpoint == 'runs/t5_hfm_pretrain'
+  assert ablation.get_config('t5_hfm/pretrain').model.single_object
+  with pytest.raises(ValueError, match='t5_bogus'):
+    ablation.get_config('t5_bogus')
