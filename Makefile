@@ -18,8 +18,9 @@ setup: $(VENV)/.installed
 test: setup
 	$(TEST_ENV) $(PY) -m pytest tests
 
+# the built-in demo: writes data/builtin if absent, trains on it (CPU: about 20 min), logs to runs/demo
 run: setup
-	$(PY) -m gsfm_jax.summary --out out/summary
+	$(PY) -m gsfm_jax.train --config=demo --workdir=runs/demo
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) out runs data/builtin .pytest_cache

@@ -20,11 +20,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.size = 64
   config.data.workers = 2
   config.global_batch = 4
-  config.steps = 400
+  config.steps = 600
   config.lr = 1e-4
-  config.lr_milestones = (300,)
-  config.start_warm = 50
-  config.end_warm = 200
+  config.lr_milestones = (500,)
+  config.start_warm = 100
+  config.end_warm = 400
   config.init.kind = 'scratch'
   config.checkpoint_every = 100
   config.keep_checkpoints = 2

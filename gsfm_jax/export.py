@@ -118,10 +118,18 @@ def save_orbax(variables: Variables, directory: str, overwrite: bool = False) ->
 
 
 def load_orbax(directory: str) -> Variables:
-  """Orbax checkpoint directory written by `save_orbax` -> Flax variables (numpy arrays)."""
+  """Orbax checkpoint directory (`save_orbax`, or a training checkpoint's `state`) -> Flax variables.
+
+  Restored onto this process's first device, whatever the device layout of the run that wrote it.
+  """
+  import jax
   import orbax.checkpoint as ocp
   try:
-    restored = ocp.StandardCheckpointer().restore(os.path.abspath(directory))
+    checkpointer = ocp.StandardCheckpointer()
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                          checkpointer.metadata(os.path.abspath(directory)).item_metadata.tree)
+    restored = checkpointer.restore(os.path.abspath(directory), target)
   except Exception as e:
     raise ConversionError(f'{directory}: cannot restore as an orbax checkpoint ({type(e).__name__}: {e})') from None
   return {k: v for k, v in restored.items() if k in ('params', 'batch_stats')}

@@ -45,9 +45,9 @@ def optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation
 
 def create_state(variables: Mapping[str, Any], tx: optax.GradientTransformation) -> TrainState:
   """A step-0 state from {'params', 'batch_stats'} (placed arrays; the optimiser state follows them)."""
-  zero = jnp.zeros((), jnp.int32)
-  return TrainState(step=zero, params=variables['params'], batch_stats=variables['batch_stats'],
-                    opt_state=tx.init(variables['params']), refused=zero, refused_in_a_row=zero)
+  zero = lambda: jnp.zeros((), jnp.int32)  # three buffers: the step donates each of them
+  return TrainState(step=zero(), params=variables['params'], batch_stats=variables['batch_stats'],
+                    opt_state=tx.init(variables['params']), refused=zero(), refused_in_a_row=zero())
 
 
 def targets(batch: Mapping[str, jax.Array], single_object: bool) -> tuple[jax.Array, Any]:

@@ -20,7 +20,7 @@ from data_pipelines import synthetic
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 32² crops, 8 clips per step (one per device), 8 steps; the schedule and data depend on `steps`, so every
 # run compared here uses the same values
-TINY = {'data.size': 32, 'data.workers': 2, 'global_batch': 8, 'steps': 8, 'checkpoint_every': 2,
+TINY = {'data.size': 32, 'data.workers': 2, 'global_batch': 8, 'steps': 8, 'checkpoint_every': 4,
         'keep_checkpoints': 2, 'log_every': 1, 'progress_every': 1, 'image_every': 8, 'builtin_data': ''}
 DATASET = dict(train=3, val=1, frames=8, height=96, width=160, static_flat=2, static_classes=1,
                static_per_class=2, static_size=64)
@@ -46,12 +46,12 @@ def env(devices: int) -> dict:
               XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}', TF_CPP_MIN_LOG_LEVEL='2')
 
 
-def start(args: list[str], devices: int = 8) -> subprocess.Popen:
+def start(args: list[str], devices: int = 2) -> subprocess.Popen:
   return subprocess.Popen(args, cwd=REPO, env=env(devices), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True)
 
 
-def run(args: list[str], devices: int = 8, timeout: int = 600) -> subprocess.CompletedProcess:
+def run(args: list[str], devices: int = 2, timeout: int = 600) -> subprocess.CompletedProcess:
   return subprocess.run(args, cwd=REPO, env=env(devices), capture_output=True, text=True, timeout=timeout)
 
 
@@ -79,7 +79,7 @@ def final_params(workdir: str) -> dict[str, np.ndarray]:
 def assert_same_params(found: dict, expected: dict, exact: bool = True) -> None:
   assert found.keys() == expected.keys()
   differ = [k for k in expected if not (np.array_equal(found[k], expected[k]) if exact else
-                                        np.allclose(found[k], expected[k], rtol=1e-5, atol=1e-6))]
+                                        np.allclose(found[k], expected[k], rtol=1e-5, atol=1e-5))]
   assert not differ, f'{len(differ)} of {len(expected)} parameters differ, e.g. {differ[:3]}'
 
 
@@ -92,7 +92,7 @@ def data_root(tmp_path_factory) -> str:
 
 @pytest.fixture(scope='module')
 def reference(tmp_path_factory, data_root) -> tuple[str, str]:
-  """An uninterrupted 8-step run on one process with 8 devices: (workdir, its output)."""
+  """An uninterrupted 8-step run on one process with 2 devices: (workdir, its output)."""
   workdir = str(tmp_path_factory.mktemp('reference'))
   result = run(cli_args(workdir, data_root))
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
@@ -109,27 +109,18 @@ def test_run_writes_metrics_checkpoints_images_and_progress(reference):
     assert np.isfinite(row['total_loss']) and row['total_loss'] > 0
     assert row['total_loss'] == pytest.approx(row['loss_1'] + row['loss_2'], rel=1e-5)
     assert 0 < row['iou'] <= 1 and 0 < row['sec_iou'] <= 1
-    assert row['lr'] == pytest.approx(1e-4) and row['p'] == 1.0 and row['refused'] == 0
+    assert row['lr'] == pytest.approx(demo.get_config().lr) and row['p'] == 1.0 and row['refused'] == 0
     assert row['clips_per_s'] == pytest.approx(8 * row['steps_per_s'])
   assert 'step 8/8 (100.0 %)' in output and 'ETA' in output and 'clips/s' in output
-  assert committed_steps(workdir) == [6, 8]  # every 2, newest 2 kept
+  assert committed_steps(workdir) == [4, 8]
   meta = json.load(open(os.path.join(workdir, 'checkpoints', '8', 'meta', 'metadata')))
-  assert meta['step'] == 8 and meta['devices'] == 8 and meta['processes'] == 1
+  assert meta['step'] == 8 and meta['devices'] == 2 and meta['processes'] == 1
   assert json.loads(meta['config'])['data']['size'] == 32
   assert any(f.startswith('events.out.tfevents') for f in os.listdir(workdir))
   from PIL import Image
   preview = np.asarray(Image.open(os.path.join(workdir, 'images', 'step_0000008.png')))
   assert preview.shape == (2 * 128, 3 * 128, 3) and preview.std() > 10  # 2 rows × 3 frames, ×4 enlarged
   assert Image.open(os.path.join(workdir, 'curves.png')).size[0] > 500
-
-
-def test_finished_run_is_not_repeated(reference, data_root):
-  workdir, _ = reference
-  before = final_params(workdir)
-  result = run(cli_args(workdir, data_root))
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert committed_steps(workdir) == [6, 8]
-  assert_same_params(final_params(workdir), before)
 
 
 def test_resume_after_sigterm_and_kill_9_is_bit_exact(reference, data_root, tmp_path):
@@ -143,7 +134,7 @@ def test_resume_after_sigterm_and_kill_9_is_bit_exact(reference, data_root, tmp_
   assert 'preemption: saved step' in ''.join(log)
   saved = committed_steps(workdir)
   assert len(saved) == 1 and 1 <= saved[0] < 8, saved
-  # 2. resumed, then killed with SIGKILL in the middle of step 5 (an asynchronous save may be in flight)
+  # 2. resumed, then killed with SIGKILL in step 6 (an asynchronous save of step 4 may be in flight)
   second = start(cli_args(workdir, data_root))
   read_until(second, 'step 5/8', log)
   assert f'resuming from {os.path.join(workdir, "checkpoints")}/{saved[0]}' in ''.join(log)
@@ -159,7 +150,7 @@ def test_resume_after_sigterm_and_kill_9_is_bit_exact(reference, data_root, tmp_
 
 def test_two_processes_train_like_one(reference, data_root, tmp_path):
   """Two processes with four CPU devices each (global batch 8) end with identical parameters, equal to the
-  one-process, eight-device run."""
+  one-process, two-device run up to float32 reduction order (measured: at most 1.5e-6 apart, lr is 1e-4)."""
   with socket.socket() as s:
     s.bind(('localhost', 0))
     coordinator = f'localhost:{s.getsockname()[1]}'
@@ -177,10 +168,10 @@ def test_two_processes_train_like_one(reference, data_root, tmp_path):
 
 
 def test_checkpoint_restores_on_another_device_count(reference):
-  """The 8-device checkpoint restored onto meshes of 1 and 3 devices: same values, placed on those devices."""
+  """The 2-device checkpoint restored onto meshes of 1 and 3 devices: same values, placed on those devices."""
   from gsfm_jax import checkpoint, sharding
   from gsfm_jax.export import flatten
-  store = checkpoint.Checkpoints(reference[0], every=2, keep=2)
+  store = checkpoint.Checkpoints(reference[0], every=4, keep=2)
   raw = store.restore(None)
   for count in (1, 3):
     mesh = sharding.make_mesh(jax.devices()[:count])
@@ -194,11 +185,11 @@ def test_non_finite_steps_are_refused_and_the_run_stops(data_root, tmp_path):
   """A NaN learning rate makes every update non-finite: nothing reaches the parameters, the refusals are
   counted, and after 3 in a row the run stops with exit status 1, naming its last good checkpoint."""
   workdir = str(tmp_path / 'run')
-  result = run(cli_args(workdir, data_root, lr='nan', max_refused_steps=3))
+  result = run(cli_args(workdir, data_root, lr='nan', max_refused_steps=3, checkpoint_every=2))
   output = result.stdout + result.stderr
   assert result.returncode == 1, output[-3000:]
   assert '3 steps in a row had a non-finite loss or gradient' in output
-  assert f'Last good checkpoint: {os.path.join(workdir, "checkpoints")}/2' in output
+  assert f'Last good checkpoint: {os.path.join(workdir, "checkpoints")}/2.' in output
   rows = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
   assert all(r['refused'] == 1 for r in rows) and len(rows) >= 3
   from gsfm_jax.checkpoint import initial_variables
@@ -247,3 +238,58 @@ def test_ablation_configs_switch_the_right_components():
   assert ablation.get_config('t5_hfm/pretrain').model.single_object
   with pytest.raises(ValueError, match='t5_bogus'):
     ablation.get_config('t5_bogus')
+
+
+# ---------------------------------------------------------------- initial weights
+
+def test_scratch_init_makes_every_residual_block_start_as_the_identity():
+  from gsfm_jax.models.resnet import scratch_init
+  rng = np.random.default_rng(0)
+  ones = lambda n: np.ones(n, np.float32)
+  trunk = {'conv1': {'kernel': np.zeros((7, 7, 3, 64), np.float32), 'bias': ones(64)},
+           'bn1': {'scale': ones(64), 'bias': ones(64)},
+           'layer2_0': {'conv3': {'kernel': np.zeros((1, 1, 128, 512), np.float32), 'bias': ones(512)},
+                        'bn2': {'scale': ones(128), 'bias': ones(128)}, 'bn3': {'scale': ones(512), 'bias': ones(512)},
+                        'downsample_0': {'kernel': np.zeros((1, 1, 256, 512), np.float32), 'bias': ones(512)},
+                        'downsample_1': {'scale': ones(512), 'bias': ones(512)}},
+           'layer1_0': {'bn1': {'scale': ones(64), 'bias': ones(64)}, 'bn2': {'scale': ones(64), 'bias': ones(64)}},
+           'res2_0': {'conv1': {'kernel': np.zeros((1, 1, 64, 64), np.float32), 'bias': ones(64)},
+                      'bn3': {'scale': ones(256), 'bias': ones(256)}},
+           'fuser': {'conv': {'kernel': np.ones((3, 3, 8, 8), np.float32), 'bias': ones(8)}}}
+  out = scratch_init(trunk, rng)
+  assert out['conv1']['kernel'].std() == pytest.approx(np.sqrt(2 / (7 * 7 * 64)), rel=0.02)
+  assert out['layer2_0']['conv3']['kernel'].std() == pytest.approx(np.sqrt(2 / 512), rel=0.02)
+  for conv in (out['conv1'], out['layer2_0']['conv3'], out['layer2_0']['downsample_0']):
+    assert not conv['bias'].any()
+  assert not out['layer2_0']['bn3']['scale'].any() and out['layer2_0']['bn2']['scale'].all()  # bottleneck: bn3
+  assert not out['layer1_0']['bn2']['scale'].any() and out['layer1_0']['bn1']['scale'].all()  # basic block: bn2
+  assert not out['res2_0']['bn3']['scale'].any() and not out['res2_0']['conv1']['bias'].any()  # key encoder's layer1
+  assert out['res2_0']['conv1']['kernel'].std() == pytest.approx(np.sqrt(2 / 64), rel=0.05)
+  assert out['layer2_0']['downsample_1']['scale'].all() and out['bn1']['scale'].all()
+  assert np.array_equal(out['fuser']['conv']['kernel'], trunk['fuser']['conv']['kernel'])  # not a trunk entry
+
+
+def test_main_starts_from_a_pretrain_workdir_with_the_fifth_channel_added(tmp_path):
+  """A stage-0 (single-object) training workdir as `init.checkpoint` of the two-object network: every weight
+  is carried over and the value encoder's stem gains its 5th input channel, orthogonal like the reference's."""
+  from conftest import converted_variables
+  from gsfm_jax import checkpoint
+  from gsfm_jax.models import GSFM
+  stage0 = converted_variables(0, single_object=True)
+  store = checkpoint.Checkpoints(str(tmp_path / 'pretrain'), every=1, keep=1, asynchronous=False)
+  store.save(40, {'step': np.int32(40), **stage0}, {'step': 40}, force=True)
+  init = main.get_config().init
+  init.checkpoint = str(tmp_path / 'pretrain')
+  variables = checkpoint.initial_variables(init, GSFM(), seed=0)
+  before, after = (flatten_params(v) for v in (stage0, variables))
+  stem = 'params/value_encoder/conv1/kernel'
+  assert before[stem].shape == (7, 7, 4, 64) and after[stem].shape == (7, 7, 5, 64)
+  assert np.array_equal(after[stem][:, :, :4], before[stem])
+  fifth = after[stem][:, :, 4].reshape(-1, 64)
+  assert np.allclose(fifth @ fifth.T, np.eye(49), atol=1e-4)  # orthonormal columns of the (64, 49) OIHW matrix
+  assert all(np.array_equal(after[k], v) for k, v in before.items() if k != stem)
+
+
+def flatten_params(variables) -> dict[str, np.ndarray]:
+  from gsfm_jax.export import flatten
+  return flatten({k: variables[k] for k in ('params', 'batch_stats')})

@@ -70,7 +70,7 @@ def stage(x: jax.Array, block: type[nn.Module], name: str, num_blocks: int, widt
 
 
 def scratch_init(trunk: dict, rng: np.random.Generator) -> dict:
-  """torchvision's from-scratch ResNet init for a trunk's params (the `conv1`, `bn1`, `layer*` entries):
+  """torchvision's from-scratch ResNet init for a trunk's params (`conv1`, `bn1`, `res2_*`, `layer*`):
   He-normal kernels (fan-out), zero conv biases, and the last BatchNorm scale of every residual block zero,
   so each block starts as the identity. Needed when training without ImageNet weights: BatchNorm runs on
   fixed statistics, so nothing else keeps the activations' scale through 16 blocks. Other entries are kept.
@@ -80,7 +80,7 @@ def scratch_init(trunk: dict, rng: np.random.Generator) -> dict:
 
   def init(path: tuple[str, ...], x: np.ndarray) -> np.ndarray:
     top, layer, leaf = path[0], path[-2], path[-1]
-    if not (top in ('conv1', 'bn1') or top.startswith('layer')):
+    if not (top in ('conv1', 'bn1') or top.startswith(('res2_', 'layer'))):
       return x
     if leaf == 'kernel':
       return (rng.standard_normal(x.shape) * np.sqrt(2.0 / (x.shape[0] * x.shape[1] * x.shape[3]))).astype(x.dtype)
