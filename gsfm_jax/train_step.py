@@ -138,7 +138,7 @@ def make_train_step(model: GSFM, config: ml_collections.ConfigDict, mesh: Mesh) 
     new_state = state.replace(step=state.step + 1, params=keep(params, state.params),
                               opt_state=keep(opt_state, state.opt_state), refused=state.refused + refused,
                               refused_in_a_row=(state.refused_in_a_row + 1) * refused)
-    metrics.update(lr=schedule(accepted), grad_norm=optax.global_norm(grads), finite=finite,
+    metrics.update(lr=schedule(accepted), grad_norm=optax.tree.norm(grads), finite=finite,
                    refused_in_a_row=new_state.refused_in_a_row)
     return new_state, metrics
 

@@ -18,10 +18,10 @@ from configs import ablation, demo, main, pretrain
 from data_pipelines import synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# 32² crops, 8 clips per step (one per device), 8 steps; the schedule and data depend on `steps`, so every
-# run compared here uses the same values
-TINY = {'data.size': 32, 'data.workers': 2, 'global_batch': 8, 'steps': 8, 'checkpoint_every': 4,
-        'keep_checkpoints': 2, 'log_every': 1, 'progress_every': 1, 'image_every': 8, 'builtin_data': ''}
+# 32² crops, 8 clips per step, 4 steps; the schedule and data depend on `steps`, so every run compared here
+# uses the same values (previews and checkpoint intervals do not change the parameters)
+TINY = {'data.size': 32, 'data.workers': 2, 'global_batch': 8, 'steps': 4, 'checkpoint_every': 2,
+        'keep_checkpoints': 2, 'log_every': 1, 'progress_every': 1, 'image_every': 1000, 'builtin_data': ''}
 DATASET = dict(train=3, val=1, frames=8, height=96, width=160, static_flat=2, static_classes=1,
                static_per_class=2, static_size=64)
 
@@ -92,9 +92,9 @@ def data_root(tmp_path_factory) -> str:
 
 @pytest.fixture(scope='module')
 def reference(tmp_path_factory, data_root) -> tuple[str, str]:
-  """An uninterrupted 8-step run on one process with 2 devices: (workdir, its output)."""
+  """An uninterrupted 4-step run on one process with 2 devices, a preview at step 4: (workdir, its output)."""
   workdir = str(tmp_path_factory.mktemp('reference'))
-  result = run(cli_args(workdir, data_root))
+  result = run(cli_args(workdir, data_root, image_every=4))
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
   return workdir, result.stdout + result.stderr
 
@@ -104,21 +104,21 @@ def reference(tmp_path_factory, data_root) -> tuple[str, str]:
 def test_run_writes_metrics_checkpoints_images_and_progress(reference):
   workdir, output = reference
   rows = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
-  assert [r['step'] for r in rows] == list(range(1, 9))
+  assert [r['step'] for r in rows] == list(range(1, 5))
   for row in rows:
     assert np.isfinite(row['total_loss']) and row['total_loss'] > 0
     assert row['total_loss'] == pytest.approx(row['loss_1'] + row['loss_2'], rel=1e-5)
     assert 0 < row['iou'] <= 1 and 0 < row['sec_iou'] <= 1
     assert row['lr'] == pytest.approx(demo.get_config().lr) and row['p'] == 1.0 and row['refused'] == 0
     assert row['clips_per_s'] == pytest.approx(8 * row['steps_per_s'])
-  assert 'step 8/8 (100.0 %)' in output and 'ETA' in output and 'clips/s' in output
-  assert committed_steps(workdir) == [4, 8]
-  meta = json.load(open(os.path.join(workdir, 'checkpoints', '8', 'meta', 'metadata')))
-  assert meta['step'] == 8 and meta['devices'] == 2 and meta['processes'] == 1
+  assert 'step 4/4 (100.0 %)' in output and 'ETA' in output and 'clips/s' in output
+  assert committed_steps(workdir) == [2, 4]
+  meta = json.load(open(os.path.join(workdir, 'checkpoints', '4', 'meta', 'metadata')))
+  assert meta['step'] == 4 and meta['devices'] == 2 and meta['processes'] == 1
   assert json.loads(meta['config'])['data']['size'] == 32
   assert any(f.startswith('events.out.tfevents') for f in os.listdir(workdir))
   from PIL import Image
-  preview = np.asarray(Image.open(os.path.join(workdir, 'images', 'step_0000008.png')))
+  preview = np.asarray(Image.open(os.path.join(workdir, 'images', 'step_0000004.png')))
   assert preview.shape == (2 * 128, 3 * 128, 3) and preview.std() > 10  # 2 rows × 3 frames, ×4 enlarged
   assert Image.open(os.path.join(workdir, 'curves.png')).size[0] > 500
 
@@ -127,24 +127,24 @@ def test_resume_after_sigterm_and_kill_9_is_bit_exact(reference, data_root, tmp_
   workdir, log = str(tmp_path / 'run'), []
   # 1. SIGTERM (preemption) after the first step: a checkpoint of the current step, exit status 0
   first = start(cli_args(workdir, data_root))
-  read_until(first, 'step 1/8', log)
+  read_until(first, 'step 1/4', log)
   first.send_signal(signal.SIGTERM)
   log += first.stdout.readlines()
   assert first.wait(timeout=300) == 0, ''.join(log[-40:])
   assert 'preemption: saved step' in ''.join(log)
   saved = committed_steps(workdir)
-  assert len(saved) == 1 and 1 <= saved[0] < 8, saved
-  # 2. resumed, then killed with SIGKILL in step 6 (an asynchronous save of step 4 may be in flight)
+  assert len(saved) == 1 and 1 <= saved[0] < 3, saved
+  # 2. resumed, then killed with SIGKILL during step 4 (an asynchronous save of step 2 may be in flight)
   second = start(cli_args(workdir, data_root))
-  read_until(second, 'step 5/8', log)
+  read_until(second, 'step 3/4', log)
   assert f'resuming from {os.path.join(workdir, "checkpoints")}/{saved[0]}' in ''.join(log)
   second.kill()
   assert second.wait(timeout=60) == -signal.SIGKILL
-  assert saved[0] <= committed_steps(workdir)[-1] < 8
+  assert saved[0] <= committed_steps(workdir)[-1] < 4
   # 3. resumed to the end: the parameters are those of the uninterrupted run, bit for bit
   third = run(cli_args(workdir, data_root))
   assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
-  assert committed_steps(workdir)[-1] == 8
+  assert committed_steps(workdir)[-1] == 4
   assert_same_params(final_params(workdir), final_params(reference[0]))
 
 
@@ -162,7 +162,7 @@ def test_two_processes_train_like_one(reference, data_root, tmp_path):
   found = [dict(np.load(tmp_path / f'params{p}.npz')) for p in range(2)]
   assert [int(f.pop('process_index')) for f in found] == [0, 1]
   assert [int(f.pop('devices')) for f in found] == [4, 4]
-  assert [int(f.pop('step')) for f in found] == [8, 8]
+  assert [int(f.pop('step')) for f in found] == [4, 4]
   assert_same_params(found[0], found[1])
   assert_same_params(found[0], final_params(reference[0]), exact=False)
 
@@ -176,22 +176,23 @@ def test_checkpoint_restores_on_another_device_count(reference):
   for count in (1, 3):
     mesh = sharding.make_mesh(jax.devices()[:count])
     state = store.restore(checkpoint.abstract(jax.tree.map(np.asarray, raw), sharding.replicated(mesh)))
-    leaf = jax.tree.leaves(state.params)[0]
-    assert len(leaf.sharding.device_set) == count and int(state.step) == 8
-    assert_same_params(flatten({'params': jax.device_get(state.params)}), flatten({'params': jax.device_get(raw.params)}))
+    leaf = jax.tree.leaves(state['params'])[0]
+    assert len(leaf.sharding.device_set) == count and int(state['step']) == 4
+    assert_same_params(flatten({'params': jax.device_get(state['params'])}),
+                       flatten({'params': jax.device_get(raw['params'])}))
 
 
 def test_non_finite_steps_are_refused_and_the_run_stops(data_root, tmp_path):
   """A NaN learning rate makes every update non-finite: nothing reaches the parameters, the refusals are
-  counted, and after 3 in a row the run stops with exit status 1, naming its last good checkpoint."""
+  counted, and after 2 in a row the run stops with exit status 1, naming its last good checkpoint."""
   workdir = str(tmp_path / 'run')
-  result = run(cli_args(workdir, data_root, lr='nan', max_refused_steps=3, checkpoint_every=2))
+  result = run(cli_args(workdir, data_root, lr='nan', max_refused_steps=2))
   output = result.stdout + result.stderr
   assert result.returncode == 1, output[-3000:]
-  assert '3 steps in a row had a non-finite loss or gradient' in output
+  assert '2 steps in a row had a non-finite loss or gradient' in output
   assert f'Last good checkpoint: {os.path.join(workdir, "checkpoints")}/2.' in output
   rows = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
-  assert all(r['refused'] == 1 for r in rows) and len(rows) >= 3
+  assert all(r['refused'] == 1 for r in rows) and len(rows) >= 2
   from gsfm_jax.checkpoint import initial_variables
   from gsfm_jax.export import flatten
   from gsfm_jax.models import build_model
