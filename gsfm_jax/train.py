@@ -32,7 +32,8 @@ from gsfm_jax import checkpoint, metrics as metrics_lib, sharding
 from gsfm_jax.export import ConversionError
 from gsfm_jax.losses import hard_mining
 from gsfm_jax.models import build_model, init_variables
-from gsfm_jax.train_step import BATCH_KEYS, TrainState, create_state, make_train_step, optimizer, targets
+from gsfm_jax.train_step import (BATCH_KEYS, TrainState, create_state, make_train_step, optimizer, place_state,
+                                 targets)
 from gsfm_jax.visualize import clip_preview
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'configs/NAME.py[:ARG], or NAME[:ARG]',
@@ -92,8 +93,7 @@ def initial_state(config: ml_collections.ConfigDict, model, mesh, ckpt: checkpoi
     logging.info('resuming from %s/%d', ckpt.directory, ckpt.latest_step())
     return ckpt.restore(checkpoint.abstract(shapes, replicated))
   variables = checkpoint.initial_variables(config.init, model, config.seed)
-  variables = sharding.put_replicated(variables, mesh)
-  return jax.jit(lambda v: create_state(v, tx), out_shardings=replicated)(variables)
+  return place_state(sharding.put_replicated(variables, mesh), tx, mesh)
 
 
 def write_preview(workdir: str, step: int, local: dict, pred: np.ndarray, single_object: bool, writer) -> None:

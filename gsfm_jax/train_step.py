@@ -50,6 +50,11 @@ def create_state(variables: Mapping[str, Any], tx: optax.GradientTransformation)
                     opt_state=tx.init(variables['params']), refused=zero(), refused_in_a_row=zero())
 
 
+def place_state(variables: Mapping[str, Any], tx: optax.GradientTransformation, mesh: Mesh) -> TrainState:
+  """`create_state` replicated on `mesh`, typed like the step's output state (so the step compiles once)."""
+  return jax.jit(lambda v: create_state(v, tx), out_shardings=replicated(mesh))(variables)
+
+
 def targets(batch: Mapping[str, jax.Array], single_object: bool) -> tuple[jax.Array, Any]:
   """Pipeline batch -> object masks (B, T, H, W, K) and selector (B, K), or None for the SO network."""
   if single_object:

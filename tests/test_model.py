@@ -64,6 +64,22 @@ def test_filter_values_follow_the_unshifted_gaussian():
     frequency_filter(4, 4, 'band', 7.0)
 
 
+@pytest.mark.parametrize('kernel,stride,size', [(3, 1, (2, 3)), (3, 2, (5, 4)), (1, 2, (7, 6)), (7, 2, (8, 9)),
+                                                (3, 1, (8, 8))])
+def test_small_maps_convolve_as_a_matmul_with_the_same_result(kernel, stride, size):
+  """`conv_as_matmul` (used for maps of ≤ 64 output pixels) equals the padded strided convolution."""
+  from gsfm_jax.models.layers import conv_as_matmul
+  rng = np.random.default_rng(kernel * 10 + stride)
+  x = jnp.asarray(rng.standard_normal((2, *size, 5)), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((kernel, kernel, 5, 4)), jnp.float32)
+  pad = kernel // 2
+  expected = jax.lax.conv_general_dilated(x, w, (stride, stride), ((pad, pad), (pad, pad)),
+                                          dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  found = conv_as_matmul(x, w, stride)
+  assert found.shape == expected.shape == (2, -(-size[0] // stride), -(-size[1] // stride), 4)
+  np.testing.assert_allclose(found, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_top_k_softmax_keeps_only_the_k_best_memory_entries():
   logits = np.random.default_rng(3).standard_normal((2, 40, 6)).astype(np.float32) * 5
   got = np.asarray(memory_softmax(jnp.asarray(logits), top_k=7))

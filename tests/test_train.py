@@ -149,14 +149,21 @@ def test_resume_after_sigterm_and_kill_9_is_bit_exact(reference, data_root, tmp_
 
 
 def test_two_processes_train_like_one(reference, data_root, tmp_path):
-  """Two processes with four CPU devices each (global batch 8) train the same steps and end with identical
-  parameters on both processes. (Agreement with the one-process run is not asserted: after 4 steps it
-  exceeded rtol/atol 1e-5 in CI, not yet explained; see the issue-4 note.)"""
+  """Two processes with four CPU devices each (global batch 8, one clip per device) train the same steps:
+  identical parameters on both processes, and the trajectory of the one-process, two-device run.
+
+  The two runs add the per-clip gradients in different orders (8 devices across gloo vs 2 devices of 4 clips),
+  so they agree to float rounding, which Adam amplifies on parameters whose gradient is itself at rounding
+  level: there m/√v is ±1 either way, so such a parameter can move by up to ±lr per step in opposite
+  directions. Hence: losses equal to 1e-5 relative at every step, every parameter within 2·lr·steps, and
+  all but a sliver of the parameter elements (those near-zero gradients) within 1e-6.
+  """
   with socket.socket() as s:
     s.bind(('localhost', 0))
     coordinator = f'localhost:{s.getsockname()[1]}'
+  workdir = tmp_path / 'run'
   workers = [start([sys.executable, os.path.join(REPO, 'tests', 'train_worker.py'), coordinator, str(p), '2',
-                    str(tmp_path / 'run'), str(tmp_path / f'params{p}.npz'), data_root], devices=4) for p in range(2)]
+                    str(workdir), str(tmp_path / f'params{p}.npz'), data_root], devices=4) for p in range(2)]
   outputs = [w.communicate(timeout=900)[0] for w in workers]
   for w, out in zip(workers, outputs):
     assert w.returncode == 0, out[-5000:]
@@ -165,7 +172,17 @@ def test_two_processes_train_like_one(reference, data_root, tmp_path):
   assert [int(f.pop('devices')) for f in found] == [4, 4]
   assert [int(f.pop('step')) for f in found] == [4, 4]
   assert_same_params(found[0], found[1])
-  assert found[0].keys() == final_params(reference[0]).keys()
+
+  losses = lambda w: [r['total_loss'] for r in map(json.loads, open(os.path.join(w, 'metrics.jsonl')))]
+  assert losses(workdir) == pytest.approx(losses(reference[0]), rel=1e-5)
+  one = final_params(reference[0])
+  assert found[0].keys() == one.keys()
+  diff = {k: np.abs(found[0][k] - one[k]) for k in one}
+  largest = max(d.max() for d in diff.values())
+  close = sum(int(np.sum(d <= 1e-6)) for d in diff.values()) / sum(d.size for d in diff.values())
+  print(f'two processes vs one: max |Δ| {largest:.2e}, {100 * close:.4f} % of elements within 1e-6')
+  assert largest <= 2 * demo.get_config().lr * TINY['steps']
+  assert close >= 0.999
 
 
 def test_checkpoint_restores_on_another_device_count(reference):
@@ -184,22 +201,31 @@ def test_checkpoint_restores_on_another_device_count(reference):
 
 
 def test_non_finite_steps_are_refused_and_the_run_stops(data_root, tmp_path):
-  """A NaN learning rate makes every update non-finite: nothing reaches the parameters, the refusals are
-  counted, and after 2 in a row the run stops with exit status 1, naming its last good checkpoint."""
+  """Starting weights with a NaN make every loss non-finite: nothing reaches the parameters, the refusals
+  are counted, and after 2 in a row the run stops with exit status 1, naming its last good checkpoint.
+  (Same compiled step as the other runs: only the weights differ.)"""
+  from gsfm_jax.checkpoint import initial_variables
+  from gsfm_jax.export import flatten, save_npz
+  from gsfm_jax.models import build_model
+  config = demo_config(data_root)
+  variables = initial_variables(config.init, build_model(config.model), config.seed)
+  bias = np.array(variables['params']['key_comp']['bias'])
+  bias[7] = np.nan
+  variables['params']['key_comp']['bias'] = bias
+  save_npz(variables, str(tmp_path / 'nan.npz'))
   workdir = str(tmp_path / 'run')
-  result = run(cli_args(workdir, data_root, lr='nan', max_refused_steps=2))
+  result = run(cli_args(workdir, data_root, max_refused_steps=2, **{'init.kind': 'checkpoint',
+                                                                    'init.checkpoint': tmp_path / 'nan.npz'}))
   output = result.stdout + result.stderr
   assert result.returncode == 1, output[-3000:]
   assert '2 steps in a row had a non-finite loss or gradient' in output
   assert f'Last good checkpoint: {os.path.join(workdir, "checkpoints")}/2.' in output
   rows = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
   assert all(r['refused'] == 1 for r in rows) and len(rows) >= 2
-  from gsfm_jax.checkpoint import initial_variables
-  from gsfm_jax.export import flatten
-  from gsfm_jax.models import build_model
-  config = demo_config(data_root)
-  start_params = flatten({'params': initial_variables(config.init, build_model(config.model), config.seed)['params']})
-  assert_same_params(final_params(workdir), start_params)
+  start_params = flatten({'params': variables['params']})
+  found = final_params(workdir)
+  assert found.keys() == start_params.keys()
+  assert all(np.array_equal(found[k], v, equal_nan=True) for k, v in start_params.items())
 
 
 # ---------------------------------------------------------------- configs

@@ -1,5 +1,8 @@
 """The jitted train step on a 2-device mesh, without the data pipeline: gradient accumulation gives the same
-step as one batch, and a non-finite step never reaches the parameters."""
+step as one batch, and a non-finite step never reaches the parameters.
+
+The configuration is test_train.py's (demo config, 32² crops, global batch 8), so the one-batch step is the
+program its training runs compiled: the session's compilation cache serves it."""
 import functools
 
 import jax
@@ -10,9 +13,9 @@ from configs import demo
 from gsfm_jax import sharding
 from gsfm_jax.export import flatten
 from gsfm_jax.models import build_model, init_variables
-from gsfm_jax.train_step import create_state, make_train_step, optimizer
+from gsfm_jax.train_step import make_train_step, optimizer, place_state
 
-SIZE, BATCH = 32, 4
+SIZE, BATCH = 32, 8
 
 
 def config(grad_accum: int = 1):
@@ -32,7 +35,7 @@ def setup(grad_accum: int):
 
 def fresh_state(model, mesh):
   variables = sharding.put_replicated(jax.device_get(init_variables(model, jax.random.PRNGKey(0))), mesh)
-  return create_state(variables, optimizer(config()))
+  return place_state(variables, optimizer(config()), mesh)
 
 
 def clip_batch(seed: int = 0) -> dict[str, np.ndarray]:

@@ -11,12 +11,15 @@ import numpy as np
 
 def main(coordinator: str, process_id: int, num_processes: int, workdir: str, out: str, data_root: str) -> None:
   jax.config.update('jax_platforms', 'cpu')
+  jax.config.update('jax_share_binary_between_hosts', True)  # one compilation for both: they share 2 cores
   jax.distributed.initialize(coordinator, num_processes, process_id, heartbeat_timeout_seconds=600)
   from test_train import demo_config  # tests/ is on PYTHONPATH
   from gsfm_jax import sharding
   from gsfm_jax.export import flatten
   from gsfm_jax.train import train_and_evaluate
-  state = train_and_evaluate(demo_config(data_root), workdir)
+  config = demo_config(data_root)
+  config.checkpoint_every = 4  # one (multi-process) checkpoint, at the end
+  state = train_and_evaluate(config, workdir)
   params = flatten({'params': sharding.local_copy(state.params)})
   np.savez(out, process_index=jax.process_index(), devices=len(jax.local_devices()),
            step=sharding.local_copy(state.step), **params)

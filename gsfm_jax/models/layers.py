@@ -58,13 +58,39 @@ class Conv(nn.Module):
     kernel = self.param('kernel', kernel_init, (k, k, x.shape[-1], self.features), jnp.float32)
     bias = self.param('bias', bias_init, (self.features,), jnp.float32)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    out_pixels = -(-x.shape[1] // self.stride) * -(-x.shape[2] // self.stride)
     if k == 1 and self.stride == 1:  # a matmul: XLA:CPU differentiates 1×1 convolutions several times slower
       y = jnp.einsum('...c,cd->...d', x, kernel[0, 0])
+    elif out_pixels <= MATMUL_MAX_PIXELS and x.shape[-1] >= MATMUL_MIN_CHANNELS:
+      y = conv_as_matmul(x, kernel, self.stride)
     else:
       pad = k // 2
       y = jax.lax.conv_general_dilated(x, kernel, (self.stride, self.stride), ((pad, pad), (pad, pad)),
                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
     return y + bias.astype(self.dtype)
+
+
+# Wide convolutions (≥ MATMUL_MIN_CHANNELS inputs: key_proj, key_comp, the value fuser, the decoder's
+# compress block) on output maps of ≤ MATMUL_MAX_PIXELS pixels (1/16 scale of crops up to 128²) run as one
+# matmul over k² shifted views: XLA:CPU's convolution is 1.2–50× slower there (bench/conv_small.py). Narrower
+# layers keep the convolution, which compiles faster.
+MATMUL_MAX_PIXELS = 64
+MATMUL_MIN_CHANNELS = 512
+
+
+def conv_as_matmul(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+  """The symmetric-padding convolution of `Conv` as patches @ kernel.
+
+  x (N, H, W, Cin), kernel (k, k, Cin, Cout) -> (N, ceil(H/stride), ceil(W/stride), Cout).
+  """
+  k = kernel.shape[0]
+  pad = k // 2
+  n, h, w, _ = x.shape
+  ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+  x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  views = [x[:, i:i + (ho - 1) * stride + 1:stride, j:j + (wo - 1) * stride + 1:stride]
+           for i in range(k) for j in range(k)]
+  return jnp.einsum('nhwc,cd->nhwd', jnp.concatenate(views, axis=-1), kernel.reshape(-1, kernel.shape[-1]))
 
 
 def frozen_batch_norm(name: str, dtype: Dtype) -> nn.BatchNorm:
