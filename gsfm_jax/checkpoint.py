@@ -18,7 +18,7 @@ from jax.experimental import multihost_utils
 from gsfm_jax.convert import imagenet_start, read_any
 from gsfm_jax.export import ConversionError, Variables
 from gsfm_jax.models import GSFM, init_variables
-from gsfm_jax.models.resnet import scratch_init
+from gsfm_jax.models.scratch import scratch_params
 
 
 class Checkpoints:
@@ -95,17 +95,14 @@ def newest_state_dir(path: str) -> str:
 def initial_variables(init: ml_collections.ConfigDict, model: GSFM, seed: int) -> Variables:
   """The run's starting weights (host arrays), by `init.kind`:
 
-  'scratch': fresh initialisation (PyTorch's defaults, spec §1.11) with torchvision's from-scratch init of
-  both ResNet trunks (`resnet.scratch_init`); 'imagenet': torchvision ResNet-50/18
-  trunks from `init.resnet50/resnet18`; 'checkpoint': `init.checkpoint`, a gsfm_jax training workdir (its
+  'scratch': fresh initialisation for training without ImageNet trunks (`models.scratch`);
+  'imagenet': torchvision ResNet-50/18 trunks from `init.resnet50/resnet18`; 'checkpoint': `init.checkpoint`, a gsfm_jax training workdir (its
   newest checkpoint) or step folder, a variables directory or .npz, or an official .pth/.npz. A single-object
   checkpoint loaded into the two-object network gets its 5th value-encoder input channel (`init.stem_fill`).
   """
   if init.kind == 'scratch':
     variables = jax.device_get(init_variables(model, jax.random.PRNGKey(seed)))
-    rng = np.random.default_rng(seed)
-    for trunk in ('key_encoder', 'value_encoder'):
-      variables['params'][trunk] = scratch_init(variables['params'][trunk], rng)
+    variables['params'] = scratch_params(variables['params'], np.random.default_rng(seed))
     return variables
   if init.kind == 'imagenet':
     return imagenet_start(init.resnet50, init.resnet18, model, seed)

@@ -270,31 +270,33 @@ def test_ablation_configs_switch_the_right_components():
 
 # ---------------------------------------------------------------- initial weights
 
-def test_scratch_init_makes_every_residual_block_start_as_the_identity():
-  from gsfm_jax.models.resnet import scratch_init
-  rng = np.random.default_rng(0)
-  ones = lambda n: np.ones(n, np.float32)
-  trunk = {'conv1': {'kernel': np.zeros((7, 7, 3, 64), np.float32), 'bias': ones(64)},
-           'bn1': {'scale': ones(64), 'bias': ones(64)},
-           'layer2_0': {'conv3': {'kernel': np.zeros((1, 1, 128, 512), np.float32), 'bias': ones(512)},
-                        'bn2': {'scale': ones(128), 'bias': ones(128)}, 'bn3': {'scale': ones(512), 'bias': ones(512)},
-                        'downsample_0': {'kernel': np.zeros((1, 1, 256, 512), np.float32), 'bias': ones(512)},
-                        'downsample_1': {'scale': ones(512), 'bias': ones(512)}},
-           'layer1_0': {'bn1': {'scale': ones(64), 'bias': ones(64)}, 'bn2': {'scale': ones(64), 'bias': ones(64)}},
-           'res2_0': {'conv1': {'kernel': np.zeros((1, 1, 64, 64), np.float32), 'bias': ones(64)},
-                      'bn3': {'scale': ones(256), 'bias': ones(256)}},
-           'fuser': {'conv': {'kernel': np.ones((3, 3, 8, 8), np.float32), 'bias': ones(8)}}}
-  out = scratch_init(trunk, rng)
-  assert out['conv1']['kernel'].std() == pytest.approx(np.sqrt(2 / (7 * 7 * 64)), rel=0.02)
-  assert out['layer2_0']['conv3']['kernel'].std() == pytest.approx(np.sqrt(2 / 512), rel=0.02)
-  for conv in (out['conv1'], out['layer2_0']['conv3'], out['layer2_0']['downsample_0']):
-    assert not conv['bias'].any()
-  assert not out['layer2_0']['bn3']['scale'].any() and out['layer2_0']['bn2']['scale'].all()  # bottleneck: bn3
-  assert not out['layer1_0']['bn2']['scale'].any() and out['layer1_0']['bn1']['scale'].all()  # basic block: bn2
-  assert not out['res2_0']['bn3']['scale'].any() and not out['res2_0']['conv1']['bias'].any()  # key encoder's layer1
-  assert out['res2_0']['conv1']['kernel'].std() == pytest.approx(np.sqrt(2 / 64), rel=0.05)
-  assert out['layer2_0']['downsample_1']['scale'].all() and out['bn1']['scale'].all()
-  assert np.array_equal(out['fuser']['conv']['kernel'], trunk['fuser']['conv']['kernel'])  # not a trunk entry
+def test_scratch_init_keeps_the_signal_and_starts_heads_and_residual_branches_at_zero():
+  from gsfm_jax.models import GSFM, init_variables
+  from gsfm_jax.models.scratch import scratch_params
+  model = GSFM()
+  shapes = jax.eval_shape(lambda: init_variables(model, jax.random.PRNGKey(0)))
+  ones = jax.tree.map(lambda x: np.ones(x.shape, x.dtype), shapes['params'])
+  out = scratch_params(ones, np.random.default_rng(0))
+  he = lambda kernel: np.sqrt(2 / np.prod(kernel.shape[:3]))
+  for kernel in (out['key_encoder']['conv1']['kernel'], out['value_encoder']['layer3_0']['conv1']['kernel'],
+                 out['decoder']['compress']['conv1']['kernel'], out['lfm']['conv1']['kernel']):
+    assert kernel.std() == pytest.approx(he(kernel), rel=0.05) and abs(kernel.mean()) < 0.1 * he(kernel)
+  for bias in (out['key_encoder']['layer2_0']['conv1']['bias'], out['decoder']['up_8_4']['skip_conv']['bias']):
+    assert not bias.any()
+  for zero in (out['key_encoder']['layer2_0']['bn3']['scale'], out['key_encoder']['res2_1']['bn3']['scale'],
+               out['value_encoder']['layer1_0']['bn2']['scale'], out['decoder']['pred']['kernel'],
+               out['decoder']['predict_boundary_2']['bias']):
+    assert not zero.any()
+  for kept in (out['key_encoder']['layer2_0']['bn2']['scale'], out['key_encoder']['layer2_0']['downsample_1']['scale'],
+               out['key_proj']['key_proj']['kernel'], out['value_encoder']['fuser']['attention']['ChannelGate']['mlp_1']['kernel']):
+    assert np.all(kept == 1)
+  # the point of it: the key encoder's features keep a usable scale (PyTorch's default init: std ≈ 0.05)
+  from gsfm_jax.checkpoint import initial_variables
+  variables = initial_variables(demo.get_config().init, model, seed=0)  # init.kind 'scratch'
+  frame = np.random.default_rng(1).standard_normal((1, 64, 64, 3)).astype(np.float32)
+  keys = model.apply(variables, frame, method=GSFM.encode_key)
+  for name in ('f16', 'f8', 'f4'):
+    assert 0.3 < float(np.std(getattr(keys, name))) < 5, name
 
 
 def test_main_starts_from_a_pretrain_workdir_with_the_fifth_channel_added(tmp_path):

@@ -11,7 +11,6 @@ import numpy as np
 
 def main(coordinator: str, process_id: int, num_processes: int, workdir: str, out: str, data_root: str) -> None:
   jax.config.update('jax_platforms', 'cpu')
-  jax.config.update('jax_share_binary_between_hosts', True)  # one compilation for both: they share 2 cores
   jax.distributed.initialize(coordinator, num_processes, process_id, heartbeat_timeout_seconds=600)
   from test_train import demo_config  # tests/ is on PYTHONPATH
   from gsfm_jax import sharding

@@ -6,10 +6,8 @@ so the converter maps names one to one. The helpers below are called inside a pa
 `nn.compact` method, so the layers they create belong to that parent.
 """
 import flax.linen as nn
-import flax.traverse_util
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from gsfm_jax.models.layers import Conv, Dtype, frozen_batch_norm
 
@@ -68,24 +66,3 @@ def stage(x: jax.Array, block: type[nn.Module], name: str, num_blocks: int, widt
     x = block(width, stride if i == 0 else 1, dtype, name=f'{name}_{i}')(x)
   return x
 
-
-def scratch_init(trunk: dict, rng: np.random.Generator) -> dict:
-  """torchvision's from-scratch ResNet init for a trunk's params (`conv1`, `bn1`, `res2_*`, `layer*`):
-  He-normal kernels (fan-out), zero conv biases, and the last BatchNorm scale of every residual block zero,
-  so each block starts as the identity. Needed when training without ImageNet weights: BatchNorm runs on
-  fixed statistics, so nothing else keeps the activations' scale through 16 blocks. Other entries are kept.
-  """
-  flat = flax.traverse_util.flatten_dict(trunk)
-  bottlenecks = {p[0] for p in flat if p[1:2] == ('bn3',)}
-
-  def init(path: tuple[str, ...], x: np.ndarray) -> np.ndarray:
-    top, layer, leaf = path[0], path[-2], path[-1]
-    if not (top in ('conv1', 'bn1') or top.startswith(('res2_', 'layer'))):
-      return x
-    if leaf == 'kernel':
-      return (rng.standard_normal(x.shape) * np.sqrt(2.0 / (x.shape[0] * x.shape[1] * x.shape[3]))).astype(x.dtype)
-    conv_bias = leaf == 'bias' and (layer.startswith('conv') or layer == 'downsample_0')
-    last_bn_scale = leaf == 'scale' and layer == ('bn3' if top in bottlenecks else 'bn2') and len(path) == 3
-    return np.zeros_like(x) if conv_bias or last_bn_scale else x
-
-  return flax.traverse_util.unflatten_dict({p: init(p, np.asarray(x)) for p, x in flat.items()})
