@@ -97,8 +97,9 @@ def initial_variables(init: ml_collections.ConfigDict, model: GSFM, seed: int) -
 
   'scratch': fresh initialisation for training without ImageNet trunks (`models.scratch`);
   'imagenet': torchvision ResNet-50/18 trunks from `init.resnet50/resnet18`;
-  'checkpoint': `init.checkpoint`, a gsfm_jax training workdir (its newest checkpoint) or step folder, a variables directory or .npz, or an official .pth/.npz. A single-object
-  checkpoint loaded into the two-object network gets its 5th value-encoder input channel (`init.stem_fill`).
+  'checkpoint': `init.checkpoint`, a gsfm_jax training workdir (its newest checkpoint) or step folder, a
+  variables directory or .npz, or an official .pth/.npz. A single-object checkpoint loaded into the
+  two-object network gets its 5th value-encoder input channel (`init.stem_fill`).
   """
   if init.kind == 'scratch':
     variables = jax.device_get(init_variables(model, jax.random.PRNGKey(seed)))
