@@ -77,7 +77,7 @@ def time_step(repeats: int) -> None:
       times.append(time.perf_counter() - start)
     median = statistics.median(times)
     baseline = baseline or median
-    print(f'train step, matmul form for maps ≤ {limit:2d} px: {1e3 * median:8.0f} ms  ({baseline / median:.2f}×), '
+    print(f'train step, matmul form for maps ≤ {limit:2d} px (≥ {layers.MATMUL_MIN_CHANNELS} channels): {1e3 * median:8.0f} ms  ({baseline / median:.2f}×), '
           f'compiled in {compile_s:.0f} s')
 
 

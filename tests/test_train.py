@@ -65,6 +65,11 @@ def read_until(proc: subprocess.Popen, text: str, log: list[str]) -> None:
   pytest.fail(f'exited ({proc.returncode}) before printing {text!r}:\n' + ''.join(log[-40:]))
 
 
+def metrics_rows(workdir: str) -> list[dict]:
+  from gsfm_jax.metrics import read_jsonl
+  return read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
+
+
 def committed_steps(workdir: str) -> list[int]:
   directory = os.path.join(workdir, 'checkpoints')
   return sorted(int(d) for d in os.listdir(directory) if d.isdigit()) if os.path.isdir(directory) else []
@@ -103,7 +108,7 @@ def reference(tmp_path_factory, data_root) -> tuple[str, str]:
 
 def test_run_writes_metrics_checkpoints_images_and_progress(reference):
   workdir, output = reference
-  rows = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
+  rows = metrics_rows(workdir)
   assert [r['step'] for r in rows] == list(range(1, 5))
   for row in rows:
     assert np.isfinite(row['total_loss']) and row['total_loss'] > 0
@@ -173,7 +178,7 @@ def test_two_processes_train_like_one(reference, data_root, tmp_path):
   assert [int(f.pop('step')) for f in found] == [4, 4]
   assert_same_params(found[0], found[1])
 
-  losses = lambda w: [r['total_loss'] for r in map(json.loads, open(os.path.join(w, 'metrics.jsonl')))]
+  losses = lambda w: [r['total_loss'] for r in metrics_rows(w)]
   assert losses(workdir) == pytest.approx(losses(reference[0]), rel=1e-5)
   one = final_params(reference[0])
   assert found[0].keys() == one.keys()
@@ -220,7 +225,7 @@ def test_non_finite_steps_are_refused_and_the_run_stops(data_root, tmp_path):
   assert result.returncode == 1, output[-3000:]
   assert '2 steps in a row had a non-finite loss or gradient' in output
   assert f'Last good checkpoint: {os.path.join(workdir, "checkpoints")}/2.' in output
-  rows = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
+  rows = metrics_rows(workdir)
   assert all(r['refused'] == 1 for r in rows) and len(rows) >= 2
   start_params = flatten({'params': variables['params']})
   found = final_params(workdir)

@@ -1,8 +1,5 @@
 """The jitted train step on a 2-device mesh, without the data pipeline: gradient accumulation gives the same
-step as one batch, and a non-finite step never reaches the parameters.
-
-The configuration is test_train.py's (demo config, 32² crops, global batch 8), so the one-batch step is the
-program its training runs compiled: the session's compilation cache serves it."""
+step as one batch, and a non-finite step never reaches the parameters."""
 import functools
 
 import jax
@@ -15,7 +12,7 @@ from gsfm_jax.export import flatten
 from gsfm_jax.models import build_model, init_variables
 from gsfm_jax.train_step import make_train_step, optimizer, place_state
 
-SIZE, BATCH = 32, 8
+SIZE, BATCH = 32, 4
 
 
 def config(grad_accum: int = 1):

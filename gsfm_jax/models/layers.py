@@ -85,7 +85,7 @@ def conv_as_matmul(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
   """
   k = kernel.shape[0]
   pad = k // 2
-  n, h, w, _ = x.shape
+  _, h, w, _ = x.shape
   ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
   x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
   views = [x[:, i:i + (ho - 1) * stride + 1:stride, j:j + (wo - 1) * stride + 1:stride]
