@@ -11,7 +11,6 @@ profile of where a clip's time goes.
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time

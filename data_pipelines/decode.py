@@ -115,7 +115,7 @@ def assert_size(image_or_size: tf.Tensor, expected: tf.Tensor, name: tf.Tensor, 
     return tf.strings.join([tf.strings.as_string(hw[1]), tf.strings.as_string(hw[0])], '×')
 
   return [tf.debugging.Assert(tf.reduce_all(tf.equal(size, expected)),
-                              [tf.strings.join([name, f': size ', text(size), f' differs from {of} ', text(expected)])])]
+                              [tf.strings.join([name, ': size ', text(size), f' differs from {of} ', text(expected)])])]
 
 
 def assert_same_size(image: tf.Tensor, mask: tf.Tensor, mask_path: tf.Tensor) -> list:

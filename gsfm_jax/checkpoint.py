@@ -5,6 +5,7 @@ and `meta` (JSON: step, config, device and process counts). Saves are asynchrono
 writes a temporary directory and renames it when every host has finished), the newest `keep` are kept,
 and a restore places the arrays on the current mesh, whatever the device count of the run that wrote them.
 """
+import json
 import os
 import signal
 from typing import Any, Optional
@@ -17,7 +18,7 @@ from jax.experimental import multihost_utils
 
 from gsfm_jax.convert import imagenet_start, read_any
 from gsfm_jax.export import ConversionError, Variables
-from gsfm_jax.models import GSFM, init_variables
+from gsfm_jax.models import GSFM, build_model, init_variables
 from gsfm_jax.models.scratch import scratch_params
 
 
@@ -90,6 +91,21 @@ def newest_state_dir(path: str) -> str:
   if os.path.isdir(os.path.join(path, 'state')):
     return os.path.join(path, 'state')
   return path
+
+
+def inference_model(path: str, dtype: str = 'float32') -> tuple[GSFM, Variables]:
+  """The multi-object network and its weights from a training workdir (its config.json gives the network's
+  switches), a step or variables folder, an .npz or an official .pth. A single-object checkpoint gets a
+  zero 5th input channel, as the reference's evaluation scripts do."""
+  from configs import model as model_config
+  config = model_config.get_config()
+  saved = os.path.join(path, 'config.json')
+  if os.path.isfile(saved):
+    with open(saved) as f:
+      config.update(json.load(f)['model'])
+  config.single_object, config.dtype = False, dtype
+  model = build_model(config)
+  return model, read_any(newest_state_dir(path), model, 'zeros')
 
 
 def initial_variables(init: ml_collections.ConfigDict, model: GSFM, seed: int) -> Variables:

@@ -2,13 +2,14 @@
 the progress line with ETA, and the loss / IoU curve as an image."""
 import json
 import os
-import time
 from typing import Any, Mapping, Optional
 
 import jax
 import numpy as np
 from clu import metric_writers
 from clu.metric_writers.interface import MetricWriter
+
+from gsfm_jax.progress import Rate
 
 _COUNTS = ('iou_i', 'iou_u', 'sec_iou_i', 'sec_iou_u')
 _NOT_AVERAGED = _COUNTS + ('finite', 'refused_in_a_row')
@@ -78,24 +79,14 @@ class Progress:
   """Console progress: step, steps/s and clips/s (over the last interval), loss and ETA."""
 
   def __init__(self, start_step: int, total_steps: int, global_batch: int):
-    self._total, self._batch = total_steps, global_batch
-    self._last_step, self._last_time = start_step, time.perf_counter()
+    self._meter, self._batch = Rate(total_steps, start_step), global_batch
     self.rate: Optional[float] = None
 
   def line(self, step: int, loss: float) -> str:
-    now = time.perf_counter()
-    self.rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
-    self._last_step, self._last_time = step, now
-    eta = (self._total - step) / self.rate if self.rate > 0 else float('inf')
-    return (f'step {step}/{self._total} ({100 * step / self._total:.1f} %) | {self.rate:.2f} steps/s | '
-            f'{self.rate * self._batch:.1f} clips/s | loss {loss:.4f} | ETA {_duration(eta)}')
-
-
-def _duration(seconds: float) -> str:
-  if not np.isfinite(seconds):
-    return '?'
-  h, rest = divmod(int(seconds), 3600)
-  return f'{h}h{rest // 60:02d}m' if h else f'{rest // 60}m{rest % 60:02d}s'
+    self.rate = self._meter.update(step)
+    total = self._meter.total
+    return (f'step {step}/{total} ({100 * step / total:.1f} %) | {self.rate:.2f} steps/s | '
+            f'{self.rate * self._batch:.1f} clips/s | loss {loss:.4f} | ETA {self._meter.eta()}')
 
 
 def plot_curves(path: str, out: str) -> None:

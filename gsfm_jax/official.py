@@ -5,7 +5,7 @@ Layouts: conv OIHW <-> HWIO, linear (out, in) <-> (in, out), BN weight/bias <-> 
 running_mean/var <-> batch_stats mean/var; `num_batches_tracked` is dropped (always 0, BN never updates).
 """
 import re
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 import flax.traverse_util
 import jax

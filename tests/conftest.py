@@ -48,3 +48,24 @@ def pytest_configure(config):
   import tempfile
   os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='gsfm-jax-xla-cache-'))
   os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+
+
+@pytest.fixture(scope='session')
+def data_root(tmp_path_factory) -> str:
+  """A small built-in dataset (`runs.DATASET`) for the training and video runs."""
+  from data_pipelines import synthetic
+  from runs import DATASET
+  path = str(tmp_path_factory.mktemp('builtin'))
+  synthetic.generate(path, seed=3, **DATASET)
+  return path
+
+
+@pytest.fixture(scope='session')
+def reference(tmp_path_factory, data_root) -> tuple[str, str]:
+  """An uninterrupted 4-step run (`runs.TINY`) on one process with 2 devices, a preview at step 4:
+  (workdir, its console output). test_train.py and test_multihost.py compare with it."""
+  from runs import cli_args, run
+  workdir = str(tmp_path_factory.mktemp('reference'))
+  result = run(cli_args(workdir, data_root, image_every=4))
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+  return workdir, result.stdout + result.stderr

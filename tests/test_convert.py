@@ -3,7 +3,6 @@ widening, torchvision backbones, and clear errors that leave earlier files untou
 import importlib.util
 import os
 
-import jax
 import numpy as np
 import pytest
 

@@ -114,6 +114,25 @@ def test_units(path, capsys):
 
 
 @pytest.mark.parametrize('path', parity_cases())
-def test_eval_keys(path):
-  if any(k.startswith('eval/') for k in _load(path)):
-    pytest.skip('eval/* keys (the inference engine) belong to issue #5 and are not checked yet')
+def test_eval_keys(path, capsys):
+  """The inference engine on the case's video: DAVIS settings (top-k, mem_every, padding) of the case."""
+  case = _load(path)
+  if 'eval/frames' not in case:
+    pytest.skip(f'{path} has no eval/* keys')
+  from gsfm_jax.inference import Propagator, Protocol
+  from gsfm_jax.inference.resize import pad_split
+  frames, first = case['eval/frames'], case['eval/first_labels']
+  assert pad_split(frames.shape[2]) + pad_split(frames.shape[1]) == tuple(case['eval/pad_lrtb'])
+  protocol = Protocol(top_k=int(case['eval/top_k']), mem_every=int(case['eval/mem_every']))
+  engine = Propagator(GSFM(), converted_variables(int(case['meta/weights_seed'])), protocol)
+  result = engine.segment(frames, {0: first}, keep_prob=True)
+  ref_prob, ref_labels = case['eval/prob'], case['eval/labels']
+  assert result.prob.shape == ref_prob.shape and result.labels.shape == ref_labels.shape
+  close = float(np.mean(np.abs(result.prob - ref_prob) <= 1e-3))
+  same = float(np.mean(result.labels == ref_labels))
+  with capsys.disabled():
+    print(f'\n[parity] {path}: eval ({frames.shape[0]} frames, {int(first.max())} objects): prob within 1e-3 '
+          f'{100 * close:.3f} % (need 99.5), max|diff| {np.abs(result.prob - ref_prob).max():.3e}; '
+          f'labels equal {100 * same:.3f} % (need 99.9)')
+  assert close >= 0.995
+  assert same >= 0.999

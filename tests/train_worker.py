@@ -12,7 +12,7 @@ import numpy as np
 def main(coordinator: str, process_id: int, num_processes: int, workdir: str, out: str, data_root: str) -> None:
   jax.config.update('jax_platforms', 'cpu')
   jax.distributed.initialize(coordinator, num_processes, process_id, heartbeat_timeout_seconds=600)
-  from test_train import demo_config  # tests/ is on PYTHONPATH
+  from runs import demo_config  # tests/ is on PYTHONPATH
   from gsfm_jax import sharding
   from gsfm_jax.export import flatten
   from gsfm_jax.train import train_and_evaluate

@@ -5,6 +5,7 @@ Public API (all channels-last; K objects per sample, K = 1 for the single-object
   encode_value(frame (B, H, W, 3), key_f16 (B, h, w, 1024), masks (B, H, W, K)) -> (B, K, h, w, 512)
   segment(query KeyFeatures (batch B), mem_keys (B, T, h, w, 64), mem_values (B, K, T, h, w, 512),
           selector (B, K) | None, top_k)                               -> Segmentation
+  decode(query KeyFeatures, memory readout (B, K, h, w, 512), selector)  -> Segmentation
   __call__(frames (B, T, H, W, 3), first_masks (B, H, W, K), selector)  -> dict, the training clip pass
 """
 from typing import NamedTuple, Optional
@@ -94,6 +95,11 @@ class GSFM(nn.Module):
         affinity_logits(mem_keys.reshape(b, t * h * w, ck), query.k16.reshape(b, h * w, ck), self.dtype),
         top_k)
     memory = readout(affinity, mem_values.reshape(b, k, t * h * w, cv), self.dtype)
+    return self.decode(query, memory.reshape(b, k, h, w, cv), selector)
+
+  def decode(self, query: KeyFeatures, memory: jax.Array, selector: Optional[jax.Array] = None) -> Segmentation:
+    """The decoder on a memory readout: query (batch B), memory (B, K, h, w, 512) -> Segmentation."""
+    b, k, h, w, cv = memory.shape
     f16_cat = jnp.concatenate([memory.reshape(b * k, h, w, cv),
                                _objects_to_batch(query.f16_thin, k).astype(memory.dtype)], axis=-1)
     mask, boundary = self.decoder(f16_cat, _objects_to_batch(query.f8, k), _objects_to_batch(query.f4, k))

@@ -22,8 +22,13 @@ def affinity_logits(mem_keys: jax.Array, query_keys: jax.Array, dtype: Dtype = j
   return (2.0 * ab - a_sq) / math.sqrt(mem_keys.shape[-1])
 
 
-def memory_softmax(logits: jax.Array, top_k: Optional[int] = None) -> jax.Array:
-  """Softmax over the memory axis 1 of (B, N, M); with `top_k`, only the k largest per query survive."""
+def memory_softmax(logits: jax.Array, top_k: Optional[int] = None, valid: Optional[jax.Array] = None) -> jax.Array:
+  """Softmax over the memory axis 1 of (B, N, M); with `top_k`, only the k largest per query survive.
+
+  valid (B, N) bool: memory entries that take part (the others get weight 0; at least one must be valid).
+  """
+  if valid is not None:
+    logits = jnp.where(valid[:, :, None], logits, -jnp.inf)
   if top_k is None or top_k >= logits.shape[1]:
     return jax.nn.softmax(logits, axis=1)
   per_query = jnp.swapaxes(logits, 1, 2)                            # (B, M, N)

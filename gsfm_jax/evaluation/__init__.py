@@ -1,0 +1,1 @@
+"""DAVIS J&F: the measures and the folder evaluation."""

@@ -1,0 +1,272 @@
+"""Video propagation on the accelerator: one jitted `lax.scan` over chunks of frames, the memory bank
+carried on the device between frames and chunks (spec §5.1, §5.2).
+
+Per frame t: key-encode; if objects are enabled, read the memory (top-k) and decode every object with one
+shared affinity; soft-aggregate. Where objects are given at t (a labelled frame), the reference's
+`interact`: inside the union of the new masks every channel is cleared, the new masks are written and the
+frame is re-aggregated. A memory frame (the rule below, or a labelled frame) is value-encoded from the
+aggregated probabilities and stored. Outputs are cropped, resized to the output size and argmaxed on the
+device.
+
+Memory rules: 'absolute' (DAVIS engine: t % mem_every == 0), 'since_last' (YouTube engine:
+t - last memory frame ≥ mem_every). The last frame is never a regular memory frame. The schedule does not
+depend on the predictions, so the host computes it, and with it the exact number of memory slots a video
+needs; slots are allocated in buckets so that videos of similar lengths share compiled programs.
+"""
+import dataclasses
+import functools
+import math
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from gsfm_jax.inference import memory_bank, resize
+from gsfm_jax.models import GSFM
+from gsfm_jax.models.aggregate import aggregate
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+RULES = ('absolute', 'since_last')
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+  """How a video is propagated. Defaults: the reference's DAVIS settings."""
+  top_k: Optional[int] = 50
+  mem_every: int = 3
+  memory_rule: str = 'absolute'
+  capacity: Optional[int] = None   # memory frames kept (first / labelled frames pinned, oldest dropped); None: all
+  chunk: int = 16                  # frames per compiled scan call
+  slot_bucket: int = 8             # memory slots are allocated in multiples of this
+  object_bucket: int = 1           # the object count is padded to a multiple of this (more reuse of programs)
+
+  def __post_init__(self):
+    if self.memory_rule not in RULES:
+      raise ValueError(f'memory_rule {self.memory_rule!r}: expected one of {RULES}')
+    if self.mem_every < 1 or self.chunk < 1 or self.slot_bucket < 1 or self.object_bucket < 1:
+      raise ValueError('mem_every, chunk, slot_bucket and object_bucket must be ≥ 1')
+    if self.capacity is not None and self.capacity < 1:
+      raise ValueError(f'capacity {self.capacity}: at least one memory frame is needed')
+
+
+class Schedule(NamedTuple):
+  """Per-frame flags of one video, computed on the host."""
+  memorise: np.ndarray   # (T,) bool: stored in memory
+  compute: np.ndarray    # (T,) bool: run the network at all (memory, output or labelled frames)
+  enabled: np.ndarray    # (T, K) bool: objects known at frame t (after its labels)
+
+
+def schedule(num_frames: int, first_seen: np.ndarray, protocol: Protocol,
+             wanted: Optional[np.ndarray] = None) -> Schedule:
+  """The memory schedule: first_seen (K,) the frame each object is first labelled at; wanted (T,) bool the
+  frames whose output is needed (default all)."""
+  t = np.arange(num_frames)
+  labelled = np.isin(t, first_seen)
+  memorise = labelled.copy()
+  last = -1
+  for i in range(num_frames):
+    if labelled[i]:
+      last = i
+      continue
+    started = last >= 0 and i < num_frames - 1
+    regular = i % protocol.mem_every == 0 if protocol.memory_rule == 'absolute' else i - last >= protocol.mem_every
+    if started and regular:
+      memorise[i], last = True, i
+  wanted = np.ones(num_frames, bool) if wanted is None else wanted
+  enabled = t[:, None] >= first_seen[None, :]
+  return Schedule(memorise, memorise | labelled | (wanted & enabled.any(1)), enabled)
+
+
+def _bucket(value: int, multiple: int) -> int:
+  return max(multiple, math.ceil(value / multiple) * multiple)
+
+
+class VideoResult(NamedTuple):
+  labels: np.ndarray            # (T, H, W) uint8: 0 background, k for object k (1 … K)
+  prob: Optional[np.ndarray]    # (T, H, W, K+1) float32, background first (when asked for)
+
+
+class Geometry(NamedTuple):
+  """Static sizes of one video: input (H, W), after the optional resize (Hr, Wr), padded (Hp, Wp),
+  output (Ho, Wo)."""
+  size: tuple[int, int]
+  resized: tuple[int, int]
+  padded: tuple[int, int]
+  out: tuple[int, int]
+
+
+def geometry(size: tuple[int, int], resized: Optional[tuple[int, int]] = None,
+             out: Optional[tuple[int, int]] = None) -> Geometry:
+  resized = tuple(resized or size)
+  padded = tuple(s + sum(resize.pad_split(s)) for s in resized)
+  return Geometry(tuple(size), resized, padded, tuple(out or size))
+
+
+def _frame(model: GSFM, top_k: Optional[int], variables, consts: dict, carry: tuple, x: dict, shared: bool,
+           keep_prob: bool):
+  """One frame: carry (bank, enabled (K,)), x (frame (H, W, 3) uint8, t, label slot, flags) -> outputs."""
+  bank, enabled = carry
+  k = bank.values.shape[0]
+  frame = (x['frame'].astype(jnp.float32) / 255.0 - jnp.array(IMAGENET_MEAN)) / jnp.array(IMAGENET_STD)
+  frame = resize.apply(frame, consts['rows_in'], consts['cols_in'])[None]                     # (1, Hp, Wp, 3)
+  keys = model.apply(variables, frame, method=GSFM.encode_key)
+  selector = enabled.astype(jnp.float32)[None]
+
+  def propagate():
+    memory = memory_bank.read(bank, keys.k16[0], top_k, shared, model.dtype)
+    return model.apply(variables, keys, memory[None], selector, method=GSFM.decode).logits[0]
+
+  logits = jax.lax.cond(jnp.any(enabled), propagate, lambda: aggregate(jnp.zeros(frame.shape[1:3] + (k,))))
+  objects = jax.nn.softmax(logits, axis=-1)[..., 1:] * selector[0]
+  # interact: the objects labelled at this frame
+  new = x['new'] & (x['slot'] >= 0)
+  given = jax.nn.one_hot(consts['labels'][jnp.maximum(x['slot'], 0)], k + 1, dtype=jnp.float32)[..., 1:]
+  given = resize.apply(given, consts['rows_mask'], consts['cols_mask']) * new
+  union = jnp.any(given > 0.5, axis=-1, keepdims=True)
+  objects = jnp.where(new, given, jnp.where(union, 0.0, objects))
+  enabled = enabled | new
+  logits = jnp.where(jnp.any(new), aggregate(objects * enabled), logits)
+  prob = jax.nn.softmax(logits, axis=-1) * jnp.concatenate([jnp.ones((1,), bool), enabled]).astype(jnp.float32)
+
+  def store():
+    values = model.apply(variables, frame, keys.f16, prob[None, ..., 1:], method=GSFM.encode_value)[0]
+    return memory_bank.insert(bank, keys.k16[0], values, enabled, x['t'], jnp.any(new))
+
+  bank = jax.lax.cond(x['memorise'], store, lambda: bank)
+  out = resize.apply(prob, consts['rows_out'], consts['cols_out'])                             # (Ho, Wo, K+1)
+  result = {'labels': jnp.argmax(out, axis=-1).astype(jnp.uint8)}
+  if keep_prob:
+    result['prob'] = out
+  return (bank, enabled), result
+
+
+def _chunk(model: GSFM, top_k: Optional[int], variables, consts: dict, carry: tuple, xs: dict, shared: bool,
+           keep_prob: bool):
+  """lax.scan of `_frame` over a chunk; frames with compute False are skipped (zeros out)."""
+  frame = functools.partial(_frame, model, top_k, variables, consts, shared=shared, keep_prob=keep_prob)
+  out_shape = jax.eval_shape(lambda: frame(carry, jax.tree.map(lambda a: a[0], xs))[1])
+
+  def body(carry, x):
+    skip = lambda: (carry, jax.tree.map(jnp.zeros_like, out_shape))
+    return jax.lax.cond(x['compute'], lambda: frame(carry, x), skip)
+
+  return jax.lax.scan(body, carry, xs)
+
+
+@functools.lru_cache(maxsize=None)
+def programs(model: GSFM, top_k: Optional[int]) -> tuple[Callable, Callable]:
+  """(chunk, frame), jitted for one network and top-k and shared by every Propagator and Stream; they
+  compile once per shape (frame size, object count, memory slots)."""
+  jit = lambda f: jax.jit(functools.partial(f, model, top_k), static_argnames=('shared', 'keep_prob'),
+                          donate_argnames=('carry',))
+  return jit(_chunk), jit(_frame)
+
+
+class Propagator:
+  """Segments whole videos with one network: `segment(frames, labels)`; see the module docstring.
+
+  model, variables: the network (built for two or more objects) and its {'params', 'batch_stats'}.
+  frame_resize / mask_resize / out_resize: interpolation of frames into the network's size, of given
+  masks, and of probabilities back out (the reference: bicubic, nearest, bilinear).
+  """
+
+  def __init__(self, model: GSFM, variables: Any, protocol: Protocol = Protocol(),
+               frame_resize: str = 'bicubic', mask_resize: str = 'nearest', out_resize: str = 'bilinear'):
+    if model.single_object:
+      raise ValueError('inference uses the multi-object network (a single-object checkpoint is widened '
+                       'to 5 input channels when it is loaded)')
+    self.model, self.variables, self.protocol = model, variables, protocol
+    self.methods = (frame_resize, mask_resize, out_resize)
+    self.chunk_program, self.frame_program = programs(model, protocol.top_k)
+    self.compiled: set = set()
+
+  def segment(self, frames: np.ndarray, labels: dict[int, np.ndarray], num_objects: Optional[int] = None,
+              resized: Optional[tuple[int, int]] = None, out_size: Optional[tuple[int, int]] = None,
+              wanted: Optional[np.ndarray] = None, keep_prob: bool = False,
+              progress: Optional[Callable[[int], None]] = None) -> VideoResult:
+    """Segments a video.
+
+    frames (T, H, W, 3) uint8 RGB; labels {t: (H, W) object ids 0 … K}: the masks given at frame t
+    (objects 1 … K, each given once, at its first labelled frame). resized: the network's input size
+    (default: as is); out_size: the output size (default (H, W)); wanted (T,) bool: frames whose output is
+    needed (others may be skipped; their output is zeros); progress(frames done) is called after each
+    chunk. Returns labels (T, Ho, Wo) and optionally prob.
+    """
+    num_frames = frames.shape[0]
+    first_seen, slots = _first_seen(labels, num_objects)
+    shared = len(set(first_seen.tolist())) == 1  # all objects start together: one affinity for all
+    real, k = len(first_seen), _bucket(len(first_seen), self.protocol.object_bucket)
+    if self.protocol.capacity is not None and self.protocol.capacity < len(labels):
+      raise ValueError(f'memory capacity {self.protocol.capacity} is below the {len(labels)} labelled frames, '
+                       'which are always kept')
+    first_seen = np.concatenate([first_seen, np.full(k - real, num_frames, np.int64)])  # padding: never seen
+    plan = schedule(num_frames, first_seen, self.protocol, wanted)
+    geo = geometry(frames.shape[1:3], resized, out_size)
+    consts = self.constants(geo, np.stack([labels[t] for t in sorted(labels)]))
+    xs = {'t': np.arange(num_frames, dtype=np.int32), 'memorise': plan.memorise, 'compute': plan.compute,
+          'slot': np.array([slots.get(t, -1) for t in range(num_frames)], np.int32),
+          'new': (np.arange(num_frames)[:, None] == first_seen[None, :])}
+    h, w = geo.padded[0] // 16, geo.padded[1] // 16
+    bank = memory_bank.empty(0, k, h, w, dtype=self.model.dtype)
+    carry = (bank, jnp.zeros((k,), bool))
+    outputs, stored = [], 0
+    chunk = self.protocol.chunk
+    for start in range(0, num_frames, chunk):
+      stop = min(start + chunk, num_frames)
+      stored += int(plan.memorise[start:stop].sum())
+      needed = _bucket(stored, self.protocol.slot_bucket)
+      if self.protocol.capacity is not None:
+        needed = min(needed, self.protocol.capacity)
+      if needed > carry[0].capacity:
+        carry = (memory_bank.grow(carry[0], needed), carry[1])
+      piece = {name: _pad_to(v[start:stop], chunk) for name, v in xs.items()}
+      piece['frame'] = _pad_to(frames[start:stop], chunk)
+      self._note_compile(geo, k, carry[0].capacity, shared, keep_prob)
+      carry, out = self.chunk_program(self.variables, consts, carry, piece, shared=shared, keep_prob=keep_prob)
+      outputs.append(jax.tree.map(lambda a: a[:stop - start], out))
+      if progress is not None:
+        jax.block_until_ready(outputs[-1])
+        progress(stop)
+    host = jax.device_get(outputs)
+    prob = np.concatenate([o['prob'] for o in host])[..., :real + 1] if keep_prob else None
+    return VideoResult(np.concatenate([o['labels'] for o in host]), prob)
+
+  def constants(self, geo: Geometry, label_frames: np.ndarray) -> dict:
+    frame_m, mask_m, out_m = self.methods
+    (h, w), (hr, wr), (ho, wo) = geo.size, geo.resized, geo.out
+    return {'rows_in': resize.into_padded(h, hr, frame_m), 'cols_in': resize.into_padded(w, wr, frame_m),
+            'rows_mask': resize.into_padded(h, hr, mask_m), 'cols_mask': resize.into_padded(w, wr, mask_m),
+            'rows_out': resize.out_of_padded(hr, ho, out_m), 'cols_out': resize.out_of_padded(wr, wo, out_m),
+            'labels': label_frames.astype(np.uint8)}
+
+  def _note_compile(self, geo: Geometry, k: int, capacity: int, shared: bool, keep_prob: bool) -> None:
+    key = (geo, k, capacity, shared, keep_prob)
+    if key not in self.compiled:
+      self.compiled.add(key)
+      logging.info('inference program %d: frames %s -> %s padded %s, out %s, %d objects, %d memory slots',
+                   len(self.compiled), geo.size, geo.resized, geo.padded, geo.out, k, capacity)
+
+
+def _first_seen(labels: dict[int, np.ndarray], num_objects: Optional[int]) -> tuple[np.ndarray, dict[int, int]]:
+  """(first labelled frame of objects 1 … K, {frame: index into the stacked label frames})."""
+  if not labels:
+    raise ValueError('no labelled frame: the first frame of each object needs its mask')
+  ids = sorted({int(i) for m in labels.values() for i in np.unique(m) if i > 0})
+  k = num_objects or (max(ids) if ids else 0)
+  first = np.full(k, -1, np.int64)
+  for t in sorted(labels):
+    for i in np.unique(labels[t]):
+      if 0 < i <= k and first[i - 1] < 0:
+        first[i - 1] = t
+  if k == 0 or np.any(first < 0):
+    missing = [i + 1 for i in range(k) if first[i] < 0] if k else 'all'
+    raise ValueError(f'objects {missing} have no mask in any labelled frame')
+  return first, {t: i for i, t in enumerate(sorted(labels))}
+
+
+def _pad_to(x: np.ndarray, length: int) -> np.ndarray:
+  """Pads axis 0 with zeros (False) up to `length`."""
+  return np.concatenate([x, np.zeros((length - len(x),) + x.shape[1:], x.dtype)]) if len(x) < length else x

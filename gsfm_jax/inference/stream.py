@@ -1,0 +1,68 @@
+"""Frame-by-frame segmentation for live use, with the engine's jitted per-frame function.
+
+  stream = Stream(propagator, (H, W), num_objects=2)
+  out = stream.step(first_frame, first_labels)      # ids 1 … K; later objects: step(frame, their labels)
+  out = stream.step(next_frame)                     # out.labels (H, W), out.prob (H, W, K+1)
+
+The stream cannot know which frame is the last, so every frame the memory rule selects is stored. Objects
+may be added at any frame, so each object reads its own memory slots (identical results when all objects
+start together).
+"""
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gsfm_jax.inference import memory_bank
+from gsfm_jax.inference.engine import Propagator, VideoResult, _bucket, geometry
+
+
+class Stream:
+  """One live video; see the module docstring. resized / out_size as in `Propagator.segment`."""
+
+  def __init__(self, propagator: Propagator, size: tuple[int, int], num_objects: int,
+               resized: Optional[tuple[int, int]] = None, out_size: Optional[tuple[int, int]] = None):
+    self.engine, self.protocol = propagator, propagator.protocol
+    self.num_objects = _bucket(num_objects, self.protocol.object_bucket)
+    self._real = num_objects
+    self._geo = geometry(size, resized, out_size)
+    h, w = self._geo.padded[0] // 16, self._geo.padded[1] // 16
+    self._carry = (memory_bank.empty(0, self.num_objects, h, w, dtype=propagator.model.dtype),
+                   jnp.zeros((self.num_objects,), bool))
+    self._enabled = np.zeros(self.num_objects, bool)
+    self.t, self._last, self._stored = 0, -1, 0
+
+  def step(self, frame: np.ndarray, labels: Optional[np.ndarray] = None) -> VideoResult:
+    """frame (H, W, 3) uint8; labels (H, W) ids of objects given at this frame (new ids only count)."""
+    new = np.zeros(self.num_objects, bool)
+    if labels is not None:
+      ids = np.unique(labels)
+      ids = ids[(ids > 0) & (ids <= self._real)]
+      new[ids - 1] = True
+      new &= ~self._enabled
+    labelled = bool(new.any())
+    p = self.protocol
+    regular = (self.t % p.mem_every == 0) if p.memory_rule == 'absolute' else (self.t - self._last >= p.mem_every)
+    memorise = labelled or (self._last >= 0 and regular)
+    if memorise:
+      self._stored, self._last = self._stored + 1, self.t
+      self._ensure_slots()
+    self._enabled |= new
+    consts = self.engine.constants(self._geo, np.zeros((1,) + self._geo.size, np.uint8) if labels is None
+                                    else labels[None])
+    x = {'frame': frame, 't': np.int32(self.t), 'slot': np.int32(0 if labelled else -1), 'new': new,
+         'memorise': np.bool_(memorise), 'compute': np.bool_(True)}
+    self._carry, out = self.engine.frame_program(self.engine.variables, consts, self._carry, x, shared=False,
+                                             keep_prob=True)
+    self.t += 1
+    out = jax.device_get(out)
+    return VideoResult(out['labels'], out['prob'][..., :self._real + 1])
+
+  def _ensure_slots(self) -> None:
+    bank = self._carry[0]
+    needed = _bucket(self._stored, self.protocol.slot_bucket)
+    if self.protocol.capacity is not None:
+      needed = min(needed, self.protocol.capacity)
+    if needed > bank.capacity:
+      self._carry = (memory_bank.grow(bank, needed), self._carry[1])

@@ -1,0 +1,34 @@
+"""Console progress of long work: rate over the last interval and time left."""
+import time
+
+import numpy as np
+
+
+def duration(seconds: float) -> str:
+  """'1h05m', '3m07s', or '?' when unknown."""
+  if not np.isfinite(seconds):
+    return '?'
+  h, rest = divmod(int(seconds), 3600)
+  return f'{h}h{rest // 60:02d}m' if h else f'{rest // 60}m{rest % 60:02d}s'
+
+
+class Rate:
+  """Units done per second over the last interval, the overall rate, and the ETA of `total` units."""
+
+  def __init__(self, total: int, start: int = 0):
+    self.total, self._start, self._began = total, start, time.perf_counter()
+    self._last, self._last_time = start, self._began
+    self.rate = 0.0
+
+  def update(self, done: int) -> float:
+    """Marks `done` units finished; returns the rate since the previous update."""
+    now = time.perf_counter()
+    self.rate = (done - self._last) / max(now - self._last_time, 1e-9)
+    self._last, self._last_time = done, now
+    return self.rate
+
+  def overall(self) -> float:
+    return (self._last - self._start) / max(self._last_time - self._began, 1e-9)
+
+  def eta(self) -> str:
+    return duration((self.total - self._last) / self.rate if self.rate > 0 else float('inf'))
