@@ -24,6 +24,7 @@ import zipfile
 from typing import Optional
 
 import numpy as np
+from absl import logging
 from PIL import Image
 
 from data_pipelines.palette import write_palette_png
@@ -131,6 +132,7 @@ def main(argv: Optional[list[str]] = None) -> int:
   parser.add_argument('--short_side', type=int, default=480, help='youtube: shorter side of the network input')
   parser.add_argument('--dtype', default='float32', help='compute dtype: float32, bfloat16 or auto')
   args = parser.parse_args(argv)
+  logging.set_verbosity(logging.INFO)   # the engine logs each new compiled program
   from gsfm_jax.checkpoint import inference_model
   model, variables = inference_model(args.checkpoint, args.dtype)
   youtube = args.benchmark == 'youtube'

@@ -20,6 +20,7 @@ import sys
 from typing import Optional
 
 import numpy as np
+from absl import logging
 
 from gsfm_jax.inference import media
 from gsfm_jax.progress import Rate
@@ -83,6 +84,7 @@ def main(argv: Optional[list[str]] = None) -> int:
   parser.add_argument('--capacity', type=int, default=None, help='memory frames kept (default: all)')
   parser.add_argument('--dtype', default='float32', help="compute dtype: float32, bfloat16 or auto")
   args = parser.parse_args(argv)
+  logging.set_verbosity(logging.INFO)   # the engine logs each new compiled program
   try:
     frames, fps, names, labels, user_ids = read_inputs(args)
     resized = parse_resize(args.resize, frames.shape[1:3])

@@ -56,7 +56,15 @@ class Schedule(NamedTuple):
   """Per-frame flags of one video, computed on the host."""
   memorise: np.ndarray   # (T,) bool: stored in memory
   compute: np.ndarray    # (T,) bool: run the network at all (memory, output or labelled frames)
-  enabled: np.ndarray    # (T, K) bool: objects known at frame t (after its labels)
+
+
+def regular_memory_frame(t: int, last: int, protocol: Protocol) -> bool:
+  """The memory rule for an unlabelled frame t, given the last memory frame (-1: none yet)."""
+  if last < 0:
+    return False
+  if protocol.memory_rule == 'absolute':
+    return t % protocol.mem_every == 0
+  return t - last >= protocol.mem_every
 
 
 def schedule(num_frames: int, first_seen: np.ndarray, protocol: Protocol,
@@ -71,17 +79,21 @@ def schedule(num_frames: int, first_seen: np.ndarray, protocol: Protocol,
     if labelled[i]:
       last = i
       continue
-    started = last >= 0 and i < num_frames - 1
-    regular = i % protocol.mem_every == 0 if protocol.memory_rule == 'absolute' else i - last >= protocol.mem_every
-    if started and regular:
+    if i < num_frames - 1 and regular_memory_frame(i, last, protocol):
       memorise[i], last = True, i
   wanted = np.ones(num_frames, bool) if wanted is None else wanted
-  enabled = t[:, None] >= first_seen[None, :]
-  return Schedule(memorise, memorise | labelled | (wanted & enabled.any(1)), enabled)
+  return Schedule(memorise, memorise | (wanted & (t >= first_seen.min())))
 
 
-def _bucket(value: int, multiple: int) -> int:
+def bucket(value: int, multiple: int) -> int:
+  """value rounded up to a positive multiple of `multiple`."""
   return max(multiple, math.ceil(value / multiple) * multiple)
+
+
+def slots_for(stored: int, protocol: Protocol) -> int:
+  """Memory slots for `stored` memory frames: a bucket, at most the protocol's capacity."""
+  slots = bucket(stored, protocol.slot_bucket)
+  return slots if protocol.capacity is None else min(slots, protocol.capacity)
 
 
 class VideoResult(NamedTuple):
@@ -198,7 +210,7 @@ class Propagator:
     num_frames = frames.shape[0]
     first_seen, slots = _first_seen(labels, num_objects)
     shared = len(set(first_seen.tolist())) == 1  # all objects start together: one affinity for all
-    real, k = len(first_seen), _bucket(len(first_seen), self.protocol.object_bucket)
+    real, k = len(first_seen), bucket(len(first_seen), self.protocol.object_bucket)
     if self.protocol.capacity is not None and self.protocol.capacity < len(labels):
       raise ValueError(f'memory capacity {self.protocol.capacity} is below the {len(labels)} labelled frames, '
                        'which are always kept')
@@ -212,25 +224,22 @@ class Propagator:
     h, w = geo.padded[0] // 16, geo.padded[1] // 16
     bank = memory_bank.empty(0, k, h, w, dtype=self.model.dtype)
     carry = (bank, jnp.zeros((k,), bool))
-    outputs, stored = [], 0
+    host, pending, stored = [], None, 0
     chunk = self.protocol.chunk
     for start in range(0, num_frames, chunk):
       stop = min(start + chunk, num_frames)
       stored += int(plan.memorise[start:stop].sum())
-      needed = _bucket(stored, self.protocol.slot_bucket)
-      if self.protocol.capacity is not None:
-        needed = min(needed, self.protocol.capacity)
+      needed = slots_for(stored, self.protocol)
       if needed > carry[0].capacity:
         carry = (memory_bank.grow(carry[0], needed), carry[1])
       piece = {name: _pad_to(v[start:stop], chunk) for name, v in xs.items()}
       piece['frame'] = _pad_to(frames[start:stop], chunk)
       self._note_compile(geo, k, carry[0].capacity, shared, keep_prob)
       carry, out = self.chunk_program(self.variables, consts, carry, piece, shared=shared, keep_prob=keep_prob)
-      outputs.append(jax.tree.map(lambda a: a[:stop - start], out))
-      if progress is not None:
-        jax.block_until_ready(outputs[-1])
-        progress(stop)
-    host = jax.device_get(outputs)
+      if pending is not None:   # the previous chunk's outputs come back while this chunk runs
+        host.append(_fetch(*pending, progress))
+      pending = (out, stop - start, stop)
+    host.append(_fetch(*pending, progress))
     prob = np.concatenate([o['prob'] for o in host])[..., :real + 1] if keep_prob else None
     return VideoResult(np.concatenate([o['labels'] for o in host]), prob)
 
@@ -265,6 +274,14 @@ def _first_seen(labels: dict[int, np.ndarray], num_objects: Optional[int]) -> tu
     missing = [i + 1 for i in range(k) if first[i] < 0] if k else 'all'
     raise ValueError(f'objects {missing} have no mask in any labelled frame')
   return first, {t: i for i, t in enumerate(sorted(labels))}
+
+
+def _fetch(out: dict, length: int, done: int, progress: Optional[Callable[[int], None]]) -> dict:
+  """A chunk's outputs on the host, without the padding frames; reports `done` frames."""
+  out = jax.tree.map(lambda a: np.asarray(a[:length]), jax.device_get(out))
+  if progress is not None:
+    progress(done)
+  return out
 
 
 def _pad_to(x: np.ndarray, length: int) -> np.ndarray:

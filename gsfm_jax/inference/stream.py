@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gsfm_jax.inference import memory_bank
-from gsfm_jax.inference.engine import Propagator, VideoResult, _bucket, geometry
+from gsfm_jax.inference.engine import Propagator, VideoResult, bucket, geometry, regular_memory_frame, slots_for
 
 
 class Stream:
@@ -24,7 +24,7 @@ class Stream:
   def __init__(self, propagator: Propagator, size: tuple[int, int], num_objects: int,
                resized: Optional[tuple[int, int]] = None, out_size: Optional[tuple[int, int]] = None):
     self.engine, self.protocol = propagator, propagator.protocol
-    self.num_objects = _bucket(num_objects, self.protocol.object_bucket)
+    self.num_objects = bucket(num_objects, self.protocol.object_bucket)
     self._real = num_objects
     self._geo = geometry(size, resized, out_size)
     h, w = self._geo.padded[0] // 16, self._geo.padded[1] // 16
@@ -42,9 +42,7 @@ class Stream:
       new[ids - 1] = True
       new &= ~self._enabled
     labelled = bool(new.any())
-    p = self.protocol
-    regular = (self.t % p.mem_every == 0) if p.memory_rule == 'absolute' else (self.t - self._last >= p.mem_every)
-    memorise = labelled or (self._last >= 0 and regular)
+    memorise = labelled or regular_memory_frame(self.t, self._last, self.protocol)
     if memorise:
       self._stored, self._last = self._stored + 1, self.t
       self._ensure_slots()
@@ -61,8 +59,6 @@ class Stream:
 
   def _ensure_slots(self) -> None:
     bank = self._carry[0]
-    needed = _bucket(self._stored, self.protocol.slot_bucket)
-    if self.protocol.capacity is not None:
-      needed = min(needed, self.protocol.capacity)
+    needed = slots_for(self._stored, self.protocol)
     if needed > bank.capacity:
       self._carry = (memory_bank.grow(bank, needed), self._carry[1])
