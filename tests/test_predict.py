@@ -188,3 +188,38 @@ def test_youtube_protocol_late_objects_original_ids_meta_frames_and_zip(weights,
   assert labels['00000.png'].shape == truth[0].shape                                     # original size
   names_in_zip = zipfile.ZipFile(str(out) + '.zip').namelist()
   assert sorted(names_in_zip) == [f'Annotations/{video}/{n}' for n in written]
+
+
+def test_an_object_given_later_on_the_command_line(weights, clip, tmp_path):
+  """--later_mask FRAME:PATH: object 1 from frame 0, the video's object 2 (given as id 7) from frame 3."""
+  frames_dir, first_mask = clip
+  truth = [np.asarray(Image.open(first_mask.replace('00000', f'{t:05d}'))) for t in range(4)]
+  write_palette_png(np.where(truth[0] == 1, 1, 0).astype(np.uint8), str(tmp_path / 'first.png'))
+  write_palette_png(np.where(truth[3] == 2, 7, 0).astype(np.uint8), str(tmp_path / 'later.png'))
+  out = tmp_path / 'out'
+  assert predict.main(['--checkpoint', weights, '--video', frames_dir, '--mask', str(tmp_path / 'first.png'),
+                       '--later_mask', f'3:{tmp_path / "later.png"}', '--out', str(out)]) == 0
+  masks = [np.asarray(Image.open(out / 'masks' / f'{t:05d}.png')) for t in range(4)]
+  assert all(not (m == 7).any() for m in masks[:3]) and np.array_equal(masks[3] == 7, truth[3] == 2)
+  assert json.load(open(out / 'summary.json'))['objects'] == [1, 7]
+
+
+def test_davis_2016_protocol_writes_0_255_masks(weights, clip, tmp_path, capsys):
+  """One object per sequence from 0/255 annotations, an explicit image set, top-k 20 by default."""
+  from gsfm_jax import evaluate
+  frames_dir, first_mask = clip
+  seq, root = os.path.basename(frames_dir), tmp_path / 'DAVIS2016'
+  os.makedirs(root / 'JPEGImages' / '480p')
+  os.symlink(frames_dir, root / 'JPEGImages' / '480p' / seq)
+  annotations = root / 'Annotations' / '480p' / seq
+  os.makedirs(annotations)
+  for name in sorted(os.listdir(frames_dir)):
+    labels = np.asarray(Image.open(first_mask.replace('00000.png', name.replace('.jpg', '.png'))))
+    Image.fromarray(np.where(labels == 1, 255, 0).astype(np.uint8)).save(annotations / name.replace('.jpg', '.png'))
+  (tmp_path / 'val.txt').write_text(seq + '\n')
+  out = tmp_path / 'd16'
+  assert evaluate.main(['--checkpoint', weights, '--benchmark', 'davis16', '--root', str(root), '--image_set',
+                        str(tmp_path / 'val.txt'), '--out', str(out)]) == 0
+  first = Image.open(out / seq / '00000.png')
+  assert first.mode == 'L' and set(np.unique(np.asarray(first))) == {0, 255}
+  assert 'J&F-Mean' in capsys.readouterr().out and (out / 'global_results-val.csv').exists()
