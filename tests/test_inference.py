@@ -109,6 +109,16 @@ def test_bounded_memory_keeps_the_first_frame_and_drops_the_oldest():
   assert engine(capacity=8).compiled == engine().compiled
 
 
+def test_bounded_memory_keeps_device_memory_constant_on_a_long_video():
+  """40 frames, a memory frame each: with capacity 4 the bytes held on the device are the same after every
+  chunk (the bank never grows and each chunk's outputs leave the device while the next one runs)."""
+  frames, labels = video(40, seed=4)
+  held = []
+  engine(capacity=4).segment(frames, {0: labels[0]},
+                             progress=lambda done: held.append(sum(a.nbytes for a in jax.live_arrays())))
+  assert len(held) == 10 and len(set(held[:-1])) == 1, held   # the last report: nothing left in flight
+
+
 def test_an_object_that_enters_later_starts_its_memory_there():
   frames, labels = video(7, seed=2)
   given = {0: np.where(labels[0] == 1, 1, 0).astype(np.uint8), 3: np.where(labels[3] == 2, 2, 0).astype(np.uint8)}
