@@ -30,6 +30,7 @@ from PIL import Image
 from data_pipelines.palette import write_palette_png
 from gsfm_jax.evaluation import davis as davis_eval
 from gsfm_jax.inference import Propagator, Protocol
+from gsfm_jax.inference.media import index_lookup
 
 BENCHMARKS = ('davis17', 'davis16', 'youtube')
 
@@ -89,8 +90,7 @@ def run_youtube(engine: Propagator, root: str, split: str, out: str, short_side:
     given = {n: davis_eval.read_labels(os.path.join(root, split, 'Annotations', video, n + '.png'))
              for n in _names(os.path.join(root, split, 'Annotations', video), '.png')}
     ids = sorted({int(v) for m in given.values() for v in np.unique(m) if v > 0})
-    to_index = np.zeros(256, np.uint8)
-    to_index[ids] = np.arange(1, len(ids) + 1)
+    to_index = index_lookup(ids)
     labels, seen = {}, set()
     for name in sorted(given):                       # each object counts from its first labelled frame
       new = [v for v in np.unique(given[name]) if v > 0 and v not in seen]
@@ -145,12 +145,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     return 0
   binary = args.benchmark == 'davis16'
   split = args.split or 'val'
-  image_set = args.image_set or os.path.join(args.root, 'ImageSets', '2016' if binary else '2017', f'{split}.txt')
-  with open(image_set) as f:
-    sequences = [line.strip() for line in f if line.strip()]
+  annotations, sequences = davis_eval.davis_sequences(args.root, split, binary, args.image_set)
   run_davis(engine, args.root, sequences, args.out, binary, timer)
   print(f'{timer.frames} frames, {timer.fps:.2f} FPS (I/O excluded), {len(engine.compiled)} compiled program(s)')
-  annotations = os.path.join(args.root, 'Annotations', '480p')
   if all(len(os.listdir(os.path.join(annotations, s))) > 1 for s in sequences):   # full ground truth: score it
     scores = davis_eval.evaluate_folders(args.out, annotations, sequences, binary)
     for name, value in davis_eval.summarise(scores).items():

@@ -62,8 +62,7 @@ def read_inputs(args) -> tuple[np.ndarray, float, list[str], dict[int, np.ndarra
     user_ids += new
   if len(user_ids) > args.max_objects:
     raise media.InputError(f'{args.mask[0]}: {len(user_ids)} objects, more than --max_objects {args.max_objects}')
-  to_index = np.zeros(256, np.uint8)
-  to_index[user_ids] = np.arange(1, len(user_ids) + 1)
+  to_index = media.index_lookup(user_ids)
   return frames, fps, names, {t: to_index[m] for t, m in labels.items()}, np.array([0] + user_ids, np.uint8)
 
 

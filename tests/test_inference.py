@@ -10,10 +10,11 @@ import pytest
 
 from conftest import converted_variables
 from gsfm_jax.inference import Propagator, Protocol, resize
-from gsfm_jax.inference.engine import IMAGENET_MEAN, IMAGENET_STD, schedule
+from gsfm_jax.inference.engine import schedule
 from gsfm_jax.inference.stream import Stream
 from gsfm_jax.models import GSFM
 from gsfm_jax.models.aggregate import aggregate
+from gsfm_jax.visualize import IMAGENET_MEAN, IMAGENET_STD
 
 HEIGHT, WIDTH, TOP_K = 64, 90, 20   # padded to 64 × 96: a 4 × 6 memory map, so top-k keeps 20 of ≥ 24
 
@@ -47,7 +48,7 @@ def loop_reference(frames: np.ndarray, labels: dict[int, np.ndarray], num_object
   Returns the aggregated probabilities (T, H, W, K+1) at the input size."""
   model, variables = GSFM(), converted_variables(0)
   pad_h, pad_w = resize.pad_split(HEIGHT), resize.pad_split(WIDTH)
-  norm = (frames / 255.0 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
+  norm = (frames / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
   norm = np.pad(norm, ((0, 0), pad_h, pad_w, (0, 0))).astype(np.float32)
   enabled = np.zeros(num_objects, bool)
   memory: list[tuple[int, bool, np.ndarray, np.ndarray, np.ndarray]] = []   # (t, pinned, key, values, objects)

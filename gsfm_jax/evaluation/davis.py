@@ -105,9 +105,11 @@ def evaluate_folders(results: str, annotations: str, sequences: Optional[list[st
   return scores
 
 
-def davis_sequences(davis_root: str, subset: str, binary: bool) -> tuple[str, list[str]]:
-  """(annotation folder, sequence names) of a DAVIS root (2017 trainval / test-dev layout, or 2016)."""
-  image_set = os.path.join(davis_root, 'ImageSets', '2016' if binary else '2017', f'{subset}.txt')
+def davis_sequences(davis_root: str, subset: str, binary: bool,
+                    image_set: Optional[str] = None) -> tuple[str, list[str]]:
+  """(annotation folder, sequence names) of a DAVIS root (2017 trainval / test-dev layout, or 2016);
+  image_set: the list file (default ROOT/ImageSets/<2016|2017>/<subset>.txt)."""
+  image_set = image_set or os.path.join(davis_root, 'ImageSets', '2016' if binary else '2017', f'{subset}.txt')
   annotations = os.path.join(davis_root, 'Annotations', '480p')
   if not os.path.isfile(image_set):
     raise ValueError(f'{image_set}: no such image set (is --davis_root the folder holding ImageSets/?)')

@@ -26,9 +26,8 @@ from absl import logging
 from gsfm_jax.inference import memory_bank, resize
 from gsfm_jax.models import GSFM
 from gsfm_jax.models.aggregate import aggregate
+from gsfm_jax.visualize import IMAGENET_MEAN, IMAGENET_STD
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 RULES = ('absolute', 'since_last')
 
 
@@ -122,7 +121,7 @@ def _frame(model: GSFM, top_k: Optional[int], variables, consts: dict, carry: tu
   """One frame: carry (bank, enabled (K,)), x (frame (H, W, 3) uint8, t, label slot, flags) -> outputs."""
   bank, enabled = carry
   k = bank.values.shape[0]
-  frame = (x['frame'].astype(jnp.float32) / 255.0 - jnp.array(IMAGENET_MEAN)) / jnp.array(IMAGENET_STD)
+  frame = (x['frame'].astype(jnp.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
   frame = resize.apply(frame, consts['rows_in'], consts['cols_in'])[None]                     # (1, Hp, Wp, 3)
   keys = model.apply(variables, frame, method=GSFM.encode_key)
   selector = enabled.astype(jnp.float32)[None]
@@ -217,7 +216,8 @@ class Propagator:
     first_seen = np.concatenate([first_seen, np.full(k - real, num_frames, np.int64)])  # padding: never seen
     plan = schedule(num_frames, first_seen, self.protocol, wanted)
     geo = geometry(frames.shape[1:3], resized, out_size)
-    consts = self.constants(geo, np.stack([labels[t] for t in sorted(labels)]))
+    consts = jax.device_put({**self.resize_matrices(geo),   # on the device once, not per chunk
+                             'labels': np.stack([labels[t] for t in sorted(labels)]).astype(np.uint8)})
     xs = {'t': np.arange(num_frames, dtype=np.int32), 'memorise': plan.memorise, 'compute': plan.compute,
           'slot': np.array([slots.get(t, -1) for t in range(num_frames)], np.int32),
           'new': (np.arange(num_frames)[:, None] == first_seen[None, :])}
@@ -229,9 +229,7 @@ class Propagator:
     for start in range(0, num_frames, chunk):
       stop = min(start + chunk, num_frames)
       stored += int(plan.memorise[start:stop].sum())
-      needed = slots_for(stored, self.protocol)
-      if needed > carry[0].capacity:
-        carry = (memory_bank.grow(carry[0], needed), carry[1])
+      carry = (memory_bank.grow(carry[0], slots_for(stored, self.protocol)), carry[1])
       piece = {name: _pad_to(v[start:stop], chunk) for name, v in xs.items()}
       piece['frame'] = _pad_to(frames[start:stop], chunk)
       self._note_compile(geo, k, carry[0].capacity, shared, keep_prob)
@@ -243,13 +241,13 @@ class Propagator:
     prob = np.concatenate([o['prob'] for o in host])[..., :real + 1] if keep_prob else None
     return VideoResult(np.concatenate([o['labels'] for o in host]), prob)
 
-  def constants(self, geo: Geometry, label_frames: np.ndarray) -> dict:
+  def resize_matrices(self, geo: Geometry) -> dict:
+    """The interpolation matrices of frames in, given masks in and probabilities out."""
     frame_m, mask_m, out_m = self.methods
     (h, w), (hr, wr), (ho, wo) = geo.size, geo.resized, geo.out
     return {'rows_in': resize.into_padded(h, hr, frame_m), 'cols_in': resize.into_padded(w, wr, frame_m),
             'rows_mask': resize.into_padded(h, hr, mask_m), 'cols_mask': resize.into_padded(w, wr, mask_m),
-            'rows_out': resize.out_of_padded(hr, ho, out_m), 'cols_out': resize.out_of_padded(wr, wo, out_m),
-            'labels': label_frames.astype(np.uint8)}
+            'rows_out': resize.out_of_padded(hr, ho, out_m), 'cols_out': resize.out_of_padded(wr, wo, out_m)}
 
   def _note_compile(self, geo: Geometry, k: int, capacity: int, shared: bool, keep_prob: bool) -> None:
     key = (geo, k, capacity, shared, keep_prob)

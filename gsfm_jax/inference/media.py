@@ -116,6 +116,13 @@ def _read_ids(path: str) -> np.ndarray:
   return np.vectorize(lookup.get, otypes=[np.uint8])(codes).reshape(array.shape[:2])
 
 
+def index_lookup(ids: list[int]) -> np.ndarray:
+  """(256,) uint8 table mapping the given object ids to 1 … K (in the given order), all else to 0."""
+  table = np.zeros(256, np.uint8)
+  table[ids] = np.arange(1, len(ids) + 1)
+  return table
+
+
 def _colour_code(rgb: np.ndarray) -> np.ndarray:
   rgb = rgb.astype(np.int64)
   return (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]

@@ -37,10 +37,10 @@ def empty(capacity: int, num_objects: int, h: int, w: int, key_dim: int = 64, va
 
 
 def grow(bank: MemoryBank, capacity: int) -> MemoryBank:
-  """The same bank with `capacity` ≥ bank.capacity slots (the new ones free)."""
+  """The same bank with at least `capacity` slots (new ones free); unchanged when it has them already."""
   extra = capacity - bank.capacity
-  if extra < 0:
-    raise ValueError(f'cannot shrink a memory bank from {bank.capacity} to {capacity} slots')
+  if extra <= 0:
+    return bank
   pad = lambda x, axis, value=0: jnp.pad(x, [(0, extra if a == axis else 0) for a in range(x.ndim)],
                                          constant_values=value)
   return MemoryBank(pad(bank.keys, 0), pad(bank.values, 1), pad(bank.valid, 1), pad(bank.frame, 0, -1),

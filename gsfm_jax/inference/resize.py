@@ -49,17 +49,19 @@ def pad_split(size: int, multiple: int = 16) -> tuple[int, int]:
   return extra // 2, extra - extra // 2
 
 
+def _resize(size_in: int, size_out: int, method: str) -> np.ndarray:
+  """`interp_matrix`, or the identity when the size does not change."""
+  return np.eye(size_in, dtype=np.float32) if size_in == size_out else interp_matrix(size_in, size_out, method)
+
+
 def into_padded(size_in: int, size_mid: int, method: str, multiple: int = 16) -> np.ndarray:
   """Resize size_in -> size_mid, then zero-pad to a multiple: (padded, size_in) matrix."""
-  before, after = pad_split(size_mid, multiple)
-  resize = np.eye(size_in, dtype=np.float32) if size_mid == size_in else interp_matrix(size_in, size_mid, method)
-  return np.pad(resize, ((before, after), (0, 0)))
+  return np.pad(_resize(size_in, size_mid, method), (pad_split(size_mid, multiple), (0, 0)))
 
 
 def out_of_padded(size_mid: int, size_out: int, method: str = 'bilinear', multiple: int = 16) -> np.ndarray:
   """Crop `into_padded`'s padding off (back to size_mid), then resize to size_out: (size_out, padded)."""
-  resize = np.eye(size_mid, dtype=np.float32) if size_out == size_mid else interp_matrix(size_mid, size_out, method)
-  return np.pad(resize, ((0, 0), pad_split(size_mid, multiple)))
+  return np.pad(_resize(size_mid, size_out, method), ((0, 0), pad_split(size_mid, multiple)))
 
 
 def apply(x: jax.Array, rows: jax.Array, cols: jax.Array) -> jax.Array:

@@ -27,6 +27,8 @@ class Stream:
     self.num_objects = bucket(num_objects, self.protocol.object_bucket)
     self._real = num_objects
     self._geo = geometry(size, resized, out_size)
+    self._matrices = jax.device_put(propagator.resize_matrices(self._geo))   # once, not per frame
+    self._no_labels = np.zeros((1,) + self._geo.size, np.uint8)
     h, w = self._geo.padded[0] // 16, self._geo.padded[1] // 16
     self._carry = (memory_bank.empty(0, self.num_objects, h, w, dtype=propagator.model.dtype),
                    jnp.zeros((self.num_objects,), bool))
@@ -45,10 +47,9 @@ class Stream:
     memorise = labelled or regular_memory_frame(self.t, self._last, self.protocol)
     if memorise:
       self._stored, self._last = self._stored + 1, self.t
-      self._ensure_slots()
+      self._carry = (memory_bank.grow(self._carry[0], slots_for(self._stored, self.protocol)), self._carry[1])
     self._enabled |= new
-    consts = self.engine.constants(self._geo, np.zeros((1,) + self._geo.size, np.uint8) if labels is None
-                                    else labels[None])
+    consts = {**self._matrices, 'labels': self._no_labels if labels is None else labels[None].astype(np.uint8)}
     x = {'frame': frame, 't': np.int32(self.t), 'slot': np.int32(0 if labelled else -1), 'new': new,
          'memorise': np.bool_(memorise), 'compute': np.bool_(True)}
     self._carry, out = self.engine.frame_program(self.engine.variables, consts, self._carry, x, shared=False,
@@ -56,9 +57,3 @@ class Stream:
     self.t += 1
     out = jax.device_get(out)
     return VideoResult(out['labels'], out['prob'][..., :self._real + 1])
-
-  def _ensure_slots(self) -> None:
-    bank = self._carry[0]
-    needed = slots_for(self._stored, self.protocol)
-    if needed > bank.capacity:
-      self._carry = (memory_bank.grow(bank, needed), self._carry[1])
