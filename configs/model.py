@@ -6,6 +6,8 @@
   boundary_branch          the decoder's boundary branch (off: STCN decoder)   paper Table 5
   dtype                    compute dtype of convs and matmuls: 'float32' | 'bfloat16' (FFTs stay float32) |
                            'auto' (bfloat16 on GPU/TPU, float32 on CPU)
+  width_divisor            every channel count divided by it: 1 = GSFM (official weights need 1); 4 or 8 build
+                           a narrow network of the same depth (the CPU demo and the training-machinery tests)
 """
 import ml_collections
 
@@ -19,4 +21,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.spectral_form = 'exact'
   config.boundary_branch = True
   config.dtype = 'float32'
+  config.width_divisor = 1
   return config

@@ -25,6 +25,22 @@ def test_parameter_counts_match_the_official_network():
   assert _param_count(GSFM(single_object=True)) == 67_038_725
 
 
+def test_width_divisor_narrows_every_layer_but_keeps_the_layout():
+  """The narrow network of the tests and the demo: same parameter names and depth, every channel count /4."""
+  shapes = lambda m: flax.traverse_util.flatten_dict(
+      jax.eval_shape(lambda: init_variables(m, jax.random.PRNGKey(0)))['params'])
+  wide, narrow = shapes(GSFM()), shapes(GSFM(width_divisor=4))
+  assert wide.keys() == narrow.keys()
+  assert narrow[('key_proj', 'key_proj', 'kernel')].shape == (3, 3, 256, 16)
+  assert narrow[('value_encoder', 'fuser', 'block2', 'conv2', 'kernel')].shape == (3, 3, 128, 128)
+  assert narrow[('decoder', 'pred', 'kernel')].shape == (3, 3, 64, 1)
+  assert narrow[('lfm', 'conv1', 'kernel')].shape == (1, 1, 512, 512)
+  assert GSFM(width_divisor=4).key_dim == 16 and GSFM(width_divisor=4).value_dim == 128
+  assert 4_000_000 < _param_count(GSFM(width_divisor=4)) < 67_041_861 // 15
+  with pytest.raises(ValueError, match='width_divisor must be 1, 2, 4, 8 or 16, got 3'):
+    _param_count(GSFM(width_divisor=3))
+
+
 def _official_spectral_filter(x: np.ndarray, params: dict, kind: str, sigma: float = 7.0) -> np.ndarray:
   """The official module literally, in float64: x + Re(ifft2(F(f · fft2(x)))), NHWC."""
   n, h, w, c = x.shape

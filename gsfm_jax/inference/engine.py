@@ -222,7 +222,7 @@ class Propagator:
           'slot': np.array([slots.get(t, -1) for t in range(num_frames)], np.int32),
           'new': (np.arange(num_frames)[:, None] == first_seen[None, :])}
     h, w = geo.padded[0] // 16, geo.padded[1] // 16
-    bank = memory_bank.empty(0, k, h, w, dtype=self.model.dtype)
+    bank = memory_bank.empty(0, k, h, w, self.model.key_dim, self.model.value_dim, self.model.dtype)
     carry = (bank, jnp.zeros((k,), bool))
     host, pending, stored = [], None, 0
     chunk = self.protocol.chunk

@@ -28,10 +28,11 @@ class MemoryBank(NamedTuple):
     return self.keys.shape[0]
 
 
-def empty(capacity: int, num_objects: int, h: int, w: int, key_dim: int = 64, value_dim: int = 512,
+def empty(capacity: int, num_objects: int, h: int, w: int, key_dim: int, value_dim: int,
           dtype=jnp.float32) -> MemoryBank:
   """A bank with `capacity` free slots for K = num_objects objects on an (h, w) feature map."""
-  return MemoryBank(jnp.zeros((capacity, h, w, key_dim), dtype), jnp.zeros((num_objects, capacity, h, w, value_dim), dtype),
+  return MemoryBank(jnp.zeros((capacity, h, w, key_dim), dtype),
+                    jnp.zeros((num_objects, capacity, h, w, value_dim), dtype),
                     jnp.zeros((num_objects, capacity), bool), jnp.full((capacity,), -1, jnp.int32),
                     jnp.zeros((capacity,), bool))
 

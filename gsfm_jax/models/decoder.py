@@ -31,13 +31,15 @@ class Decoder(nn.Module):
   """f16_cat (N, h, w, 1024), f8 (N, 2h, 2w, 512), f4 (N, 4h, 4w, 256) ->
   mask logits (N, 16h, 16w) and boundary logits (N, 16h, 16w) (None without the boundary branch), float32.
 
-  `hfm_filter`: 'high' (GSFM), 'low', 'none' (full band) or 'off' (no HFM).
+  `hfm_filter`: 'high' (GSFM), 'low', 'none' (full band) or 'off' (no HFM). Channel counts (512, 256)
+  are divided by `width_divisor`.
   """
   hfm_filter: str = 'high'
   sigma: float = 7.0
   spectral_form: str = 'exact'
   boundary_branch: bool = True
   dtype: Dtype = jnp.float32
+  width_divisor: int = 1
 
   def _hfm(self, x: jax.Array) -> jax.Array:
     if self.hfm_filter == 'off':
@@ -48,17 +50,18 @@ class Decoder(nn.Module):
   @nn.compact
   def __call__(self, f16_cat: jax.Array, f8: jax.Array, f4: jax.Array) -> tuple[jax.Array, Optional[jax.Array]]:
     conv = lambda features, name, k=3: Conv(features, kernel_size=k, dtype=self.dtype, name=name)
-    x = ResBlock(512, dtype=self.dtype, name='compress')(f16_cat)
-    x = UpsampleBlock(256, dtype=self.dtype, name='up_16_8')(f8, x)
-    x = UpsampleBlock(256, dtype=self.dtype, name='up_8_4')(f4, x)
+    c = 256 // self.width_divisor
+    x = ResBlock(2 * c, dtype=self.dtype, name='compress')(f16_cat)
+    x = UpsampleBlock(c, dtype=self.dtype, name='up_16_8')(f8, x)
+    x = UpsampleBlock(c, dtype=self.dtype, name='up_8_4')(f4, x)
     to_full = lambda logit: upsample_bilinear(logit.astype(jnp.float32), 4)[..., 0]
     if not self.boundary_branch:
       return to_full(conv(1, 'pred')(nn.relu(self._hfm(x)))), None
-    xb = self._hfm(conv(256, 'boundary_1')(x))
-    xm = conv(256, 'mask_1')(x)
-    xb = xb + nn.relu(conv(256, 'fusion_1', 1)(xm))
-    xb = nn.relu(conv(256, 'boundary_3')(conv(256, 'boundary_2')(xb)))
-    xm = xm + nn.relu(conv(256, 'fusion_2', 1)(xb))
-    mask = conv(1, 'pred')(nn.relu(conv(256, 'predict_mask')(xm)))
-    boundary = conv(1, 'predict_boundary_2')(nn.relu(conv(256, 'predict_boundary_1')(xb)))
+    xb = self._hfm(conv(c, 'boundary_1')(x))
+    xm = conv(c, 'mask_1')(x)
+    xb = xb + nn.relu(conv(c, 'fusion_1', 1)(xm))
+    xb = nn.relu(conv(c, 'boundary_3')(conv(c, 'boundary_2')(xb)))
+    xm = xm + nn.relu(conv(c, 'fusion_2', 1)(xb))
+    mask = conv(1, 'pred')(nn.relu(conv(c, 'predict_mask')(xm)))
+    boundary = conv(1, 'predict_boundary_2')(nn.relu(conv(c, 'predict_boundary_1')(xb)))
     return to_full(mask), to_full(boundary)

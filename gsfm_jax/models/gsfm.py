@@ -41,6 +41,8 @@ class GSFM(nn.Module):
   lfm_filter / hfm_filter: 'low', 'high', 'none' (full band) or 'off' (module absent); GSFM is low / high.
   sigma: Gaussian width of both filters, in frequency bins. spectral_form: 'exact' (official) or 'half'.
   boundary_branch: the decoder's boundary branch (off: STCN decoder). dtype: compute dtype.
+  width_divisor: every channel count divided by it (1 = GSFM; 4 or 8 give a narrow network of the same depth
+  and data flow, for tests and the CPU demo; official weights need 1). The shapes in the docstrings are for 1.
   """
   single_object: bool = False
   lfm_filter: str = 'low'
@@ -49,15 +51,29 @@ class GSFM(nn.Module):
   spectral_form: str = 'exact'
   boundary_branch: bool = True
   dtype: Dtype = jnp.float32
+  width_divisor: int = 1
+
+  @property
+  def key_dim(self) -> int:
+    """Channels of a memory key (64 in GSFM)."""
+    return 64 // self.width_divisor
+
+  @property
+  def value_dim(self) -> int:
+    """Channels of a memory value (512 in GSFM)."""
+    return 512 // self.width_divisor
 
   def setup(self):
-    self.key_encoder = KeyEncoder(self.dtype)
+    if self.width_divisor not in (1, 2, 4, 8, 16):
+      raise ValueError(f'width_divisor must be 1, 2, 4, 8 or 16, got {self.width_divisor}')
+    d = self.width_divisor
+    self.key_encoder = KeyEncoder(self.dtype, d)
     if self.lfm_filter != 'off':
       self.lfm = SpectralFilter(self.lfm_filter, self.sigma, self.spectral_form, self.dtype)
-    self.key_proj = KeyProjection(self.dtype)
-    self.key_comp = Conv(512, dtype=self.dtype)
-    self.value_encoder = ValueEncoder(self.dtype)
-    self.decoder = Decoder(self.hfm_filter, self.sigma, self.spectral_form, self.boundary_branch, self.dtype)
+    self.key_proj = KeyProjection(self.dtype, d)
+    self.key_comp = Conv(self.value_dim, dtype=self.dtype)
+    self.value_encoder = ValueEncoder(self.dtype, d)
+    self.decoder = Decoder(self.hfm_filter, self.sigma, self.spectral_form, self.boundary_branch, self.dtype, d)
 
   def encode_key(self, frames: jax.Array) -> KeyFeatures:
     """frames (N, H, W, 3), ImageNet-normalised -> KeyFeatures at 1/16, 1/8 and 1/4."""
@@ -164,4 +180,4 @@ def build_model(config) -> GSFM:
   """GSFM from a model ConfigDict (configs/model.py)."""
   return GSFM(single_object=config.single_object, lfm_filter=config.lfm_filter, hfm_filter=config.hfm_filter,
               sigma=config.sigma, spectral_form=config.spectral_form, boundary_branch=config.boundary_branch,
-              dtype=compute_dtype(config.dtype))
+              dtype=compute_dtype(config.dtype), width_divisor=config.width_divisor)
