@@ -47,7 +47,7 @@ def pytest_configure(config):
   del config
   import tempfile
   os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='gsfm-jax-xla-cache-'))
-  os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+  os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '1')  # not the many tiny programs
 
 
 @pytest.fixture(scope='session')

@@ -1,5 +1,5 @@
 """Multi-host training: two local processes joined by `jax.distributed`, four CPU devices each, against the
-one-process run (about 9.5 GB of memory per process)."""
+one-process run."""
 import os
 import socket
 import sys

@@ -8,6 +8,7 @@ Public API (all channels-last; K objects per sample, K = 1 for the single-object
   decode(query KeyFeatures, memory readout (B, K, h, w, 512), selector)  -> Segmentation
   __call__(frames (B, T, H, W, 3), first_masks (B, H, W, K), selector)  -> dict, the training clip pass
 """
+import functools
 from typing import NamedTuple, Optional
 
 import flax.linen as nn
@@ -166,7 +167,13 @@ def init_variables(model: GSFM, rng: jax.Array) -> dict:
   BatchNorm statistics start as mean 0, var 1 (the identity), as in a freshly built PyTorch model.
   """
   k = 1 if model.single_object else 2
-  return jax.jit(model.init)(rng, jnp.zeros((1, 2, 32, 32, 3)), jnp.zeros((1, 32, 32, k)), jnp.ones((1, k)))
+  return _jitted_init(model)(rng, jnp.zeros((1, 2, 32, 32, 3)), jnp.zeros((1, 32, 32, k)), jnp.ones((1, k)))
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted_init(model: GSFM):
+  """One jitted `model.init` per network configuration (a fresh `jax.jit` would compile again)."""
+  return jax.jit(model.init)
 
 
 def compute_dtype(name: str) -> jnp.dtype:
