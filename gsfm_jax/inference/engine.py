@@ -221,9 +221,7 @@ class Propagator:
     xs = {'t': np.arange(num_frames, dtype=np.int32), 'memorise': plan.memorise, 'compute': plan.compute,
           'slot': np.array([slots.get(t, -1) for t in range(num_frames)], np.int32),
           'new': (np.arange(num_frames)[:, None] == first_seen[None, :])}
-    h, w = geo.padded[0] // 16, geo.padded[1] // 16
-    bank = memory_bank.empty(0, k, h, w, self.model.key_dim, self.model.value_dim, self.model.dtype)
-    carry = (bank, jnp.zeros((k,), bool))
+    carry = self.empty_carry(geo, k)
     host, pending, stored = [], None, 0
     chunk = self.protocol.chunk
     for start in range(0, num_frames, chunk):
@@ -240,6 +238,13 @@ class Propagator:
     host.append(_fetch(*pending, progress))
     prob = np.concatenate([o['prob'] for o in host])[..., :real + 1] if keep_prob else None
     return VideoResult(np.concatenate([o['labels'] for o in host]), prob)
+
+  def empty_carry(self, geo: Geometry, num_objects: int) -> tuple:
+    """The per-frame function's starting carry: an empty bank sized for this model and geometry, and no
+    object enabled yet."""
+    h, w = geo.padded[0] // 16, geo.padded[1] // 16
+    bank = memory_bank.empty(0, num_objects, h, w, self.model.key_dim, self.model.value_dim, self.model.dtype)
+    return bank, jnp.zeros((num_objects,), bool)
 
   def resize_matrices(self, geo: Geometry) -> dict:
     """The interpolation matrices of frames in, given masks in and probabilities out."""

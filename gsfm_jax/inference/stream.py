@@ -11,7 +11,6 @@ start together).
 from typing import Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from gsfm_jax.inference import memory_bank
@@ -29,10 +28,7 @@ class Stream:
     self._geo = geometry(size, resized, out_size)
     self._matrices = jax.device_put(propagator.resize_matrices(self._geo))   # once, not per frame
     self._no_labels = np.zeros((1,) + self._geo.size, np.uint8)
-    h, w = self._geo.padded[0] // 16, self._geo.padded[1] // 16
-    self._carry = (memory_bank.empty(0, self.num_objects, h, w, propagator.model.key_dim,
-                                     propagator.model.value_dim, propagator.model.dtype),
-                   jnp.zeros((self.num_objects,), bool))
+    self._carry = propagator.empty_carry(self._geo, self.num_objects)
     self._enabled = np.zeros(self.num_objects, bool)
     self.t, self._last, self._stored = 0, -1, 0
 

@@ -39,13 +39,13 @@ class KeyEncoder(nn.Module):
 
 
 class KeyProjection(nn.Module):
-  """3×3 conv 1024 -> 64, orthogonal weight, zero bias: (N, h, w, 1024) -> (N, h, w, 64)."""
+  """3×3 conv 1024 -> 64, orthogonal weight, zero bias: (N, h, w, 1024) -> (N, h, w, features), 64 in GSFM."""
+  features: int = 64
   dtype: Dtype = jnp.float32
-  width_divisor: int = 1
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    return Conv(64 // self.width_divisor, init='orthogonal', dtype=self.dtype, name='key_proj')(x)
+    return Conv(self.features, init='orthogonal', dtype=self.dtype, name='key_proj')(x)
 
 
 class FeatureFusionBlock(nn.Module):

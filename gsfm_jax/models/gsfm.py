@@ -71,7 +71,7 @@ class GSFM(nn.Module):
     self.key_encoder = KeyEncoder(self.dtype, d)
     if self.lfm_filter != 'off':
       self.lfm = SpectralFilter(self.lfm_filter, self.sigma, self.spectral_form, self.dtype)
-    self.key_proj = KeyProjection(self.dtype, d)
+    self.key_proj = KeyProjection(self.key_dim, self.dtype)
     self.key_comp = Conv(self.value_dim, dtype=self.dtype)
     self.value_encoder = ValueEncoder(self.dtype, d)
     self.decoder = Decoder(self.hfm_filter, self.sigma, self.spectral_form, self.boundary_branch, self.dtype, d)
