@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gsfm_jax.models import layers  # noqa: E402
-from spectral_filter import median_seconds  # noqa: E402  (bench/ is on the path when run as a script)
+from common import median_seconds  # noqa: E402  (bench/ is on the path when run as a script)
 
 # (name, Cin, Cout, batch): per-GPU training batch 8 clips; key_comp sees all 3 frames, the others 2 objects
 SHAPES = [('key_comp 1024->512', 1024, 512, 24), ('fuser 1536->512', 1536, 512, 16),

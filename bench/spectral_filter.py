@@ -9,13 +9,12 @@ per shape, with the machine named.
 """
 import argparse
 import platform
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from common import median_seconds
 from gsfm_jax.models.frequency import SpectralFilter, frequency_filter
 
 # (name, per-sample shape h, w, C, filter): training key f16 (384²), DAVIS 480p key f16, training HFM at f4
@@ -32,16 +31,6 @@ def fft2_baseline(module: SpectralFilter, params: dict, x: jax.Array) -> jax.Arr
   conv = lambda v, p: jnp.einsum('nhwc,cd->nhwd', v, p['kernel'][0, 0]) + p['bias']
   z = conv(jax.nn.relu(conv(z, params['conv1'])), params['conv2'])
   return x + jnp.real(jnp.fft.ifft2(jax.lax.complex(z[..., :c], z[..., c:]), axes=(1, 2)))
-
-
-def median_seconds(fn, *args, repeats: int) -> float:
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def main() -> None:

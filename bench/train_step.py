@@ -1,0 +1,165 @@
+"""Train-step speed: step time, clips/s, model FLOPs (XLA cost analysis), MFU, memory and where the time goes.
+
+  python bench/train_step.py                       # main and pretrain configs (8 clips per device, 384²,
+                                                   # 3 frames), float32 and bfloat16, on every device
+  python bench/train_step.py --configs main --dtypes float32 --size 96 --batch-per-device 2 --width-divisor 4
+  python bench/train_step.py --devices 1 2 4 8 --profile /tmp/trace    # scaling and the all-reduce share
+  python bench/train_step.py --max-batch           # the largest per-device batch whose step fits the device
+
+Each row: the jitted, sharded train step of `gsfm_jax.train_step` (what `gsfm_jax.train` runs) on a
+synthetic batch (random frames, two rectangle objects), the median of --repeats steps after a warm-up
+step. FLOPs are XLA's cost analysis of the lowered (unpartitioned) step, so they are the model's FLOPs for
+the global batch (forward, backward and Adam; no rematerialisation); MFU = FLOPs / step time / (devices ×
+peak FLOP/s of one device), the peak from the data sheet (`common.PEAK_FLOPS`), or on a CPU the measured
+rate of a large matmul. Memory is XLA's buffer assignment of the compiled step for one device (arguments
++ outputs + temporaries − donated aliases). --profile adds a JAX profiler trace of --profile-steps steps,
+the time per network part (largest first) and the collectives' share of the op time.
+"""
+import argparse
+import functools
+import os
+import sys
+import time
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from common import device_memory_bytes, flops_of, largest_within, machine, median_seconds, peak_flops, synthetic_clips  # noqa: E402
+from configs import main as main_config, pretrain as pretrain_config  # noqa: E402
+from gsfm_jax import sharding  # noqa: E402
+from gsfm_jax.models import build_model, init_variables  # noqa: E402
+from gsfm_jax.train_step import make_train_step, optimizer, place_state  # noqa: E402
+from profile_ops import COLLECTIVE_PART, by_part, profile  # noqa: E402
+
+CONFIGS = {'main': main_config.get_config, 'pretrain': pretrain_config.get_config}
+FRAMES = 3
+
+
+def _config(name: str, dtype: str, width_divisor: int, global_batch: int):
+  config = CONFIGS[name]()
+  config.model.dtype, config.model.width_divisor, config.global_batch = dtype, width_divisor, global_batch
+  return config
+
+
+class Step:
+  """One compiled train step on `devices` with its state and batch; calling it runs one step."""
+
+  def __init__(self, config_name: str, dtype: str, width_divisor: int, size: int, batch_per_device: int,
+               devices: list):
+    config = _config(config_name, dtype, width_divisor, batch_per_device * len(devices))
+    self.clips = config.global_batch
+    mesh = sharding.make_mesh(devices)
+    model = build_model(config.model)
+    variables = sharding.put_replicated(jax.device_get(init_variables(model, jax.random.PRNGKey(0))), mesh)
+    self.state = place_state(variables, optimizer(config), mesh)
+    self.batch = sharding.global_batch(synthetic_clips(self.clips, FRAMES, size), mesh)
+    self.scalars = sharding.put_replicated((np.float32(0.15), np.int32(size * size * 15 // 100)), mesh)
+    lowered = make_train_step(model, config, mesh).lower(self.state, self.batch, *self.scalars)
+    self.flops = flops_of(lowered.cost_analysis())
+    start = time.perf_counter()
+    self.compiled = lowered.compile()
+    self.compile_seconds = time.perf_counter() - start
+    memory = self.compiled.memory_analysis()
+    self.memory_bytes = (memory.argument_size_in_bytes + memory.output_size_in_bytes
+                         + memory.temp_size_in_bytes - memory.alias_size_in_bytes)
+
+  def __call__(self) -> Any:
+    self.state, metrics = self.compiled(self.state, self.batch, *self.scalars)
+    return metrics
+
+
+def step_footprint(config_name: str, dtype: str, width_divisor: int, size: int, batch_per_device: int) -> float:
+  """Bytes one device needs for the step at this per-device batch (compiled on one device, not run)."""
+  config = _config(config_name, dtype, width_divisor, batch_per_device)
+  mesh = sharding.make_mesh(jax.devices()[:1])
+  model = build_model(config.model)
+  variables = jax.eval_shape(lambda: init_variables(model, jax.random.PRNGKey(0)))
+  state = jax.eval_shape(lambda v: place_state(v, optimizer(config), mesh), variables)
+  batch = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype),
+                       synthetic_clips(batch_per_device, FRAMES, size))
+  scalars = (jax.ShapeDtypeStruct((), np.float32), jax.ShapeDtypeStruct((), np.int32))
+  memory = make_train_step(model, config, mesh).lower(state, batch, *scalars).compile().memory_analysis()
+  return float(memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes
+               - memory.alias_size_in_bytes)
+
+
+def time_rows(args: argparse.Namespace) -> None:
+  print('| config | dtype | devices | clips/device | step ms | clips/s | scaling | GFLOP/step | TFLOP/s | MFU | '
+        'memory/device GiB | compile s |')
+  print('|---|---|---|---|---|---|---|---|---|---|---|---|')
+  per_device = {}   # clips/s per device of the first device count: the scaling baseline
+  for name in args.configs:
+    for dtype in args.dtypes:
+      peak, peak_source = peak_flops(dtype)
+      for count in args.devices:
+        step = Step(name, dtype, args.width_divisor, args.size, args.batch_per_device, jax.devices()[:count])
+        seconds = median_seconds(step, repeats=args.repeats)
+        per_device.setdefault((name, dtype), step.clips / seconds / count)
+        rate = step.flops / seconds
+        scaling = step.clips / seconds / count / per_device[name, dtype]
+        print(f'| {name} | {dtype} | {count} | {args.batch_per_device} | {1e3 * seconds:.0f} | '
+              f'{step.clips / seconds:.2f} | {100 * scaling:.0f} % | {step.flops / 1e9:.0f} | {rate / 1e12:.3f} | '
+              f'{100 * rate / (peak * count):.1f} % | {step.memory_bytes / 2 ** 30:.2f} | '
+              f'{step.compile_seconds:.0f} |', flush=True)
+        if args.profile:
+          report_profile(step, os.path.join(args.profile, f'{name}_{dtype}_{count}dev'), args.profile_steps,
+                         seconds)
+      print(f'peak of one device ({dtype}): {peak / 1e12:.2f} TFLOP/s ({peak_source})')
+
+
+def report_profile(step: Step, logdir: str, calls: int, step_seconds: float) -> None:
+  op_seconds = profile(step, [step.compiled.as_text()], calls, logdir)
+  total, collectives = sum(op_seconds.values()), op_seconds.get(COLLECTIVE_PART, 0.0)
+  devices = len(step.state.step.sharding.device_set)
+  print(f'  profile ({logdir}): op time {total:.3f} s per step summed over devices/threads; collectives '
+        f'{collectives:.3f} s = {100 * collectives / total:.1f} % of the op time '
+        f'(≈ {1e3 * collectives / devices:.0f} ms per device, {100 * collectives / devices / step_seconds:.1f} % '
+        'of the step)')
+  for depth in (1, 2):
+    top = list(by_part(op_seconds, depth).items())[:8 if depth == 1 else 10]
+    print(f'  largest parts (scope depth {depth}): '
+          + '; '.join(f'{where} {100 * s / total:.1f} %' for where, s in top), flush=True)
+
+
+def max_batch_rows(args: argparse.Namespace) -> None:
+  capacity, source = device_memory_bytes(args.memory_gib)
+  print(f'device memory: {capacity / 2 ** 30:.1f} GiB ({source}); 90 % of it is the budget')
+  print('| config | dtype | largest clips/device | memory at it GiB | GiB per clip |')
+  print('|---|---|---|---|---|')
+  for name in args.configs:
+    for dtype in args.dtypes:
+      cost = functools.lru_cache()(lambda b, name=name, dtype=dtype:
+                                   step_footprint(name, dtype, args.width_divisor, args.size, b))
+      best = largest_within(cost, 0.9 * capacity, limit=4096)
+      print(f'| {name} | {dtype} | {best} | {cost(best) / 2 ** 30:.2f} | {(cost(2) - cost(1)) / 2 ** 30:.2f} |',
+            flush=True)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--configs', nargs='+', default=['main', 'pretrain'], choices=sorted(CONFIGS))
+  parser.add_argument('--dtypes', nargs='+', default=['float32', 'bfloat16'], choices=['float32', 'bfloat16'])
+  parser.add_argument('--size', type=int, default=384, help='crop side (the reference: 384)')
+  parser.add_argument('--batch-per-device', type=int, default=8, help='the reference: 8 clips per GPU')
+  parser.add_argument('--width-divisor', type=int, default=1, help='1: GSFM; 4: the demo network')
+  parser.add_argument('--devices', type=int, nargs='+', default=[len(jax.devices())],
+                      help='device counts to run on (the first N devices), fixed clips per device')
+  parser.add_argument('--repeats', type=int, default=10)
+  parser.add_argument('--profile', help='write traces here and print where the time goes')
+  parser.add_argument('--profile-steps', type=int, default=3)
+  parser.add_argument('--max-batch', action='store_true', help='search the largest batch per device instead')
+  parser.add_argument('--memory-gib', type=float, help='device memory on a CPU (default: the host RAM)')
+  args = parser.parse_args()
+  print(f'machine: {machine()}')
+  print(f'{FRAMES} frames of {args.size}², width divisor {args.width_divisor}, median of {args.repeats} steps')
+  if args.max_batch:
+    max_batch_rows(args)
+  else:
+    time_rows(args)
+
+
+if __name__ == '__main__':
+  main()
