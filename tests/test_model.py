@@ -12,7 +12,7 @@ from conftest import converted_variables
 from gsfm_jax.models import GSFM, init_variables
 from gsfm_jax.models.aggregate import aggregate
 from gsfm_jax.models.frequency import SpectralFilter, frequency_filter
-from gsfm_jax.models.memory import memory_softmax
+from gsfm_jax.models.memory import memory_softmax, readout, top_k_read
 
 
 def _param_count(model: GSFM) -> int:
@@ -107,6 +107,18 @@ def test_top_k_softmax_keeps_only_the_k_best_memory_entries():
       want[b, best, m] = e / e.sum()
   np.testing.assert_allclose(got, want, atol=1e-6)
   np.testing.assert_allclose(np.asarray(memory_softmax(jnp.asarray(logits))).sum(axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize('top_k', [7, 60])
+def test_gathered_top_k_read_equals_the_dense_read(top_k):
+  rng = np.random.default_rng(4)
+  logits = jnp.asarray(rng.standard_normal((2, 40, 6)) * 5, jnp.float32)
+  valid = jnp.asarray(rng.random((2, 40)) > 0.3)
+  values = jnp.asarray(rng.standard_normal((2, 3, 40, 5)), jnp.float32)
+  dense = readout(memory_softmax(logits, top_k, valid), values)
+  gathered = top_k_read(logits, valid, values, top_k)
+  assert gathered.shape == (2, 3, 6, 5)
+  np.testing.assert_allclose(np.asarray(gathered), np.asarray(dense), atol=1e-5)
 
 
 def test_aggregation_with_one_object_squares_the_odds():

@@ -11,7 +11,7 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from gsfm_jax.models.memory import affinity_logits, memory_softmax, readout
+from gsfm_jax.models.memory import affinity_logits, memory_softmax, readout, top_k_read
 
 
 class MemoryBank(NamedTuple):
@@ -77,10 +77,12 @@ def read(bank: MemoryBank, query_key: jax.Array, top_k: Optional[int], shared: b
   valid = bank.valid[:1] if shared else bank.valid
   valid = valid | ~jnp.any(valid, axis=1, keepdims=True)  # an object not seen yet reads anything (zeroed later)
   valid = jnp.repeat(valid, h * w, axis=1)                                         # (G, C·h·w)
-  affinity = memory_softmax(jnp.broadcast_to(logits, (valid.shape[0],) + logits.shape[1:]), top_k, valid)
+  logits = jnp.broadcast_to(logits, (valid.shape[0],) + logits.shape[1:])
   values = bank.values.reshape(num_objects, capacity * h * w, cv)
-  if shared:
-    memory = readout(affinity, values[None], dtype)[0]                            # (K, h·w, 512)
+  values = values[None] if shared else values[:, None]                             # (G, K or 1, C·h·w, 512)
+  if top_k is None:
+    memory = readout(memory_softmax(logits, None, valid), values, dtype)
   else:
-    memory = readout(affinity, values[:, None], dtype)[:, 0]
+    memory = top_k_read(logits, valid, values, top_k, dtype)
+  memory = memory[0] if shared else memory[:, 0]                                   # (K, h·w, 512)
   return memory.reshape(num_objects, h, w, cv)

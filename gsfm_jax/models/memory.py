@@ -41,3 +41,19 @@ def memory_softmax(logits: jax.Array, top_k: Optional[int] = None, valid: Option
 def readout(affinity: jax.Array, mem_values: jax.Array, dtype: Dtype = jnp.float32) -> jax.Array:
   """Σ_n A[n, m] · v[k, n]: affinity (B, N, M), values (B, K, N, Cv) -> (B, K, M, Cv)."""
   return jnp.einsum('bnm,bknc->bkmc', affinity.astype(dtype), mem_values.astype(dtype))
+
+
+def top_k_read(logits: jax.Array, valid: jax.Array, mem_values: jax.Array, top_k: int,
+               dtype: Dtype = jnp.float32) -> jax.Array:
+  """`readout(memory_softmax(logits, top_k, valid), mem_values)` without the dense (N, M) affinity.
+
+  logits (B, N, M), valid (B, N) bool, mem_values (B, K, N, Cv) -> (B, K, M, Cv). Each query reads only
+  its k gathered value rows: the work is M·k·Cv instead of N·M·Cv, and no (N, M) matrix is scattered and
+  multiplied (4.1× faster for 20 DAVIS memory frames on a CPU, bench/top_k.py). For inference; training
+  keeps the dense form (its memory is one or two frames).
+  """
+  logits = jnp.where(valid[:, :, None], logits, -jnp.inf)
+  top, indices = jax.lax.top_k(jnp.swapaxes(logits, 1, 2), min(top_k, logits.shape[1]))   # (B, M, k)
+  weights = jax.nn.softmax(top, axis=-1).astype(dtype)
+  rows = jax.vmap(lambda values, index: values[:, index])(mem_values.astype(dtype), indices)  # (B, K, M, k, Cv)
+  return jnp.einsum('bmj,bkmjc->bkmc', weights, rows)
