@@ -62,6 +62,13 @@ def flops_of(cost_analysis: Any) -> float:
   return float(cost_analysis['flops'])
 
 
+def footprint(compiled: Any) -> float:
+  """Device bytes of a compiled program (XLA's buffer assignment): arguments + outputs + temporaries −
+  donated aliases."""
+  m = compiled.memory_analysis()
+  return float(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes)
+
+
 def peak_flops(dtype: str, repeats: int = 5) -> tuple[float, str]:
   """Peak FLOP/s of one device for `dtype` and where the figure comes from.
 

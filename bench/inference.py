@@ -32,7 +32,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from common import device_memory_bytes, flops_of, largest_within, machine, median_seconds, peak_flops  # noqa: E402
+from common import (device_memory_bytes, flops_of, footprint, largest_within, machine,  # noqa: E402
+                    median_seconds, peak_flops)
 from gsfm_jax.inference import Propagator, Protocol, memory_bank  # noqa: E402
 from gsfm_jax.models import GSFM, init_variables  # noqa: E402
 from profile_ops import by_part, profile  # noqa: E402
@@ -77,12 +78,6 @@ def _abstract(x: Any) -> Any:
   return jax.ShapeDtypeStruct(x.shape, x.dtype) if isinstance(x, jax.Array) else x
 
 
-def footprint(compiled: Any) -> float:
-  """Device bytes of a compiled program: arguments + outputs + temporaries − donated aliases."""
-  m = compiled.memory_analysis()
-  return float(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes)
-
-
 def split_times(model: GSFM, variables, height: int, width: int, objects: int, memory_frames: int, top_k: int,
                 repeats: int) -> tuple[dict[str, float], float]:
   """(median seconds of one frame's encode, match and decode; the model FLOPs of one frame, with the value
@@ -99,7 +94,8 @@ def split_times(model: GSFM, variables, height: int, width: int, objects: int, m
   match = jax.jit(lambda b, q: memory_bank.read(b, q, top_k, True, model.dtype))
   memory = match(bank, keys.k16[0])
   decode = jax.jit(lambda v, k, m: model.apply(v, k, m, None, method=GSFM.decode).logits)
-  parts = {'encode_key': (encode_key, (variables, frame)), 'encode_value': (encode_value, (variables, frame, keys.f16, masks)),
+  parts = {'encode_key': (encode_key, (variables, frame)),
+           'encode_value': (encode_value, (variables, frame, keys.f16, masks)),
            'match': (match, (bank, keys.k16[0])), 'decode': (decode, (variables, keys, memory[None]))}
   flops = {name: flops_of(fn.lower(*args).cost_analysis()) for name, (fn, args) in parts.items()}
   frame_flops = sum(flops.values()) - flops['encode_value'] * (1 - 1 / MEM_EVERY)

@@ -6,11 +6,13 @@ gathered one, for speed and for accuracy.
 One query frame of DAVIS 480p (30×54 positions at 1/16, keys of 64 channels) reads a memory of T frames
 (N = T·1620 entries, values of 512 channels per object), keeping the top 50 per query (spec §1.7):
 
-  exact+dense   gsfm_jax's read (the baseline): lax.top_k, the k weights scattered into the (N, M) affinity,
+  exact+dense   the baseline (the training read; inference used it until top_k_read): lax.top_k, the k
+                weights scattered into the (N, M) affinity,
                 then one dense affinity × values product (its cost grows with N·M·512)
-  exact+gather  the same top-k, then Σ_k w · v[index] from the k gathered value rows (cost M·k·512)
-  approx+dense  lax.approx_max_k (recall target 0.95) instead of the exact top-k (on CPU and GPU XLA
-                computes it exactly; the approximation is a TPU algorithm)
+  exact+gather  the same top-k, then Σ_k w · v[index] from the k gathered value rows (cost M·k·512): the
+                inference read now (`models.memory.top_k_read`)
+  approx+dense  lax.approx_max_k (recall target 0.95) instead of the exact top-k (the op is only
+                optimised on TPU; the recall column says what a platform returns)
 
 Accuracy: the largest absolute difference of the readout from the baseline, and the recall of the
 top-k index sets. Medians of --repeats jitted calls, compile excluded.
@@ -26,13 +28,13 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from common import machine, median_seconds  # noqa: E402
-from gsfm_jax.models.memory import affinity_logits, memory_softmax, readout  # noqa: E402
+from gsfm_jax.models.memory import affinity_logits, memory_softmax, readout, top_k_read  # noqa: E402
 
 H, W, KEY_DIM, VALUE_DIM, TOP_K = 30, 54, 64, 512, 50
 
 
-def official_read(mem_keys: jax.Array, query: jax.Array, values: jax.Array) -> jax.Array:
-  """gsfm_jax's read: memory keys (N, 64), query (M, 64), values (K, N, Cv) -> (K, M, Cv)."""
+def dense_read(mem_keys: jax.Array, query: jax.Array, values: jax.Array) -> jax.Array:
+  """The dense read: memory keys (N, 64), query (M, 64), values (K, N, Cv) -> (K, M, Cv)."""
   return readout(memory_softmax(affinity_logits(mem_keys[None], query[None]), TOP_K), values[None])[0]
 
 
@@ -45,10 +47,9 @@ def approx_dense_read(mem_keys: jax.Array, query: jax.Array, values: jax.Array) 
 
 
 def gather_read(mem_keys: jax.Array, query: jax.Array, values: jax.Array) -> jax.Array:
-  """The same function from the k gathered value rows per query: Σ_k w_mk · v[index_mk]."""
-  logits = affinity_logits(mem_keys[None], query[None])[0].T                # (M, N)
-  top, indices = _top_k(logits, approx=False)
-  return jnp.einsum('mk,omkc->omc', jax.nn.softmax(top, axis=-1), values[:, indices])
+  """The same function from the k gathered value rows per query (`top_k_read`)."""
+  logits = affinity_logits(mem_keys[None], query[None])
+  return top_k_read(logits, jnp.ones(logits.shape[:2], bool), values[None], TOP_K)[0]
 
 
 def _top_k(x: jax.Array, approx: bool) -> tuple[jax.Array, jax.Array]:
@@ -75,7 +76,7 @@ def main() -> None:
         f'medians of {args.repeats}')
   print('| memory frames | form | ms | speed-up | max abs diff | top-k recall |')
   print('|---|---|---|---|---|---|')
-  forms = {'exact+dense': (jax.jit(official_read), False), 'exact+gather': (jax.jit(gather_read), False),
+  forms = {'exact+dense': (jax.jit(dense_read), False), 'exact+gather': (jax.jit(gather_read), False),
            'approx+dense': (jax.jit(approx_dense_read), True)}
   for frames in args.memory_frames:
     rng = np.random.default_rng(frames)
@@ -83,7 +84,7 @@ def main() -> None:
     mem_keys = jnp.asarray(rng.standard_normal((n, KEY_DIM)), jnp.float32)
     query = jnp.asarray(rng.standard_normal((H * W, KEY_DIM)), jnp.float32)
     values = jnp.asarray(rng.standard_normal((args.objects, n, VALUE_DIM)), jnp.float32)
-    base_out, exact = np.asarray(official_read(mem_keys, query, values)), top_k_indices(mem_keys, query, False)
+    base_out, exact = np.asarray(dense_read(mem_keys, query, values)), top_k_indices(mem_keys, query, False)
     base_seconds = None
     for name, (fn, approx) in forms.items():
       seconds = median_seconds(fn, mem_keys, query, values, repeats=args.repeats)

@@ -27,7 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from common import device_memory_bytes, flops_of, largest_within, machine, median_seconds, peak_flops, synthetic_clips  # noqa: E402
+from common import (device_memory_bytes, flops_of, footprint, largest_within, machine,  # noqa: E402
+                    median_seconds, peak_flops, synthetic_clips)
 from configs import main as main_config, pretrain as pretrain_config  # noqa: E402
 from gsfm_jax import sharding  # noqa: E402
 from gsfm_jax.models import build_model, init_variables  # noqa: E402
@@ -62,9 +63,7 @@ class Step:
     start = time.perf_counter()
     self.compiled = lowered.compile()
     self.compile_seconds = time.perf_counter() - start
-    memory = self.compiled.memory_analysis()
-    self.memory_bytes = (memory.argument_size_in_bytes + memory.output_size_in_bytes
-                         + memory.temp_size_in_bytes - memory.alias_size_in_bytes)
+    self.memory_bytes = footprint(self.compiled)
 
   def __call__(self) -> Any:
     self.state, metrics = self.compiled(self.state, self.batch, *self.scalars)
@@ -81,9 +80,7 @@ def step_footprint(config_name: str, dtype: str, width_divisor: int, size: int, 
   batch = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype),
                        synthetic_clips(batch_per_device, FRAMES, size))
   scalars = (jax.ShapeDtypeStruct((), np.float32), jax.ShapeDtypeStruct((), np.int32))
-  memory = make_train_step(model, config, mesh).lower(state, batch, *scalars).compile().memory_analysis()
-  return float(memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes
-               - memory.alias_size_in_bytes)
+  return footprint(make_train_step(model, config, mesh).lower(state, batch, *scalars).compile())
 
 
 def time_rows(args: argparse.Namespace) -> None:

@@ -49,7 +49,7 @@ def top_k_read(logits: jax.Array, valid: jax.Array, mem_values: jax.Array, top_k
 
   logits (B, N, M), valid (B, N) bool, mem_values (B, K, N, Cv) -> (B, K, M, Cv). Each query reads only
   its k gathered value rows: the work is M·k·Cv instead of N·M·Cv, and no (N, M) matrix is scattered and
-  multiplied (4.1× faster for 20 DAVIS memory frames on a CPU, bench/top_k.py). For inference; training
+  multiplied (3.1× faster for 20 DAVIS memory frames on a CPU, bench/top_k.py). For inference; training
   keeps the dense form (its memory is one or two frames).
   """
   logits = jnp.where(valid[:, :, None], logits, -jnp.inf)
