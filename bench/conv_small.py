@@ -10,10 +10,7 @@ switched off (the baseline) and on, with compile times.
 """
 import argparse
 import os
-import platform
-import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +19,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gsfm_jax.models import layers  # noqa: E402
-from common import median_seconds  # noqa: E402  (bench/ is on the path when run as a script)
+from common import machine, median_seconds  # noqa: E402  (bench/ is on the path when run as a script)
 
 # (name, Cin, Cout, batch): per-GPU training batch 8 clips; key_comp sees all 3 frames, the others 2 objects
 SHAPES = [('key_comp 1024->512', 1024, 512, 24), ('fuser 1536->512', 1536, 512, 16),
@@ -47,38 +44,16 @@ def time_layers(repeats: int) -> None:
 
 
 def time_step(repeats: int) -> None:
-  from configs import demo
-  from gsfm_jax import sharding
-  from gsfm_jax.models import build_model, init_variables
-  from gsfm_jax.train_step import make_train_step, optimizer, place_state
-  config = demo.get_config()
-  config.data.size, config.global_batch = 32, 4
-  mesh = sharding.make_mesh(jax.devices()[:1])
-  rng = np.random.default_rng(0)
-  masks = (rng.random((4, 3, 32, 32)) > 0.5).astype(np.float32)
-  batch = sharding.global_batch({'frames': rng.standard_normal((4, 3, 32, 32, 3)).astype(np.float32),
-                                 'gt': masks, 'sec_gt': 1 - masks, 'cls_gt': masks.astype(np.int32) + 1,
-                                 'selector': np.ones((4, 2), np.float32)}, mesh)
-  scalars = sharding.put_replicated((np.float32(0.5), np.int32(512)), mesh)
+  """The full network's train step (batch 4, 32² crops, one device), matmul form off (baseline) and on."""
+  from train_step import Step
   baseline = None
   for limit in (0, layers.MATMUL_MAX_PIXELS):
     layers.MATMUL_MAX_PIXELS = limit
-    model = build_model(config.model)
-    variables = sharding.put_replicated(jax.device_get(init_variables(model, jax.random.PRNGKey(0))), mesh)
-    state = place_state(variables, optimizer(config), mesh)
-    start = time.perf_counter()
-    step = make_train_step(model, config, mesh).lower(state, batch, *scalars).compile()
-    compile_s = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-      start = time.perf_counter()
-      state, metrics = step(state, batch, *scalars)
-      jax.block_until_ready(metrics)
-      times.append(time.perf_counter() - start)
-    median = statistics.median(times)
+    step = Step('main', 'float32', 1, 32, 4, jax.devices()[:1])
+    median = median_seconds(step, repeats=repeats)
     baseline = baseline or median
-    print(f'train step, matmul form for maps ≤ {limit:2d} px (≥ {layers.MATMUL_MIN_CHANNELS} channels): {1e3 * median:8.0f} ms  ({baseline / median:.2f}×), '
-          f'compiled in {compile_s:.0f} s')
+    print(f'train step, matmul form for maps ≤ {limit:2d} px (≥ {layers.MATMUL_MIN_CHANNELS} channels): '
+          f'{1e3 * median:8.0f} ms  ({baseline / median:.2f}×), compiled in {step.compile_seconds:.0f} s')
 
 
 def main() -> None:
@@ -86,9 +61,7 @@ def main() -> None:
   parser.add_argument('--repeats', type=int, default=10)
   parser.add_argument('--step', action='store_true', help='also time the whole train step')
   args = parser.parse_args()
-  device = jax.devices()[0]
-  print(f'machine: {platform.node()} ({platform.processor() or platform.machine()}, {os.cpu_count()} cores), '
-        f'jax {jax.__version__} on {device.platform} ({device.device_kind}), float32, median of {args.repeats}')
+  print(f'machine: {machine()}; float32, median of {args.repeats}')
   time_layers(args.repeats)
   if args.step:
     time_step(args.repeats)

@@ -36,7 +36,7 @@ from common import (device_memory_bytes, flops_of, footprint, largest_within, ma
                     median_seconds, peak_flops)
 from gsfm_jax.inference import Propagator, Protocol, memory_bank  # noqa: E402
 from gsfm_jax.models import GSFM, init_variables  # noqa: E402
-from profile_ops import by_part, profile  # noqa: E402
+from profile_ops import print_parts, profile  # noqa: E402
 
 MEM_EVERY, TOP_K = 3, 50
 
@@ -107,10 +107,7 @@ def report_profile(engine: RecordingEngine, video: np.ndarray, labels: np.ndarra
                        1, logdir)
   total = sum(op_seconds.values())
   print(f'  profile ({logdir}): op time {total:.2f} s per video ({1e3 * total / len(video):.0f} ms per frame)')
-  for depth in (1, 2):
-    print(f'  largest parts (scope depth {depth}): ' + '; '.join(
-        f'{where.removeprefix("forward: ")} {100 * s / total:.1f} %'
-        for where, s in list(by_part(op_seconds, depth).items())[:10]), flush=True)
+  print_parts(op_seconds)
 
 
 def longest_video(engine: RecordingEngine, capacity: int, objects: int, budget: float) -> None:
@@ -152,7 +149,7 @@ def main() -> None:
           'decode ms |')
     print('|---|---|---|---|---|---|---|---|---|---|')
   for dtype in args.dtypes:
-    peak, peak_source = peak_flops(dtype)
+    peak, peak_source = (None, '') if args.longest else peak_flops(dtype)   # a timed matmul: only for MFU
     model = GSFM(dtype=jnp.dtype(dtype), width_divisor=args.width_divisor)
     variables = init_variables(model, jax.random.PRNGKey(0))
     engine = RecordingEngine(model, variables, Protocol(top_k=TOP_K, mem_every=MEM_EVERY, chunk=args.chunk))
@@ -172,7 +169,7 @@ def main() -> None:
             flush=True)
       if args.profile:
         report_profile(engine, video, labels, os.path.join(args.profile, f'inference_{dtype}_{objects}obj'))
-    if not args.longest:
+    if peak:
       print(f'peak of one device ({dtype}): {peak / 1e12:.2f} TFLOP/s ({peak_source})')
 
 

@@ -75,3 +75,12 @@ def profile(fn: Callable[[], object], compiled_texts: Iterable[str], calls: int,
     collective = name.startswith(COLLECTIVES)
     seconds[COLLECTIVE_PART if collective else sources[name]] += duration / calls
   return dict(seconds)
+
+
+def print_parts(op_seconds: dict[str, float], depths: tuple[int, ...] = (1, 2), count: int = 10) -> None:
+  """Prints the `count` largest parts at each scope depth, as shares of the total op time."""
+  total = sum(op_seconds.values())
+  for depth in depths:
+    print(f'  largest parts (scope depth {depth}): ' + '; '.join(
+        f'{where} {100 * s / total:.1f} %' for where, s in list(by_part(op_seconds, depth).items())[:count]),
+        flush=True)

@@ -33,7 +33,7 @@ from configs import main as main_config, pretrain as pretrain_config  # noqa: E4
 from gsfm_jax import sharding  # noqa: E402
 from gsfm_jax.models import build_model, init_variables  # noqa: E402
 from gsfm_jax.train_step import make_train_step, optimizer, place_state  # noqa: E402
-from profile_ops import COLLECTIVE_PART, by_part, profile  # noqa: E402
+from profile_ops import COLLECTIVE_PART, print_parts, profile  # noqa: E402
 
 CONFIGS = {'main': main_config.get_config, 'pretrain': pretrain_config.get_config}
 FRAMES = 3
@@ -115,10 +115,7 @@ def report_profile(step: Step, logdir: str, calls: int, step_seconds: float) -> 
         f'{collectives:.3f} s = {100 * collectives / total:.1f} % of the op time '
         f'(≈ {1e3 * collectives / devices:.0f} ms per device, {100 * collectives / devices / step_seconds:.1f} % '
         'of the step)')
-  for depth in (1, 2):
-    top = list(by_part(op_seconds, depth).items())[:8 if depth == 1 else 10]
-    print(f'  largest parts (scope depth {depth}): '
-          + '; '.join(f'{where} {100 * s / total:.1f} %' for where, s in top), flush=True)
+  print_parts(op_seconds)
 
 
 def max_batch_rows(args: argparse.Namespace) -> None:

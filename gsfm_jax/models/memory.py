@@ -27,15 +27,24 @@ def memory_softmax(logits: jax.Array, top_k: Optional[int] = None, valid: Option
 
   valid (B, N) bool: memory entries that take part (the others get weight 0; at least one must be valid).
   """
-  if valid is not None:
-    logits = jnp.where(valid[:, :, None], logits, -jnp.inf)
+  logits = _masked(logits, valid)
   if top_k is None or top_k >= logits.shape[1]:
     return jax.nn.softmax(logits, axis=1)
-  per_query = jnp.swapaxes(logits, 1, 2)                            # (B, M, N)
-  values, indices = jax.lax.top_k(per_query, top_k)                 # (B, M, k)
-  weights = jax.nn.softmax(values, axis=-1)
-  dense = jnp.put_along_axis(jnp.zeros_like(per_query), indices, weights, axis=-1, inplace=False)
+  weights, indices = _top_k_weights(logits, top_k)
+  dense = jnp.put_along_axis(jnp.zeros(weights.shape[:2] + logits.shape[1:2], weights.dtype), indices, weights,
+                             axis=-1, inplace=False)
   return jnp.swapaxes(dense, 1, 2)
+
+
+def _masked(logits: jax.Array, valid: Optional[jax.Array]) -> jax.Array:
+  """(B, N, M) logits with the entries of invalid memory rows (valid (B, N) False) at -inf."""
+  return logits if valid is None else jnp.where(valid[:, :, None], logits, -jnp.inf)
+
+
+def _top_k_weights(logits: jax.Array, top_k: int) -> tuple[jax.Array, jax.Array]:
+  """Softmax weights (B, M, k) of the k largest logits per query of (B, N, M), and their indices."""
+  top, indices = jax.lax.top_k(jnp.swapaxes(logits, 1, 2), min(top_k, logits.shape[1]))
+  return jax.nn.softmax(top, axis=-1), indices
 
 
 def readout(affinity: jax.Array, mem_values: jax.Array, dtype: Dtype = jnp.float32) -> jax.Array:
@@ -52,8 +61,6 @@ def top_k_read(logits: jax.Array, valid: jax.Array, mem_values: jax.Array, top_k
   multiplied (3.1× faster for 20 DAVIS memory frames on a CPU, bench/top_k.py). For inference; training
   keeps the dense form (its memory is one or two frames).
   """
-  logits = jnp.where(valid[:, :, None], logits, -jnp.inf)
-  top, indices = jax.lax.top_k(jnp.swapaxes(logits, 1, 2), min(top_k, logits.shape[1]))   # (B, M, k)
-  weights = jax.nn.softmax(top, axis=-1).astype(dtype)
+  weights, indices = _top_k_weights(_masked(logits, valid), top_k)                        # (B, M, k)
   rows = jax.vmap(lambda values, index: values[:, index])(mem_values.astype(dtype), indices)  # (B, K, M, k, Cv)
-  return jnp.einsum('bmj,bkmjc->bkmc', weights, rows)
+  return jnp.einsum('bmj,bkmjc->bkmc', weights.astype(dtype), rows)
