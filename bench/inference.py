@@ -6,6 +6,7 @@ the longest video that fits.
   python bench/inference.py --frames 12 --objects 2 --dtypes float32 --repeats 3     # a quick CPU run
   python bench/inference.py --profile /tmp/trace              # + a profiler trace: time per network part
   python bench/inference.py --longest --capacity 8            # the longest video, unbounded / bounded memory
+  python bench/inference.py --transfers                       # host↔device bytes, weights kept on the device
 
 For each setting: the whole video through `Propagator.segment` (memory every 3rd frame, top-k 50, compile
 excluded: a warm-up video first), as the median of --repeats runs, and a split of one frame's work into
@@ -19,6 +20,10 @@ device's peak (`common.peak_flops`).
 a chunk of frames and outputs, temporaries such as the affinity) for growing memory banks, and from it the
 most memory frames, so the longest video (× mem_every frames), that fits in 90 % of the device; with
 --capacity C (bounded memory) the footprint does not grow with the video.
+
+--transfers: the bytes sent to the device (frames) and back (labels) per chunk call, and the video's time
+with the weights kept on the device (what the engine does) against host weights sent with every chunk call
+(what it did with weights loaded from a file, before 2026-11-22), in the same run.
 """
 import argparse
 import functools
@@ -103,11 +108,11 @@ def split_times(model: GSFM, variables, height: int, width: int, objects: int, m
 
 
 def report_profile(engine: RecordingEngine, video: np.ndarray, labels: np.ndarray, logdir: str) -> None:
-  op_seconds = profile(lambda: engine.segment(video, {0: labels}).labels, [engine.compiled_chunk().as_text()],
-                       1, logdir)
-  total = sum(op_seconds.values())
+  times = profile(lambda: engine.segment(video, {0: labels}).labels, [engine.compiled_chunk().as_text()],
+                  1, logdir)
+  total = times.total()
   print(f'  profile ({logdir}): op time {total:.2f} s per video ({1e3 * total / len(video):.0f} ms per frame)')
-  print_parts(op_seconds)
+  print_parts(times)
 
 
 def longest_video(engine: RecordingEngine, capacity: int, objects: int, budget: float) -> None:
@@ -118,6 +123,27 @@ def longest_video(engine: RecordingEngine, capacity: int, objects: int, budget: 
   bounded = cost(capacity)
   print(f'| {engine.model.dtype.name} | {objects} | {per_slot / 2 ** 20:.1f} | {slots} | '
         f'{MEM_EVERY * slots} | {capacity}: {bounded / 2 ** 30:.2f} GiB, any length |', flush=True)
+
+
+def host_transfers(engine: RecordingEngine, video: np.ndarray, labels: np.ndarray, repeats: int) -> None:
+  """Prints the bytes a video sends to and from the device per chunk, and the video's time with the weights
+  on the device (as the engine keeps them) against host weights sent with every chunk call (as the engine
+  did with weights loaded from a file)."""
+  on_device = engine.variables
+  weights = sum(x.nbytes for x in jax.tree.leaves(on_device))
+  frames_up = engine.protocol.chunk * video[0].nbytes
+  labels_down = engine.protocol.chunk * video[0, ..., 0].nbytes
+  times = {}
+  for where, variables in (('host, every chunk', jax.device_get(on_device)), ('device, once', on_device)):
+    engine.variables = variables
+    engine.segment(video, {0: labels})                         # compile for these argument types
+    times[where] = median_seconds(lambda: engine.segment(video, {0: labels}).labels, repeats=repeats)
+  engine.variables = on_device
+  base = times['host, every chunk']
+  for where, seconds in times.items():
+    up = frames_up + (weights if where.startswith('host') else 0)
+    print(f'| weights on the {where} | {seconds:.2f} | {len(video) / seconds:.2f} | {base / seconds:.2f}× | '
+          f'{up / 1e6:.1f} | {labels_down / 1e6:.1f} |', flush=True)
 
 
 def main() -> None:
@@ -134,6 +160,8 @@ def main() -> None:
   parser.add_argument('--longest', action='store_true', help='the longest video that fits, instead of speed')
   parser.add_argument('--capacity', type=int, default=8, help='memory frames kept in bounded mode (--longest)')
   parser.add_argument('--memory-gib', type=float, help='device memory on a CPU (default: the host RAM)')
+  parser.add_argument('--transfers', action='store_true',
+                      help='host↔device bytes per chunk, and weights kept on the device vs sent per chunk')
   args = parser.parse_args()
   print(f'machine: {machine()}')
   print(f'{args.frames} frames of {args.height}×{args.width}, mem_every {MEM_EVERY}, top-k {TOP_K}, '
@@ -144,12 +172,16 @@ def main() -> None:
     print('| dtype | objects | MiB per memory frame | memory frames that fit | longest video (frames) | '
           'bounded: capacity, footprint |')
     print('|---|---|---|---|---|---|')
+  elif args.transfers:
+    print('| weights | video s | frames/s | speed-up | MB up per chunk | MB down per chunk |')
+    print('|---|---|---|---|---|---|')
   else:
     print('| dtype | objects | frames/s | video s | GFLOP/frame | MFU | encode_key ms | encode_value ms | match ms | '
           'decode ms |')
     print('|---|---|---|---|---|---|---|---|---|---|')
   for dtype in args.dtypes:
-    peak, peak_source = (None, '') if args.longest else peak_flops(dtype)   # a timed matmul: only for MFU
+    speed = not (args.longest or args.transfers)
+    peak, peak_source = peak_flops(dtype) if speed else (None, '')   # a timed matmul: only for MFU
     model = GSFM(dtype=jnp.dtype(dtype), width_divisor=args.width_divisor)
     variables = init_variables(model, jax.random.PRNGKey(0))
     engine = RecordingEngine(model, variables, Protocol(top_k=TOP_K, mem_every=MEM_EVERY, chunk=args.chunk))
@@ -158,6 +190,9 @@ def main() -> None:
       engine.segment(video, {0: labels})                     # compile
       if args.longest:
         longest_video(engine, args.capacity, objects, 0.9 * capacity)
+      if args.transfers:
+        host_transfers(engine, video, labels, args.repeats)
+      if not speed:
         continue
       seconds = median_seconds(lambda: engine.segment(video, {0: labels}).labels, repeats=args.repeats)
       split, flops = split_times(model, variables, args.height, args.width, objects, args.frames // 3 // 2 + 1,

@@ -48,8 +48,8 @@ def approx_dense_read(mem_keys: jax.Array, query: jax.Array, values: jax.Array) 
 
 def gather_read(mem_keys: jax.Array, query: jax.Array, values: jax.Array) -> jax.Array:
   """The same function from the k gathered value rows per query (`top_k_read`)."""
-  logits = affinity_logits(mem_keys[None], query[None])
-  return top_k_read(logits, jnp.ones(logits.shape[:2], bool), values[None], TOP_K)[0]
+  logits = affinity_logits(mem_keys[None], query[None], query_major=True)
+  return top_k_read(logits, jnp.ones(logits.shape[::2], bool), values[None], TOP_K)[0]
 
 
 def _top_k(x: jax.Array, approx: bool) -> tuple[jax.Array, jax.Array]:

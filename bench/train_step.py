@@ -33,7 +33,7 @@ from configs import main as main_config, pretrain as pretrain_config  # noqa: E4
 from gsfm_jax import sharding  # noqa: E402
 from gsfm_jax.models import build_model, init_variables  # noqa: E402
 from gsfm_jax.train_step import make_train_step, optimizer, place_state  # noqa: E402
-from profile_ops import COLLECTIVE_PART, print_parts, profile  # noqa: E402
+from profile_ops import print_parts, profile  # noqa: E402
 
 CONFIGS = {'main': main_config.get_config, 'pretrain': pretrain_config.get_config}
 FRAMES = 3
@@ -108,14 +108,14 @@ def time_rows(args: argparse.Namespace) -> None:
 
 
 def report_profile(step: Step, logdir: str, calls: int, step_seconds: float) -> None:
-  op_seconds = profile(step, [step.compiled.as_text()], calls, logdir)
-  total, collectives = sum(op_seconds.values()), op_seconds.get(COLLECTIVE_PART, 0.0)
+  times = profile(step, [step.compiled.as_text()], calls, logdir)
+  total, collectives = times.total(), times.by_kind().get('collective', 0.0)
   devices = len(step.state.step.sharding.device_set)
   print(f'  profile ({logdir}): op time {total:.3f} s per step summed over devices/threads; collectives '
         f'{collectives:.3f} s = {100 * collectives / total:.1f} % of the op time '
         f'(≈ {1e3 * collectives / devices:.0f} ms per device, {100 * collectives / devices / step_seconds:.1f} % '
         'of the step)')
-  print_parts(op_seconds)
+  print_parts(times)
 
 
 def max_batch_rows(args: argparse.Namespace) -> None:

@@ -1,6 +1,6 @@
 """The inference engine against a plain Python loop over the reference's rules (spec §5): the scan with
 its fixed-size memory bank, the bounded-memory policy, objects that appear mid-video, compilation reuse
-across videos, the streaming API, and the resize matrices."""
+across videos, the streaming API, explicit host↔device transfers, and the resize matrices."""
 import functools
 
 import jax
@@ -143,12 +143,16 @@ def _first(clip):
   return frames, {0: labels[0]}
 
 
-def test_streaming_gives_the_same_masks_as_the_video_call():
+def test_streaming_gives_the_same_masks_as_the_video_call_and_neither_resends_the_weights():
   frames, labels = video(6)
-  whole = engine().segment(frames, {0: labels[0]}, keep_prob=True)
-  stream = Stream(engine(), frames.shape[1:3], num_objects=2)
-  probs = [stream.step(frames[0], labels[0]).prob]
-  probs += [stream.step(frame).prob for frame in frames[1:]]
+  # the weights were host arrays (as read from a file): the engine put them on the device once; in the loops
+  # only frames and flags go up and results come back, all as explicit transfers (implicit ones would raise)
+  assert all(isinstance(x, jax.Array) for x in jax.tree.leaves(engine().variables))
+  with jax.transfer_guard('disallow'):
+    whole = engine().segment(frames, {0: labels[0]}, keep_prob=True)
+    stream = Stream(engine(), frames.shape[1:3], num_objects=2)
+    probs = [stream.step(frames[0], labels[0]).prob]
+    probs += [stream.step(frame).prob for frame in frames[1:]]
   # the stream cannot know the last frame, so it may store it; that only changes later frames (none here)
   assert_close(np.stack(probs), whole.prob)
 

@@ -116,7 +116,7 @@ def test_gathered_top_k_read_equals_the_dense_read(top_k):
   valid = jnp.asarray(rng.random((2, 40)) > 0.3)
   values = jnp.asarray(rng.standard_normal((2, 3, 40, 5)), jnp.float32)
   dense = readout(memory_softmax(logits, top_k, valid), values)
-  gathered = top_k_read(logits, valid, values, top_k)
+  gathered = top_k_read(jnp.swapaxes(logits, 1, 2), valid, values, top_k)
   assert gathered.shape == (2, 3, 6, 5)
   np.testing.assert_allclose(np.asarray(gathered), np.asarray(dense), atol=1e-5)
 

@@ -192,7 +192,8 @@ class Propagator:
     if model.single_object:
       raise ValueError('inference uses the multi-object network (a single-object checkpoint is widened '
                        'to 5 input channels when it is loaded)')
-    self.model, self.variables, self.protocol = model, variables, protocol
+    # on the device once: host weights (as loaded from a file) would otherwise be sent with every call
+    self.model, self.variables, self.protocol = model, jax.device_put(variables), protocol
     self.methods = (frame_resize, mask_resize, out_resize)
     self.chunk_program, self.frame_program = programs(model, protocol.top_k)
     self.compiled: set = set()
@@ -232,7 +233,7 @@ class Propagator:
       stored += int(plan.memorise[start:stop].sum())
       carry = (memory_bank.grow(carry[0], slots_for(stored, self.protocol)), carry[1])
       piece = {name: _pad_to(v[start:stop], chunk) for name, v in xs.items()}
-      piece['frame'] = _pad_to(frames[start:stop], chunk)
+      piece = jax.device_put({**piece, 'frame': _pad_to(frames[start:stop], chunk)})   # the only upload per chunk
       self._note_compile(geo, k, carry[0].capacity, shared, keep_prob)
       carry, out = self.chunk_program(self.variables, consts, carry, piece, shared=shared, keep_prob=keep_prob)
       if pending is not None:   # the previous chunk's outputs come back while this chunk runs
@@ -247,7 +248,7 @@ class Propagator:
     object enabled yet."""
     h, w = geo.padded[0] // 16, geo.padded[1] // 16
     bank = memory_bank.empty(0, num_objects, h, w, self.model.key_dim, self.model.value_dim, self.model.dtype)
-    return bank, jnp.zeros((num_objects,), bool)
+    return bank, jax.device_put(np.zeros((num_objects,), bool))
 
   def resize_matrices(self, geo: Geometry) -> dict:
     """The interpolation matrices of frames in, given masks in and probabilities out."""

@@ -6,6 +6,7 @@ their memory at their first labelled frame while sharing the keys. A frame where
 (a labelled frame) is pinned: when the bank is full, the oldest unpinned frame makes room (the first frame
 is always kept). With enough slots nothing is ever dropped, which is the reference's unbounded memory.
 """
+import functools
 from typing import NamedTuple, Optional
 
 import jax
@@ -28,9 +29,11 @@ class MemoryBank(NamedTuple):
     return self.keys.shape[0]
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5, 6))
 def empty(capacity: int, num_objects: int, h: int, w: int, key_dim: int, value_dim: int,
           dtype=jnp.float32) -> MemoryBank:
-  """A bank with `capacity` free slots for K = num_objects objects on an (h, w) feature map."""
+  """A bank with `capacity` free slots for K = num_objects objects on an (h, w) feature map (made on the
+  device: nothing is sent from the host)."""
   return MemoryBank(jnp.zeros((capacity, h, w, key_dim), dtype),
                     jnp.zeros((num_objects, capacity, h, w, value_dim), dtype),
                     jnp.zeros((num_objects, capacity), bool), jnp.full((capacity,), -1, jnp.int32),
@@ -40,8 +43,11 @@ def empty(capacity: int, num_objects: int, h: int, w: int, key_dim: int, value_d
 def grow(bank: MemoryBank, capacity: int) -> MemoryBank:
   """The same bank with at least `capacity` slots (new ones free); unchanged when it has them already."""
   extra = capacity - bank.capacity
-  if extra <= 0:
-    return bank
+  return _with_free_slots(bank, extra) if extra > 0 else bank
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _with_free_slots(bank: MemoryBank, extra: int) -> MemoryBank:
   pad = lambda x, axis, value=0: jnp.pad(x, [(0, extra if a == axis else 0) for a in range(x.ndim)],
                                          constant_values=value)
   return MemoryBank(pad(bank.keys, 0), pad(bank.values, 1), pad(bank.valid, 1), pad(bank.frame, 0, -1),
@@ -73,7 +79,9 @@ def read(bank: MemoryBank, query_key: jax.Array, top_k: Optional[int], shared: b
   object 0 (all objects started together, as in DAVIS), else each object its own slots.
   """
   num_objects, capacity, h, w, cv = bank.values.shape
-  logits = affinity_logits(bank.keys.reshape(1, capacity * h * w, -1), query_key.reshape(1, h * w, -1), dtype)
+  # (1, h·w, C·h·w) for the top-k read, (1, C·h·w, h·w) for the dense softmax
+  logits = affinity_logits(bank.keys.reshape(1, capacity * h * w, -1), query_key.reshape(1, h * w, -1), dtype,
+                           query_major=top_k is not None)
   valid = bank.valid[:1] if shared else bank.valid
   valid = valid | ~jnp.any(valid, axis=1, keepdims=True)  # an object not seen yet reads anything (zeroed later)
   valid = jnp.repeat(valid, h * w, axis=1)                                         # (G, C·h·w)

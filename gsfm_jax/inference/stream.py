@@ -49,6 +49,7 @@ class Stream:
     consts = {**self._matrices, 'labels': self._no_labels if labels is None else labels[None].astype(np.uint8)}
     x = {'frame': frame, 't': np.int32(self.t), 'slot': np.int32(0 if labelled else -1), 'new': new,
          'memorise': np.bool_(memorise), 'compute': np.bool_(True)}
+    consts, x = jax.device_put((consts, x))   # the frame and its flags: the only upload per frame
     self._carry, out = self.engine.frame_program(self.engine.variables, consts, self._carry, x, shared=False,
                                              keep_prob=True)
     self.t += 1
