@@ -172,9 +172,11 @@ def _shares(seconds: dict[str, float], total: float, count: int) -> str:
 
 
 def print_parts(times: OpTimes, depths: tuple[int, ...] = (1, 2), count: int = 10) -> None:
-  """Prints the `count` largest parts at each scope depth and the share of each op kind, as shares of the
-  total op time."""
+  """Prints the `count` largest parts at each scope depth, the share of each op kind, and the kinds of the
+  ops XLA made itself, as shares of the total op time."""
   total = times.total()
   for depth in depths:
     print(f'  largest parts (scope depth {depth}): {_shares(times.by_part(depth), total, count)}', flush=True)
   print(f'  op kinds: {_shares(times.by_kind(), total, len(KINDS))}', flush=True)
+  made = OpTimes({n: s for n, s in times.seconds.items() if not times.ops[n].source}, times.ops)
+  print(f'  {NO_SOURCE}, by kind: {_shares(made.by_kind(), total, len(KINDS))}', flush=True)

@@ -1,5 +1,5 @@
 """The jitted train step on a 2-device mesh, without the data pipeline: gradient accumulation gives the same
-step as one batch, and a non-finite step never reaches the parameters."""
+step as one batch, a non-finite step never reaches the parameters, and the step compiles once."""
 import functools
 
 import jax
@@ -90,3 +90,5 @@ def test_non_finite_steps_are_refused_and_counted():
   assert (int(state.step), int(state.refused), int(state.refused_in_a_row)) == (3, 2, 0)
   assert int(state.opt_state[1].count) == 1
   assert any(not np.array_equal(v, before[k]) for k, v in flatten({'p': jax.device_get(state.params)}).items())
+  # a placed fresh state and the step's own output states, bad and good batches: one compiled program
+  assert setup(1)[2]._cache_size() == 1
