@@ -49,7 +49,7 @@ class Op:
 
 def kind(opcode: str, inner: set[str], target: str = '') -> str:
   """The kind of an instruction from its opcode, the opcodes inside it (a fusion's computation, nested
-  fusions included) and a custom call's target."""
+  fusions included; the instruction's own may be among them) and a custom call's target."""
   ops = inner | {opcode}
   target = target.lower()
   if opcode.startswith(COLLECTIVES):
@@ -96,7 +96,7 @@ class _Hlo:
 def hlo_ops(compiled_texts: Iterable[str]) -> dict[str, Op]:
   """HLO instruction name -> `Op`, over every instruction of the given optimised HLO texts."""
   hlo = _Hlo(compiled_texts)
-  return {name: Op(source, kind(opcode, hlo.opcodes(name) - {opcode}, target))
+  return {name: Op(source, kind(opcode, hlo.opcodes(name), target))
           for name, (opcode, _, source, target) in hlo.instructions.items()}
 
 

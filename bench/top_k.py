@@ -40,7 +40,7 @@ def dense_read(mem_keys: jax.Array, query: jax.Array, values: jax.Array) -> jax.
 
 def approx_dense_read(mem_keys: jax.Array, query: jax.Array, values: jax.Array) -> jax.Array:
   """The same with `lax.approx_max_k`: its k weights scattered into the dense affinity, one dense product."""
-  logits = affinity_logits(mem_keys[None], query[None])[0].T                # (M, N)
+  logits = affinity_logits(mem_keys[None], query[None], query_major=True)[0]   # (M, N)
   top, indices = _top_k(logits, approx=True)
   dense = jnp.put_along_axis(jnp.zeros_like(logits), indices, jax.nn.softmax(top, -1), axis=-1, inplace=False)
   return readout(dense.T[None], values[None])[0]
@@ -57,7 +57,7 @@ def _top_k(x: jax.Array, approx: bool) -> tuple[jax.Array, jax.Array]:
 
 
 def top_k_indices(mem_keys: jax.Array, query: jax.Array, approx: bool) -> np.ndarray:
-  return np.asarray(_top_k(affinity_logits(mem_keys[None], query[None])[0].T, approx)[1])
+  return np.asarray(_top_k(affinity_logits(mem_keys[None], query[None], query_major=True)[0], approx)[1])
 
 
 def recall(found: np.ndarray, exact: np.ndarray) -> float:

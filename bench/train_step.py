@@ -45,20 +45,33 @@ def _config(name: str, dtype: str, width_divisor: int, global_batch: int):
   return config
 
 
+def _lowered(config_name: str, dtype: str, width_divisor: int, size: int, batch_per_device: int, devices: list,
+             placed: bool) -> tuple[Any, tuple]:
+  """The lowered train step and its arguments (state, batch, p, num_kept): placed on the devices' mesh, or
+  abstract (to compile without running)."""
+  config = _config(config_name, dtype, width_divisor, batch_per_device * len(devices))
+  mesh = sharding.make_mesh(devices)
+  model = build_model(config.model)
+  init = lambda: init_variables(model, jax.random.PRNGKey(0))
+  clips = synthetic_clips(config.global_batch, FRAMES, size)
+  scalars = (np.float32(0.15), np.int32(size * size * 15 // 100))
+  if placed:
+    state = place_state(sharding.put_replicated(jax.device_get(init()), mesh), optimizer(config), mesh)
+    args = (state, sharding.global_batch(clips, mesh), *sharding.put_replicated(scalars, mesh))
+  else:
+    state = jax.eval_shape(lambda: place_state(init(), optimizer(config), mesh))
+    args = (state, *jax.tree.map(lambda v: jax.ShapeDtypeStruct(np.shape(v), v.dtype), (clips, *scalars)))
+  return make_train_step(model, config, mesh).lower(*args), args
+
+
 class Step:
   """One compiled train step on `devices` with its state and batch; calling it runs one step."""
 
   def __init__(self, config_name: str, dtype: str, width_divisor: int, size: int, batch_per_device: int,
                devices: list):
-    config = _config(config_name, dtype, width_divisor, batch_per_device * len(devices))
-    self.clips = config.global_batch
-    mesh = sharding.make_mesh(devices)
-    model = build_model(config.model)
-    variables = sharding.put_replicated(jax.device_get(init_variables(model, jax.random.PRNGKey(0))), mesh)
-    self.state = place_state(variables, optimizer(config), mesh)
-    self.batch = sharding.global_batch(synthetic_clips(self.clips, FRAMES, size), mesh)
-    self.scalars = sharding.put_replicated((np.float32(0.15), np.int32(size * size * 15 // 100)), mesh)
-    lowered = make_train_step(model, config, mesh).lower(self.state, self.batch, *self.scalars)
+    lowered, (self.state, self.batch, *self.scalars) = _lowered(config_name, dtype, width_divisor, size,
+                                                                batch_per_device, devices, placed=True)
+    self.clips = batch_per_device * len(devices)
     self.flops = flops_of(lowered.cost_analysis())
     start = time.perf_counter()
     self.compiled = lowered.compile()
@@ -72,15 +85,8 @@ class Step:
 
 def step_footprint(config_name: str, dtype: str, width_divisor: int, size: int, batch_per_device: int) -> float:
   """Bytes one device needs for the step at this per-device batch (compiled on one device, not run)."""
-  config = _config(config_name, dtype, width_divisor, batch_per_device)
-  mesh = sharding.make_mesh(jax.devices()[:1])
-  model = build_model(config.model)
-  variables = jax.eval_shape(lambda: init_variables(model, jax.random.PRNGKey(0)))
-  state = jax.eval_shape(lambda v: place_state(v, optimizer(config), mesh), variables)
-  batch = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype),
-                       synthetic_clips(batch_per_device, FRAMES, size))
-  scalars = (jax.ShapeDtypeStruct((), np.float32), jax.ShapeDtypeStruct((), np.int32))
-  return footprint(make_train_step(model, config, mesh).lower(state, batch, *scalars).compile())
+  lowered, _ = _lowered(config_name, dtype, width_divisor, size, batch_per_device, jax.devices()[:1], placed=False)
+  return footprint(lowered.compile())
 
 
 def time_rows(args: argparse.Namespace) -> None:

@@ -19,13 +19,10 @@ def affinity_logits(mem_keys: jax.Array, query_keys: jax.Array, dtype: Dtype = j
   `query_major`, the layout a top-k over the memory axis reads in place (XLA does not fold a transpose of
   the (B, N, M) form into the product: the top-k then needs a transposed copy, twice the memory)."""
   mem_keys = mem_keys.astype(jnp.float32)
-  a_sq = jnp.sum(mem_keys * mem_keys, axis=-1)                                                     # (B, N)
-  operands = (mem_keys.astype(dtype), query_keys.astype(dtype))
-  if query_major:
-    ab = jnp.einsum('bnc,bmc->bmn', *operands, preferred_element_type=jnp.float32)
-    return (2.0 * ab - a_sq[:, None, :]) / math.sqrt(mem_keys.shape[-1])
-  ab = jnp.einsum('bnc,bmc->bnm', *operands, preferred_element_type=jnp.float32)
-  return (2.0 * ab - a_sq[:, :, None]) / math.sqrt(mem_keys.shape[-1])
+  ab = jnp.einsum('bnc,bmc->bmn' if query_major else 'bnc,bmc->bnm', mem_keys.astype(dtype),
+                  query_keys.astype(dtype), preferred_element_type=jnp.float32)
+  a_sq = jnp.expand_dims(jnp.sum(mem_keys * mem_keys, axis=-1), 1 if query_major else 2)
+  return (2.0 * ab - a_sq) / math.sqrt(mem_keys.shape[-1])
 
 
 def memory_softmax(logits: jax.Array, top_k: Optional[int] = None, valid: Optional[jax.Array] = None) -> jax.Array:
