@@ -13,9 +13,15 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
+# test-only packages (requirements-test.txt): the CPU build of torch, pandas. An index that cannot be reached is
+# retried once, then skipped (pip's default retries would wait about 10 s for each package)
+$(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
+	$(PY) -m pip install --quiet --retries 1 -r requirements-test.txt
+	touch $@
+
 setup: $(VENV)/.installed
 
-test: setup
+test: $(VENV)/.installed-test
 	$(TEST_ENV) $(PY) -m pytest tests
 
 # the built-in demo: writes data/builtin if absent, trains on it (CPU: about 20 min), logs to runs/demo

@@ -62,7 +62,7 @@ def boundary_target(mask: jax.Array) -> jax.Array:
 def boundary_loss(logits: jax.Array, target: jax.Array) -> jax.Array:
   """BCE-with-logits (pixel mean) + Dice (plain sums, smooth 1): (B, H, W), (B, H, W) -> (B,)."""
   logits = logits.astype(jnp.float32)
-  bce = jnp.maximum(logits, 0.0) - logits * target + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+  bce = jax.nn.softplus(logits) - logits * target  # gradient σ(z) − t everywhere, as PyTorch's backward
   prob = jax.nn.sigmoid(logits)
   dice = 1.0 - (2.0 * jnp.sum(prob * target, axis=(1, 2)) + 1.0) / (
       jnp.sum(prob, axis=(1, 2)) + jnp.sum(target, axis=(1, 2)) + 1.0)

@@ -196,5 +196,5 @@ def write_state_dict(state_dict: Mapping[str, np.ndarray], path: str, overwrite:
     import torch
   except ImportError:
     raise ConversionError(f'{path}: writing PyTorch files needs torch (pip install torch); write .npz instead') from None
-  tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state_dict.items()}
+  tensors = {k: torch.from_numpy(np.array(v, order='C')) for k, v in state_dict.items()}  # 0-d stays 0-d
   atomic_write(path, overwrite, lambda target: torch.save(tensors, target))

@@ -1,16 +1,16 @@
 """Weights in and out: official state_dict ⇄ Flax variables ⇄ flat numpy ⇄ orbax, the CLI, stage-0
 widening, torchvision backbones, and clear errors that leave earlier files untouched."""
-import importlib.util
 import os
+import sys
 
+import ml_collections
 import numpy as np
 import pytest
+import torch
 
 from conftest import converted_variables, official_state_dict
-from gsfm_jax import convert, export, official
+from gsfm_jax import checkpoint, convert, export, official
 from gsfm_jax.models import GSFM
-
-HAS_TORCH = importlib.util.find_spec('torch') is not None
 
 
 def _assert_same_state_dict(got: dict, want: dict) -> None:
@@ -161,22 +161,90 @@ def test_unreadable_file_and_existing_output_are_reported_and_kept(tmp_path, cap
   assert sorted(os.listdir(tmp_path)) == ['existing.npz', 'garbage.npz', 'good.npz']
 
 
-@pytest.mark.skipif(HAS_TORCH, reason='torch is installed: the .pth path is exercised instead')
-def test_pth_without_torch_says_how_to_proceed(tmp_path, capsys):
+def _torch_tensors(state_dict: dict, prefix: str = '') -> dict:
+  """numpy state_dict (with its int64 BatchNorm counters) -> torch tensors, names prefixed."""
+  return {prefix + k: torch.from_numpy(np.array(v, order='C')) for k, v in state_dict.items()}
+
+
+def test_official_training_checkpoint_pth(tmp_path):
+  """The official trainer's save: {'it', 'network', 'optimizer', 'scheduler'} written by torch.save."""
+  state_dict = official_state_dict(0)
+  network = torch.nn.Linear(2, 2)
+  optimizer = torch.optim.Adam(network.parameters(), lr=4e-5, weight_decay=1e-7)
+  torch.save({'it': 30000, 'network': _torch_tensors(state_dict), 'optimizer': optimizer.state_dict(),
+              'scheduler': torch.optim.lr_scheduler.MultiStepLR(optimizer, [25000]).state_dict()},
+             tmp_path / 'checkpoint.pth')
+  assert convert.main([str(tmp_path / 'checkpoint.pth'), str(tmp_path / 'ckpt')]) == 0
+  _assert_same_variables(export.load_variables(str(tmp_path / 'ckpt')), converted_variables(0))
+  model, variables = checkpoint.inference_model(str(tmp_path / 'checkpoint.pth'))  # what predict/evaluate read
+  assert not model.single_object
+  _assert_same_variables(variables, converted_variables(0))
+
+
+def test_ddp_prefixed_pth_and_pth_output(tmp_path):
+  """A DistributedDataParallel state_dict ('module.' names) in, an official .pth out that torch reads back."""
+  state_dict = official_state_dict(0)
+  torch.save(_torch_tensors(state_dict, 'module.'), tmp_path / 'ddp.pth')
+  assert convert.main([str(tmp_path / 'ddp.pth'), str(tmp_path / 'w.npz')]) == 0
+  assert convert.main([str(tmp_path / 'w.npz'), str(tmp_path / 'back.pth'), '--to', 'official']) == 0
+  back = torch.load(tmp_path / 'back.pth', map_location='cpu', weights_only=True)
+  assert set(back) == set(state_dict) and all(isinstance(v, torch.Tensor) for v in back.values())
+  _assert_same_state_dict({k: v.numpy() for k, v in back.items()}, state_dict)
+  bn = torch.nn.BatchNorm2d(64)  # a real module takes its slice strictly (0-d counter, float32 tensors)
+  bn.load_state_dict({k.split('.')[-1]: v for k, v in back.items() if k.startswith('key_encoder.bn1.')})
+  np.testing.assert_array_equal(bn.running_var.numpy(), state_dict['key_encoder.bn1.running_var'])
+
+
+def test_stage0_pth_into_both_networks(tmp_path):
+  """A stage-0 (single-object, 4-channel value encoder) .pth: as is for --single-object, widened for the
+  two-object network (zeros as the official eval scripts, orthogonal as its trainer), and as a training start."""
+  state_dict = dict(official_state_dict(0))
+  four = state_dict['value_encoder.conv1.weight'][:, :4]
+  state_dict['value_encoder.conv1.weight'] = four
+  torch.save({'network': _torch_tensors(state_dict)}, tmp_path / 'stage0.pth')
+  assert convert.main([str(tmp_path / 'stage0.pth'), str(tmp_path / 'so.npz'), '--single-object']) == 0
+  assert export.load_npz(str(tmp_path / 'so.npz'))['params']['value_encoder']['conv1']['kernel'].shape == (7, 7, 4, 64)
+  assert convert.main([str(tmp_path / 'stage0.pth'), str(tmp_path / 'mo.npz'), '--stem-fill', 'zeros']) == 0
+  kernel = export.load_npz(str(tmp_path / 'mo.npz'))['params']['value_encoder']['conv1']['kernel']
+  np.testing.assert_array_equal(kernel[:, :, :4], four.transpose(2, 3, 1, 0))
+  assert not kernel[:, :, 4].any()
+  init = ml_collections.ConfigDict({'kind': 'checkpoint', 'checkpoint': str(tmp_path / 'stage0.pth'),
+                                    'stem_fill': 'orthogonal'})
+  extra = checkpoint.initial_variables(init, GSFM(), 0)['params']['value_encoder']['conv1']['kernel'][:, :, 4]
+  columns = extra.reshape(49, 64)  # official (64, 1·7·7) transposed: 64 rows > 49 columns, orthonormal columns
+  np.testing.assert_allclose(columns @ columns.T, np.eye(49), atol=1e-5)
+
+
+def test_torchvision_pth_files(tmp_path):
+  """The ImageNet start from .pth files as torchvision ships them (tensors, layer4 and fc included)."""
+  rng = np.random.default_rng(8)
+  r50, r18 = _torchvision_resnet('key_encoder', rng), _torchvision_resnet('value_encoder', rng)
+  torch.save(_torch_tensors(r50), tmp_path / 'resnet50.pth')
+  torch.save(_torch_tensors(r18), tmp_path / 'resnet18.pth')
+  assert convert.main(['--resnet50', str(tmp_path / 'resnet50.pth'), '--resnet18', str(tmp_path / 'resnet18.pth'),
+                       str(tmp_path / 'init.npz')]) == 0
+  sd = official.variables_to_state_dict(export.load_npz(str(tmp_path / 'init.npz')))
+  np.testing.assert_array_equal(sd['key_encoder.layer2.3.conv3.weight'], r50['layer2.3.conv3.weight'])
+  np.testing.assert_array_equal(sd['value_encoder.layer3.1.bn2.weight'], r18['layer3.1.bn2.weight'])
+
+
+def test_bad_pth_files_name_the_file(tmp_path, capsys):
+  (tmp_path / 'broken.pth').write_bytes(b'\x80\x02 not a torch file')
+  torch.save(torch.zeros(3), tmp_path / 'tensor.pth')
+  for name, expected in (('broken.pth', 'cannot read as a PyTorch checkpoint'), ('tensor.pth', 'holds a Tensor, not a state_dict')):
+    assert convert.main([str(tmp_path / name), str(tmp_path / 'o.npz')]) == 2
+    assert f'{tmp_path / name}: {expected}' in capsys.readouterr().err
+  assert not (tmp_path / 'o.npz').exists()
+
+
+def test_pth_without_torch_says_how_to_proceed(tmp_path, capsys, monkeypatch):
+  monkeypatch.setitem(sys.modules, 'torch', None)  # what a machine without torch sees: import torch fails
   pth = tmp_path / 'GSFM.pth'
   pth.write_bytes(b'\x80\x02')
   assert convert.main([str(pth), str(tmp_path / 'o.npz')]) == 2
   err = capsys.readouterr().err
   assert f'{pth}: reading PyTorch files needs torch' in err and 'np.savez' in err
-  assert convert.main([str(tmp_path / 'o.npz'), str(tmp_path / 'x.pth')]) == 2  # no such input yet
-  assert not (tmp_path / 'o.npz').exists()
-
-
-@pytest.mark.skipif(not HAS_TORCH, reason='needs torch (not in the CI requirements)')
-def test_pth_round_trip_with_torch(tmp_path):
-  import torch
-  state_dict = official_state_dict(0)
-  torch.save({'it': 1, 'network': {k: torch.from_numpy(v) for k, v in state_dict.items()}}, tmp_path / 'full.pth')
-  assert convert.main([str(tmp_path / 'full.pth'), str(tmp_path / 'w.npz')]) == 0
-  assert convert.main([str(tmp_path / 'w.npz'), str(tmp_path / 'back.pth'), '--to', 'official']) == 0
-  _assert_same_state_dict(official.read_state_dict(str(tmp_path / 'back.pth')), state_dict)
+  np.savez(tmp_path / 'official.npz', **official_state_dict(0))
+  assert convert.main([str(tmp_path / 'official.npz'), str(tmp_path / 'x.pth'), '--to', 'official']) == 2
+  assert 'writing PyTorch files needs torch' in capsys.readouterr().err
+  assert not (tmp_path / 'o.npz').exists() and not (tmp_path / 'x.pth').exists()

@@ -106,6 +106,29 @@ def test_folders_to_the_toolkit_csvs(tmp_path):
                   ['a_2', '0.667', '0.667'], ['b_1', '0.500', f'{scores[2].f.mean():.3f}']]
 
 
+def test_csvs_are_the_toolkits_bytes(tmp_path):
+  """The toolkit writes both tables with pandas (`to_csv(index=False, float_format='%.3f')`); so does this
+  test, from the same scores, and the files must be equal byte for byte (LF line ends, rounding, an
+  object scored NaN on every frame)."""
+  import pandas as pd
+  rng = np.random.default_rng(0)
+  scores = [davis.ObjectScores(f'seq-{i}_{i % 3 + 1}', rng.random(7), rng.random(7)) for i in range(5)]
+  scores.append(davis.ObjectScores('empty_1', np.full(3, np.nan), np.full(3, 0.25)))
+  ours = davis.write_csvs(scores[:-1], str(tmp_path / 'ours'), 'val')
+  summary = davis.summarise(scores[:-1])
+  os.makedirs(tmp_path / 'toolkit')
+  toolkit = (tmp_path / 'toolkit' / 'global_results-val.csv', tmp_path / 'toolkit' / 'per-sequence_results-val.csv')
+  pd.DataFrame([list(summary.values())], columns=list(davis.GLOBAL_COLUMNS)).to_csv(
+      toolkit[0], index=False, float_format='%.3f')
+  with np.errstate(all='ignore'), pytest.warns(RuntimeWarning):
+    per_object = [(s.name, np.nanmean(s.j), np.nanmean(s.f)) for s in scores]
+    ours_nan = davis.write_csvs(scores, str(tmp_path / 'ours_nan'), 'val')
+  pd.DataFrame(per_object, columns=['Sequence', 'J-Mean', 'F-Mean']).to_csv(toolkit[1], index=False, float_format='%.3f')
+  assert open(ours[0], 'rb').read() == open(toolkit[0], 'rb').read()
+  assert open(ours_nan[1], 'rb').read() == open(toolkit[1], 'rb').read()
+  assert b'\r' not in open(ours[1], 'rb').read() and b'empty_1,,0.250\n' in open(ours_nan[1], 'rb').read()
+
+
 def test_binary_davis_2016_masks(tmp_path):
   gt = np.zeros((4, 20, 20), np.uint8)
   gt[:, 5:10, 5:10] = 255

@@ -1,22 +1,23 @@
-"""The optimiser against PyTorch's documented Adam (L2 weight decay) and MultiStepLR, step by step."""
+"""The optimiser against PyTorch's Adam (L2 weight decay) and MultiStepLR (real torch), step by step."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import torch
 
 from gsfm_jax.optim import adam_l2, multistep_schedule
 
 
-def torch_adam_reference(params, grads, lr, milestones, wd, b1=0.9, b2=0.999, eps=1e-8):
-  """PyTorch's Adam algorithm (torch.optim.Adam docs, amsgrad off) with MultiStepLR(γ = 0.1), in float64."""
-  m, v, out = np.zeros_like(params), np.zeros_like(params), params.copy()
-  for t, g in enumerate(grads, start=1):
-    rate = lr * 0.1 ** sum(t - 1 >= s for s in milestones)
-    g = g + wd * out
-    m = b1 * m + (1 - b1) * g
-    v = b2 * v + (1 - b2) * g * g
-    out = out - rate * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
-  return out
+def torch_adam_reference(params, grads, lr, milestones, wd):
+  """torch.optim.Adam(weight_decay=wd) stepped with MultiStepLR(γ = 0.1) every update, in float64 (real torch)."""
+  theta = torch.tensor(params, dtype=torch.float64, requires_grad=True)
+  adam = torch.optim.Adam([theta], lr=lr, weight_decay=wd)
+  scheduler = torch.optim.lr_scheduler.MultiStepLR(adam, milestones, gamma=0.1)
+  for g in grads:
+    theta.grad = torch.tensor(g, dtype=torch.float64)
+    adam.step()
+    scheduler.step()
+  return theta.detach().numpy()
 
 
 def test_schedule_and_adam_match_pytorch():

@@ -71,20 +71,23 @@ def summarise(scores: list[ObjectScores]) -> dict[str, float]:
   return dict(zip(GLOBAL_COLUMNS, [(jm[0] + fm[0]) / 2, *jm, *fm]))
 
 
+def _toolkit_number(value: float) -> str:
+  """pandas' `to_csv(float_format='%.3f')`: 3 decimals, NaN as an empty field."""
+  return '' if np.isnan(value) else f'{value:.3f}'
+
+
 def write_csvs(scores: list[ObjectScores], out_dir: str, subset: str) -> tuple[str, str]:
-  """global_results-<subset>.csv and per-sequence_results-<subset>.csv (3 decimals, as the toolkit)."""
+  """global_results-<subset>.csv and per-sequence_results-<subset>.csv, byte for byte as the toolkit's pandas
+  writes them (3 decimals, LF line ends, NaN empty)."""
   os.makedirs(out_dir, exist_ok=True)
   paths = (os.path.join(out_dir, f'global_results-{subset}.csv'),
            os.path.join(out_dir, f'per-sequence_results-{subset}.csv'))
-  with open(paths[0], 'w', newline='') as f:
-    writer = csv.writer(f)
-    writer.writerow(GLOBAL_COLUMNS)
-    writer.writerow([f'{v:.3f}' for v in summarise(scores).values()])
-  with open(paths[1], 'w', newline='') as f:
-    writer = csv.writer(f)
-    writer.writerow(('Sequence', 'J-Mean', 'F-Mean'))
-    for s in scores:
-      writer.writerow((s.name, f'{np.nanmean(s.j):.3f}', f'{np.nanmean(s.f):.3f}'))
+  rows = ([GLOBAL_COLUMNS, [_toolkit_number(v) for v in summarise(scores).values()]],
+          [('Sequence', 'J-Mean', 'F-Mean')] + [(s.name, _toolkit_number(np.nanmean(s.j)),
+                                                 _toolkit_number(np.nanmean(s.f))) for s in scores])
+  for path, table in zip(paths, rows):
+    with open(path, 'w', newline='') as f:
+      csv.writer(f, lineterminator='\n').writerows(table)
   return paths
 
 

@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gsfm_jax.models.ties import max_first
+
 Dtype = Any
 
 
@@ -67,7 +69,9 @@ class Conv(nn.Module):
       pad = k // 2
       y = jax.lax.conv_general_dilated(x, kernel, (self.stride, self.stride), ((pad, pad), (pad, pad)),
                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-    return y + bias.astype(self.dtype)
+    # the bias is added in float32: its gradient sums the cotangents of every output pixel, and a bfloat16
+    # sum over a 1/4-scale map loses most of it (bias gradients 2-6x too small, bench/bf16_gradients.py)
+    return (y.astype(jnp.float32) + bias).astype(self.dtype)
 
 
 # Wide convolutions (≥ MATMUL_MIN_CHANNELS inputs: key_proj, key_comp, the value fuser, the decoder's
@@ -139,7 +143,7 @@ class ChannelGate(nn.Module):
                    kernel_init=torch_default_kernel_init(), bias_init=torch_default_bias_init(hidden),
                    name='mlp_3')
     mlp = lambda v: fc2(nn.relu(fc1(v)))
-    att = mlp(jnp.mean(x, axis=(1, 2))) + mlp(jnp.max(x, axis=(1, 2)))
+    att = mlp(jnp.mean(x, axis=(1, 2))) + mlp(max_first(x, (1, 2)))
     return x * nn.sigmoid(att)[:, None, None, :].astype(x.dtype)
 
 
@@ -160,7 +164,7 @@ class SpatialGate(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     """(N, H, W, C) -> (N, H, W, C)."""
-    pooled = jnp.stack([jnp.max(x, axis=-1), jnp.mean(x, axis=-1)], axis=-1)
+    pooled = jnp.stack([max_first(x, (-1,)), jnp.mean(x, axis=-1)], axis=-1)
     att = BasicConv(dtype=self.dtype, name='spatial')(pooled)
     return x * nn.sigmoid(att)
 
