@@ -5,12 +5,13 @@ PY := $(VENV)/bin/python
 # 8 virtual CPU devices, so that sharding code paths run on a machine without accelerators
 TEST_ENV := XLA_FLAGS=--xla_force_host_platform_device_count=8 TF_CPP_MIN_LOG_LEVEL=2
 
-.PHONY: setup test run clean
+.PHONY: setup test run demo-figures clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .   # the package itself: imports work from any folder
 	touch $@
 
 # test-only packages (requirements-test.txt): the CPU build of torch, pandas. An index that cannot be reached is
@@ -27,6 +28,10 @@ test: $(VENV)/.installed-test
 # the built-in demo: writes data/builtin if absent, trains on it (CPU: about 20 min), logs to runs/demo
 run: setup
 	$(PY) -m gsfm_jax.train --config=demo --workdir=runs/demo
+
+# every figure the README states about the demo: trains it (or reuses a finished run), scores the held-out videos
+demo-figures: setup
+	$(PY) bench/demo_figures.py
 
 clean:
 	rm -rf $(VENV) out runs data/builtin .pytest_cache

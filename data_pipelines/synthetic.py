@@ -16,8 +16,12 @@ All objects are visible in frame 0. The same seed gives the same bytes.
 """
 import argparse
 import os
+import shutil
+import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -196,14 +200,39 @@ def write_static(out: str, rng: np.random.Generator, flat: int, classes: int, pe
 def generate(out: str, seed: int = 0, train: int = 12, val: int = 4, frames: int = 25, height: int = 240,
              width: int = 432, static_flat: int = 48, static_classes: int = 4, static_per_class: int = 10,
              static_size: int = 320) -> None:
-  """Writes the whole built-in dataset under `out` (see the module docstring)."""
-  rng = np.random.default_rng(seed)
-  names = {'train': [f'train_{i:03d}' for i in range(train)], 'val': [f'val_{i:03d}' for i in range(val)]}
-  write_davis(out, rng, names, frames, height, width)
-  write_static(out, rng, static_flat, static_classes, static_per_class, static_size)
+  """Writes the whole built-in dataset under `out` (see the module docstring), atomically: into a temporary
+  folder beside it, which becomes `out` (with the `COMPLETE` marker inside) only when everything is written,
+  so an interrupted run leaves no partial dataset under `out`. An `out` without the marker (written by an
+  interrupted earlier version) is replaced."""
+  out = os.path.abspath(out)
+  if is_complete(out):
+    raise FileExistsError(f'{out}: the built-in dataset is already there (remove it to write it again)')
+  parent = os.path.dirname(out)
+  os.makedirs(parent, exist_ok=True)
+  work = tempfile.mkdtemp(prefix=f'.{os.path.basename(out)}.partial-', dir=parent)
+  try:
+    rng = np.random.default_rng(seed)
+    names = {'train': [f'train_{i:03d}' for i in range(train)], 'val': [f'val_{i:03d}' for i in range(val)]}
+    write_davis(work, rng, names, frames, height, width)
+    write_static(work, rng, static_flat, static_classes, static_per_class, static_size)
+    with open(os.path.join(work, COMPLETE), 'w') as f:
+      f.write(f'seed {seed}\n')
+    if os.path.exists(out):
+      shutil.rmtree(out)
+    os.replace(work, out)
+  finally:
+    shutil.rmtree(work, ignore_errors=True)
 
 
-def main() -> None:
+COMPLETE = 'COMPLETE'   # written last: the dataset under this folder is whole
+
+
+def is_complete(out: str) -> bool:
+  """Whether `out` holds a whole built-in dataset (its `COMPLETE` marker)."""
+  return os.path.isfile(os.path.join(out, COMPLETE))
+
+
+def main(argv: Optional[list[str]] = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--out', required=True, help='output folder')
   parser.add_argument('--seed', type=int, default=0, help='seed (default: %(default)s)')
@@ -212,11 +241,16 @@ def main() -> None:
   parser.add_argument('--frames', type=int, default=25, help='frames per video (default: %(default)s)')
   parser.add_argument('--height', type=int, default=240, help='frame height (default: %(default)s)')
   parser.add_argument('--width', type=int, default=432, help='frame width (default: %(default)s)')
-  args = parser.parse_args()
+  args = parser.parse_args(argv)
   start = time.perf_counter()
-  generate(args.out, args.seed, args.train, args.val, args.frames, args.height, args.width)
+  try:
+    generate(args.out, args.seed, args.train, args.val, args.frames, args.height, args.width)
+  except (FileExistsError, OSError) as error:
+    print(f'error: {error}', file=sys.stderr)
+    return 2
   print(f'wrote the built-in dataset to {args.out} in {time.perf_counter() - start:.1f} s')
+  return 0
 
 
 if __name__ == '__main__':
-  main()
+  sys.exit(main())

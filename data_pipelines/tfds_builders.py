@@ -15,6 +15,7 @@ ArrayRecord form (random access: the batch of step N is read directly on resume)
 import argparse
 import logging
 import os
+import sys
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
@@ -47,7 +48,11 @@ def _broken(frame: str, mask: str, palette: bool) -> bool:
   return bool(problems)
 
 
-class GsfmStatic(tfds.core.GeneratorBasedBuilder):
+# run as `python -m`, this file is __main__ too: only the package module's classes register (see the end)
+_COPY = __name__ == '__main__'
+
+
+class GsfmStatic(tfds.core.GeneratorBasedBuilder, skip_registration=_COPY):
   """Static salient-object images (stage 0): image + 8-bit mask, one split per folder."""
   VERSION = tfds.core.Version('1.0.0')
   MANUAL_DOWNLOAD_INSTRUCTIONS = 'A folder with fss/, DUTS-TR/, DUTS-TE/, ecssd/, BIG_small/, HRSOD_small/.'
@@ -75,7 +80,7 @@ class GsfmStatic(tfds.core.GeneratorBasedBuilder):
         yield name, {'name': name, 'image': image, 'mask': _gray_png(mask)}
 
 
-class GsfmVideos(tfds.core.GeneratorBasedBuilder):
+class GsfmVideos(tfds.core.GeneratorBasedBuilder, skip_registration=_COPY):
   """Annotated training videos (stage 3): one example per video, one split per source."""
   VERSION = tfds.core.Version('1.0.0')
   MANUAL_DOWNLOAD_INSTRUCTIONS = 'Pass davis_root / youtube_root / video_roots (the layouts of sources.py).'
@@ -113,12 +118,16 @@ class GsfmVideos(tfds.core.GeneratorBasedBuilder):
 def build(kind: str, data_dir: str, **roots) -> tfds.core.DatasetBuilder:
   """Writes (or reuses) the `kind` ('static' | 'videos') dataset under `data_dir`; returns its builder."""
   tfds.disable_progress_bar()
+  if kind == 'videos':   # no data: DataError before anything is written
+    sources.list_videos(**roots)
+  elif roots.get('static_root'):
+    sources.list_static(roots['static_root'])
   builder = (GsfmStatic if kind == 'static' else GsfmVideos)(data_dir=data_dir, **roots)
   builder.download_and_prepare(file_format=FILE_FORMAT)
   return builder
 
 
-def main() -> None:
+def main(argv: Optional[list[str]] = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('kind', choices=('static', 'videos'))
   parser.add_argument('--data-dir', required=True, help='TFDS data_dir to write (local or gs://)')
@@ -127,17 +136,25 @@ def main() -> None:
   parser.add_argument('--youtube-root', help='YouTube-VOS root, holding train_480p (kind videos)')
   parser.add_argument('--youtube-subset', help='list of YouTube-VOS videos to use (default all)')
   parser.add_argument('--video-roots', nargs='*', default=[], help='your own {JPEGImages,Annotations} roots')
-  args = parser.parse_args()
+  args = parser.parse_args(argv)
   logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
-  if args.kind == 'static':
-    builder = build('static', args.data_dir, static_root=args.static_root)
-  else:
-    builder = build('videos', args.data_dir, davis_root=args.davis_root, youtube_root=args.youtube_root,
-                    video_roots=args.video_roots, youtube_subset=args.youtube_subset)
+  try:
+    if args.kind == 'static':
+      builder = build('static', args.data_dir, static_root=args.static_root)
+    else:
+      builder = build('videos', args.data_dir, davis_root=args.davis_root, youtube_root=args.youtube_root,
+                      video_roots=args.video_roots, youtube_subset=args.youtube_subset)
+  except sources.DataError as error:
+    print(f'error: {error}: check the --*-root flags (python -m data_pipelines.check ROOT lists what is wrong)',
+          file=sys.stderr)
+    return 2
   for name, split in builder.info.splits.items():
     print(f'{name}: {split.num_examples} examples in {split.num_shards} shard(s)')
   print(f'written to {builder.data_dir}')
+  return 0
 
 
 if __name__ == '__main__':
-  main()
+  # the builders must be classes of the package module, not of __main__: TFDS looks up their metadata by module
+  from data_pipelines import tfds_builders
+  sys.exit(tfds_builders.main())

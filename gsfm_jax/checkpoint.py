@@ -5,9 +5,10 @@ and `meta` (JSON: step, config, device and process counts). Saves are asynchrono
 writes a temporary directory and renames it when every host has finished), the newest `keep` are kept,
 and a restore places the arrays on the current mesh, whatever the device count of the run that wrote them.
 """
-import json
 import os
+import shutil
 import signal
+import sys
 from typing import Any, Optional
 
 import jax
@@ -16,8 +17,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-from gsfm_jax.convert import imagenet_start, read_any
-from gsfm_jax.export import ConversionError, Variables
+from gsfm_jax.convert import imagenet_start, read_any, run_model_config
+from gsfm_jax.export import ConversionError, Variables, short_reason
 from gsfm_jax.models import GSFM, build_model, init_variables
 from gsfm_jax.models.scratch import scratch_params
 
@@ -26,10 +27,11 @@ class Checkpoints:
   """`WORKDIR/checkpoints`: save at multiples of `every` (or when forced), keep the newest `keep`."""
 
   def __init__(self, workdir: str, every: int, keep: int, asynchronous: bool = True):
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=asynchronous,
-                                           cleanup_tmp_directories=True)
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=asynchronous)
     self.every = every
     self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+    if jax.process_index() == 0:
+      remove_unfinished(self.directory)
     self.manager = ocp.CheckpointManager(self.directory, options=options)
 
   def latest_step(self) -> Optional[int]:
@@ -45,14 +47,33 @@ class Checkpoints:
   def restore(self, abstract_state: Any, step: Optional[int] = None) -> Any:
     """The state at `step` (default newest), placed as `abstract_state`'s shardings say."""
     step = self.manager.latest_step() if step is None else step
-    restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
+    try:
+      restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
+    except Exception as e:
+      raise ConversionError(f'{self.directory}/{step}: cannot restore this checkpoint ({short_reason(e)}); move '
+                            'that step folder away to resume from the one before') from None
     return restored.state
 
   def wait(self) -> None:
     self.manager.wait_until_finished()
 
   def close(self) -> None:
+    """Ends the manager's background work (saves, the clean-up of temporary folders), then the manager."""
+    self.manager.wait_until_finished()
     self.manager.close()
+
+
+UNFINISHED = '.orbax-checkpoint-tmp'   # orbax's suffix of a step folder whose save has not finished
+
+
+def remove_unfinished(directory: str) -> None:
+  """Deletes the step folders of saves that never finished (a killed run), before anything saves again. Done
+  here, synchronously, rather than by orbax's background clean-up, which could outlive a run that stops at once
+  (a bad config) and fail at interpreter shutdown."""
+  if os.path.isdir(directory):
+    for name in os.listdir(directory):
+      if UNFINISHED in name:
+        shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
 
 
 def abstract(tree: Any, sharding: jax.sharding.Sharding) -> Any:
@@ -61,18 +82,25 @@ def abstract(tree: Any, sharding: jax.sharding.Sharding) -> Any:
 
 
 class Preemption:
-  """Whether to save and stop now. On one process SIGTERM sets a flag; with `jax.distributed`, JAX's
-  preemption service catches it and every host agrees on the step to save at."""
+  """Whether to save and stop now. On one process SIGTERM (preemption) and SIGINT (Ctrl-C) set a flag; a second
+  Ctrl-C stops at once. With `jax.distributed`, JAX's preemption service catches SIGTERM and every host agrees
+  on the step to save at."""
 
   def __init__(self):
-    self.requested = False
+    self.requested, self.reason = False, 'preemption (SIGTERM)'
     self._distributed = jax.process_count() > 1
     if not self._distributed:
       signal.signal(signal.SIGTERM, self._on_signal)
+      signal.signal(signal.SIGINT, self._on_signal)
 
   def _on_signal(self, signum, frame) -> None:
-    del signum, frame
+    del frame
     self.requested = True
+    if signum == signal.SIGINT:
+      self.reason = 'interrupted (Ctrl-C)'
+      signal.signal(signal.SIGINT, signal.default_int_handler)   # a second Ctrl-C stops without saving
+      print('Ctrl-C: saving a checkpoint after this step (press Ctrl-C again to stop at once)', file=sys.stderr,
+            flush=True)
 
   def reached(self, step: int) -> bool:
     """Call once per step, with the same step on every host."""
@@ -81,31 +109,15 @@ class Preemption:
     return self.requested
 
 
-def newest_state_dir(path: str) -> str:
-  """A training workdir or its checkpoints/ folder -> its newest `<step>/state`; other paths unchanged."""
-  for directory in (os.path.join(path, 'checkpoints'), path):
-    if os.path.isdir(directory) and not os.path.isdir(os.path.join(directory, 'state')):
-      steps = [int(d) for d in os.listdir(directory) if d.isdigit()]
-      if steps:
-        return os.path.join(directory, str(max(steps)), 'state')
-  if os.path.isdir(os.path.join(path, 'state')):
-    return os.path.join(path, 'state')
-  return path
-
-
 def inference_model(path: str, dtype: str = 'float32') -> tuple[GSFM, Variables]:
-  """The multi-object network and its weights from a training workdir (its config.json gives the network's
-  switches), a step or variables folder, an .npz or an official .pth. A single-object checkpoint gets a
-  zero 5th input channel, as the reference's evaluation scripts do."""
+  """The multi-object network and its weights from a training workdir or step folder (the run's config.json
+  gives the network's switches), an .npz, a variables folder or an official .pth. A single-object checkpoint
+  gets a zero 5th input channel, as the reference's evaluation scripts do."""
   from configs import model as model_config
-  config = model_config.get_config()
-  saved = os.path.join(path, 'config.json')
-  if os.path.isfile(saved):
-    with open(saved) as f:
-      config.update(json.load(f)['model'])
+  config = run_model_config(path) or model_config.get_config()
   config.single_object, config.dtype = False, dtype
   model = build_model(config)
-  return model, read_any(newest_state_dir(path), model, 'zeros')
+  return model, read_any(path, model, 'zeros')
 
 
 def initial_variables(init: ml_collections.ConfigDict, model: GSFM, seed: int) -> Variables:
@@ -124,5 +136,5 @@ def initial_variables(init: ml_collections.ConfigDict, model: GSFM, seed: int) -
   if init.kind == 'imagenet':
     return imagenet_start(init.resnet50, init.resnet18, model, seed)
   if init.kind == 'checkpoint':
-    return read_any(newest_state_dir(init.checkpoint), model, init.stem_fill)
+    return read_any(init.checkpoint, model, init.stem_fill)
   raise ConversionError(f"init.kind {init.kind!r}: expected 'scratch', 'imagenet' or 'checkpoint'")

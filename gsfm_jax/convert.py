@@ -8,16 +8,20 @@
   # ImageNet start for training: torchvision ResNet-50/18 backbones, the rest freshly initialised
   python -m gsfm_jax.convert --resnet50 resnet50-19c8e357.pth --resnet18 resnet18-5c106cde.pth init/
 
-Input kinds are recognised by content: a directory is an orbax checkpoint; an .npz whose names start
-with params/ is a gsfm_jax file, otherwise it holds official key names; .pth/.pt is a PyTorch file.
+Input kinds are recognised by content: a training workdir (or its checkpoints/ or a step folder) gives its
+newest checkpoint and, from its config.json, the network's width; another directory is an orbax checkpoint;
+an .npz whose names start with params/ is a gsfm_jax file, otherwise it holds official key names; .pth/.pt
+is a PyTorch file (written only with --to official).
 Nothing is written when a conversion fails, and an existing output is kept unless --overwrite.
 """
 import argparse
+import json
 import os
 import sys
 from typing import Optional, Sequence
 
 import jax
+import ml_collections
 import numpy as np
 
 from gsfm_jax import official
@@ -25,6 +29,7 @@ from gsfm_jax.export import ConversionError, Variables, load_variables, read_npz
 from gsfm_jax.models import GSFM, init_variables
 
 TARGETS = ('gsfm', 'official')
+PTH = ('.pth', '.pt')
 
 
 def _is_gsfm_npz(path: str) -> bool:
@@ -32,10 +37,42 @@ def _is_gsfm_npz(path: str) -> bool:
   return bool(names) and all(k.startswith(('params/', 'batch_stats/')) for k in names)
 
 
+def newest_state_dir(path: str) -> str:
+  """A training workdir, its checkpoints/ folder or a step folder -> the newest `<step>/state`; other paths
+  unchanged."""
+  for directory in (os.path.join(path, 'checkpoints'), path):
+    if os.path.isdir(directory) and not os.path.isdir(os.path.join(directory, 'state')):
+      steps = [int(d) for d in os.listdir(directory) if d.isdigit()]
+      if steps:
+        return os.path.join(directory, str(max(steps)), 'state')
+  if os.path.isdir(os.path.join(path, 'state')):
+    return os.path.join(path, 'state')
+  return path
+
+
+def run_model_config(path: str) -> Optional[ml_collections.ConfigDict]:
+  """The network's config (configs/model.py) of the training run that `path` belongs to, from the run's
+  config.json: `path` is its workdir, its checkpoints/ folder, a step folder or its state/. None for other
+  inputs."""
+  here = os.path.abspath(path)
+  for _ in range(4):   # WORKDIR/checkpoints/<step>/state
+    saved = os.path.join(here, 'config.json')
+    if os.path.isfile(saved):
+      from configs import model as model_config
+      config = model_config.get_config()
+      with open(saved) as f:
+        config.update(json.load(f)['model'])
+      return config
+    here = os.path.dirname(here)
+  return None
+
+
 def read_any(path: str, model: GSFM, stem_fill: str) -> Variables:
-  """Flax variables for `model` from any supported input, validated against the model's structure."""
+  """Flax variables for `model` from any supported input (a training workdir or step folder: its newest
+  state), validated against the model's structure."""
   if not os.path.exists(path):
     raise ConversionError(f'{path}: no such file or directory')
+  path = newest_state_dir(path)
   if os.path.isdir(path) or (path.endswith('.npz') and _is_gsfm_npz(path)):
     state_dict = official.variables_to_state_dict(load_variables(path))
   else:
@@ -80,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "(default: %(default)s)")
   p.add_argument('--resnet50', help='torchvision ResNet-50 ImageNet state_dict (.pth or .npz) for the key encoder')
   p.add_argument('--resnet18', help='torchvision ResNet-18 ImageNet state_dict (.pth or .npz) for the value encoder')
+  p.add_argument('--width-divisor', type=int, default=1, choices=(1, 2, 4, 8, 16),
+                 help='channel divisor of the network (1 = GSFM) for inputs without a run config.json; a training '
+                      'workdir or step folder gives its own (default: %(default)s)')
   p.add_argument('--seed', type=int, default=0, help='seed of the fresh initialisation (default: %(default)s)')
   p.add_argument('--overwrite', action='store_true', help='replace an existing output')
   return p
@@ -87,9 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = build_parser().parse_args(argv)
-  model = GSFM(single_object=args.single_object)
   from_imagenet = args.resnet50 is not None or args.resnet18 is not None
   try:
+    config = run_model_config(args.paths[0]) if len(args.paths) == 2 and not from_imagenet else None
+    model = GSFM(single_object=args.single_object,
+                 width_divisor=config.width_divisor if config is not None else args.width_divisor)
+    output = args.paths[-1]
+    if output.endswith(PTH) and args.to != 'official':
+      raise ConversionError(f'{output}: a .pth output holds the official names; add --to official (or write '
+                            'a folder or an .npz)')
     if from_imagenet:
       if not (args.resnet50 and args.resnet18) or len(args.paths) != 1:
         raise ConversionError('--resnet50 and --resnet18 go together, with one OUTPUT path')

@@ -61,8 +61,18 @@ def read_npz(path: str, names_only: bool = False) -> dict[str, Optional[np.ndarr
       return {k: None if names_only else data[k] for k in data.files}
   except FileNotFoundError:
     raise ConversionError(f'{path}: no such file') from None
-  except Exception as e:  # zipfile, pickle and format errors all mean the same to the user
-    raise ConversionError(f'{path}: cannot read as a numpy .npz file ({type(e).__name__}: {e})') from None
+  except ValueError as e:
+    if 'allow_pickle' in str(e):  # object arrays: a pickle, never a weights file
+      raise ConversionError(f'{path}: holds Python objects, not only arrays; not a weights file') from None
+    raise ConversionError(f'{path}: cannot read as a numpy .npz file ({short_reason(e)})') from None
+  except Exception as e:  # zipfile and format errors all mean the same to the user
+    raise ConversionError(f'{path}: cannot read as a numpy .npz file ({short_reason(e)})') from None
+
+
+def short_reason(error: Exception, limit: int = 160) -> str:
+  """The first line of an exception's message, at most `limit` characters (TensorStore's run to pages)."""
+  line = (str(error).strip().splitlines() or [''])[0]
+  return f'{type(error).__name__}: {line[:limit]}{"…" if len(line) > limit else ""}'
 
 
 def atomic_write(path: str, overwrite: bool, write: Callable[[str], None]) -> None:
@@ -131,7 +141,8 @@ def load_orbax(directory: str) -> Variables:
                           checkpointer.metadata(os.path.abspath(directory)).item_metadata.tree)
     restored = checkpointer.restore(os.path.abspath(directory), target)
   except Exception as e:
-    raise ConversionError(f'{directory}: cannot restore as an orbax checkpoint ({type(e).__name__}: {e})') from None
+    raise ConversionError(f'{directory}: cannot restore as an orbax checkpoint ({short_reason(e)}); an incomplete '
+                          'copy or another kind of folder?') from None
   return {k: v for k, v in restored.items() if k in ('params', 'batch_stats')}
 
 

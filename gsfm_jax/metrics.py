@@ -82,6 +82,10 @@ class Progress:
     self._meter, self._batch = Rate(total_steps, start_step), global_batch
     self.rate: Optional[float] = None
 
+  def begin(self, step: int) -> None:
+    """The rate and ETA count from `step` on (call after the first, compiling step)."""
+    self._meter.begin(step)
+
   def line(self, step: int, loss: float) -> str:
     self.rate = self._meter.update(step)
     total = self._meter.total

@@ -13,12 +13,20 @@ def duration(seconds: float) -> str:
 
 
 class Rate:
-  """Units done per second over the last interval, the overall rate, and the ETA of `total` units."""
+  """Units done per second over the last interval, the overall rate, and the ETA of `total` units (from
+  `begin`, if called, so that compilation is not taken for the speed of the work)."""
 
   def __init__(self, total: int, start: int = 0):
     self.total, self._start, self._began = total, start, time.perf_counter()
     self._last, self._last_time = start, self._began
     self.rate = 0.0
+    self.started = False   # whether `begin` was called
+
+  def begin(self, done: int) -> None:
+    """Counts from here: call after the first unit of work, whose time includes compilation."""
+    self._start = self._last = done
+    self._began = self._last_time = time.perf_counter()
+    self.started = True
 
   def update(self, done: int) -> float:
     """Marks `done` units finished; returns the rate since the previous update."""

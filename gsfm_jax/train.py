@@ -9,12 +9,11 @@
 its workdir. Several processes (hosts, or one per GPU) join through `jax.distributed` with --distributed
 (TPU pods and SLURM are detected), or with --coordinator_address, --num_processes and --process_id
 elsewhere; launch/ has the scripts.
-SIGTERM (preemption) saves a checkpoint and exits cleanly.
+SIGTERM (preemption) and Ctrl-C save a checkpoint and exit cleanly (a second Ctrl-C stops at once).
 
 Writes into the workdir: checkpoints/, TensorBoard events, metrics.jsonl, images/ (clip previews) and
 curves.png (loss and IoU).
 """
-import logging as py_logging
 import os
 import sys
 from typing import Iterator, Optional
@@ -28,7 +27,7 @@ from ml_collections import config_flags
 from PIL import Image
 
 import configs
-from gsfm_jax import checkpoint, metrics as metrics_lib, sharding
+from gsfm_jax import checkpoint, console, metrics as metrics_lib, sharding
 from gsfm_jax.export import ConversionError
 from gsfm_jax.losses import hard_mining
 from gsfm_jax.models import build_model, init_variables
@@ -46,12 +45,8 @@ _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'number of processe
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'this process, 0 … num_processes-1')
 
 
-class _QuietLibraries(py_logging.Filter):
-  """Keeps orbax's and JAX's INFO chatter off the console (their warnings and errors still show)."""
-
-  def filter(self, record: py_logging.LogRecord) -> bool:
-    return record.levelno >= py_logging.WARNING or not any(
-        part in record.pathname for part in ('/orbax/', '/jax/', '/clu/'))
+class ConfigError(ValueError):
+  """A config value that cannot work here; the message names the field."""
 
 
 class TrainingStopped(RuntimeError):
@@ -66,10 +61,13 @@ def _distributed_requested() -> bool:
 def prepare_data(config: ml_collections.ConfigDict) -> None:
   """Writes the built-in dataset when the config asks for it and it is not there yet."""
   root = config.get('builtin_data')
-  if root and not os.path.isdir(os.path.join(root, 'DAVIS')):
-    from data_pipelines import synthetic
+  if not root:
+    return
+  from data_pipelines import synthetic
+  if not synthetic.is_complete(root):
     if jax.process_index() == 0:
-      logging.info('writing the built-in dataset to %s', root)
+      logging.info('writing the built-in dataset to %s%s', root,
+                   ' (replacing an incomplete one)' if os.path.exists(root) else '')
       synthetic.generate(root)
     sharding.sync('builtin_data')
 
@@ -92,8 +90,23 @@ def initial_state(config: ml_collections.ConfigDict, model, mesh, ckpt: checkpoi
     shapes = jax.eval_shape(lambda: create_state(init_variables(model, jax.random.PRNGKey(0)), tx))
     logging.info('resuming from %s/%d', ckpt.directory, ckpt.latest_step())
     return ckpt.restore(checkpoint.abstract(shapes, replicated))
-  variables = checkpoint.initial_variables(config.init, model, config.seed)
+  try:
+    variables = checkpoint.initial_variables(config.init, model, config.seed)
+  except ConversionError as e:
+    raise ConversionError(f'{e} [{_init_fields(config.init)}]') from None
   return place_state(sharding.put_replicated(variables, mesh), tx, mesh)
+
+
+def _init_fields(init: ml_collections.ConfigDict) -> str:
+  """Which config fields chose the starting weights, and what else would do."""
+  if init.kind == 'checkpoint':
+    return (f'config.init.checkpoint={init.checkpoint}: train the stage it comes from first (the main config starts '
+            'from --config=pretrain --workdir=runs/pretrain), or set --config.init.checkpoint=PATH, or '
+            '--config.init.kind=imagenet / scratch')
+  if init.kind == 'imagenet':
+    return (f'config.init.resnet50={init.resnet50}, config.init.resnet18={init.resnet18}: torchvision\'s ImageNet '
+            'files, or --config.init.kind=scratch')
+  return f'config.init.kind={init.kind}'
 
 
 def write_preview(workdir: str, step: int, local: dict, pred: np.ndarray, single_object: bool, writer) -> None:
@@ -121,13 +134,24 @@ def make_preview(model, config, mesh):
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   """Runs (or resumes) the training described by `config` in `workdir`; returns the final state."""
   mesh = sharding.make_mesh()
-  sharding.check_batch(config.global_batch, mesh, jax.process_count())
+  try:
+    sharding.check_batch(config.global_batch, mesh, jax.process_count())
+  except ValueError as e:
+    raise ConfigError(f'config.{e}: set --config.global_batch to a multiple of it') from None
   if config.global_batch % (config.grad_accum * mesh.size):
-    raise ValueError(f'global_batch {config.global_batch} must split into grad_accum {config.grad_accum} '
-                     f'micro-batches of whole per-device batches ({mesh.size} devices)')
+    raise ConfigError(f'config.global_batch {config.global_batch} must split into config.grad_accum '
+                      f'{config.grad_accum} micro-batches of whole per-device batches ({mesh.size} devices)')
   model = build_model(config.model)
   ckpt = checkpoint.Checkpoints(workdir, config.checkpoint_every, config.keep_checkpoints,
                                 config.async_checkpoints)
+  try:
+    return _train(config, workdir, mesh, model, ckpt)
+  finally:
+    ckpt.close()   # its background threads end here, not at interpreter shutdown
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str, mesh, model, ckpt: checkpoint.Checkpoints) -> TrainState:
+  """The training loop of `train_and_evaluate`."""
   state = initial_state(config, model, mesh, ckpt)
   start = int(jax.device_get(state.step))
   logging.info('%s on %d %s device(s), %d process(es); global batch %d; step %d of %d',
@@ -156,6 +180,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     state, step_metrics = train_step(state, batch, *scalars)
     window.add(step_metrics)
     done = step + 1
+    if step == start:   # the first step compiles: the steps/s and ETA count from its end
+      jax.block_until_ready(step_metrics)
+      progress.begin(done)
     if previous is not None and int(previous['refused_in_a_row']) >= config.max_refused_steps:
       raise TrainingStopped(_stop_message(config, ckpt, done - 1))
     previous = step_metrics
@@ -175,14 +202,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if ckpt.save(done, state, {**meta, 'step': done}, force=preempted or done == config.steps):
       logging.info('checkpoint %d started', done)
     if preempted:
-      logging.warning('preemption: saved step %d in %s, stopping', done, ckpt.directory)
+      logging.warning('%s: saved step %d in %s, stopping; the same command resumes', preemption.reason, done,
+                      ckpt.directory)
       break
   if int(jax.device_get(state.refused_in_a_row)) >= config.max_refused_steps:
     raise TrainingStopped(_stop_message(config, ckpt, int(jax.device_get(state.step))))
   ckpt.wait()
   writer.flush()
+  curves = os.path.join(workdir, 'curves.png')
   if jax.process_index() == 0 and os.path.exists(os.path.join(workdir, 'metrics.jsonl')):
-    metrics_lib.plot_curves(os.path.join(workdir, 'metrics.jsonl'), os.path.join(workdir, 'curves.png'))
+    metrics_lib.plot_curves(os.path.join(workdir, 'metrics.jsonl'), curves)
+    print(f'{"stopped" if preemption.requested else "finished"} at step {done} of {config.steps}: checkpoint '
+          f'{ckpt.directory}/{ckpt.latest_step()}, curves {curves}', flush=True)
   return state
 
 
@@ -202,15 +233,21 @@ def main(argv) -> int:
     raise app.UsageError('--config and --workdir are required')
   if _distributed_requested():
     jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  logging.set_verbosity(logging.INFO)
-  logging.get_absl_handler().addFilter(_QuietLibraries())
+  console.show_info()
   os.makedirs(_WORKDIR.value, exist_ok=True)
+  from data_pipelines.sources import DataError
   try:
     train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (TrainingStopped, ConversionError) as e:
-    logging.error('%s', e)
+  except TrainingStopped as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
+  except (ConfigError, ConversionError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  except DataError as e:
+    print(f'error: {e}: point the config at the data (--config.data.davis_root, youtube_root, video_roots or '
+          'static_root; configs/data.py) and check it with python -m data_pipelines.check ROOT', file=sys.stderr)
+    return 2
   return 0
 
 

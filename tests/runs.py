@@ -70,7 +70,7 @@ def committed_steps(workdir: str) -> list[int]:
 
 
 def final_params(workdir: str) -> dict[str, np.ndarray]:
-  from gsfm_jax.checkpoint import newest_state_dir
+  from gsfm_jax.convert import newest_state_dir
   from gsfm_jax.export import flatten, load_orbax
   return flatten({'params': load_orbax(newest_state_dir(workdir))['params']})
 

@@ -248,3 +248,24 @@ def test_pth_without_torch_says_how_to_proceed(tmp_path, capsys, monkeypatch):
   assert convert.main([str(tmp_path / 'official.npz'), str(tmp_path / 'x.pth'), '--to', 'official']) == 2
   assert 'writing PyTorch files needs torch' in capsys.readouterr().err
   assert not (tmp_path / 'o.npz').exists() and not (tmp_path / 'x.pth').exists()
+
+
+def test_convert_takes_what_predict_takes(reference, tmp_path, capsys):
+  """A training workdir of the narrow demo network, its checkpoints/ folder and a step folder: the newest (or
+  that) step, at the run's width; a .pth output without --to official is refused before any work."""
+  workdir = reference[0]
+  expected = official.variables_to_state_dict({'params': final_params_of(workdir)})
+  for source, name in ((workdir, 'w.npz'), (os.path.join(workdir, 'checkpoints'), 'c.npz'),
+                       (os.path.join(workdir, 'checkpoints', '4'), 's.npz')):
+    assert convert.main([source, str(tmp_path / name), '--to', 'official']) == 0, capsys.readouterr().err
+    got = export.read_npz(str(tmp_path / name))
+    assert got['decoder.pred.weight'].shape == (1, 64, 3, 3)                 # 256 / 4 channels
+    np.testing.assert_array_equal(got['decoder.pred.weight'], expected['decoder.pred.weight'])
+  assert convert.main([str(tmp_path / 'w.npz'), str(tmp_path / 'x.pth')]) == 2
+  assert 'x.pth: a .pth output holds the official names; add --to official' in capsys.readouterr().err
+  assert not (tmp_path / 'x.pth').exists()
+
+
+def final_params_of(workdir: str) -> dict:
+  from gsfm_jax.convert import newest_state_dir
+  return export.load_orbax(newest_state_dir(workdir))['params']

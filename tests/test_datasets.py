@@ -59,6 +59,24 @@ def test_synthetic_is_reproducible(dataset, tmp_path):
   assert _digest(str(tmp_path / 'other')) != _digest(dataset)
 
 
+def test_an_interrupted_write_leaves_no_partial_dataset(tmp_path, monkeypatch, capsys):
+  root = tmp_path / 'builtin'
+
+  def interrupted(*args):
+    raise KeyboardInterrupt
+  with monkeypatch.context() as patch:
+    patch.setattr(synthetic, 'write_static', interrupted)   # Ctrl-C after the videos were written
+    with pytest.raises(KeyboardInterrupt):
+      synthetic.generate(str(root), seed=3, **SMALL)
+  assert os.listdir(tmp_path) == []                          # neither the dataset nor its temporary folder
+  os.makedirs(root / 'DAVIS')                                # what an interrupted earlier version left
+  synthetic.generate(str(root), seed=3, **SMALL)
+  assert synthetic.is_complete(str(root)) and os.listdir(tmp_path) == ['builtin']
+  assert len(os.listdir(root / 'static' / 'DUTS-TR')) == 8
+  assert synthetic.main(['--out', str(root)]) == 2           # a whole dataset is not written over
+  assert 'the built-in dataset is already there' in capsys.readouterr().err
+
+
 def test_check_passes_the_builtin_dataset(dataset):
   problems, files = check.check_roots([dataset])
   assert problems == [] and files == 3 * 6 * 2 + 8 + 8

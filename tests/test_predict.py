@@ -1,7 +1,9 @@
 """The command lines that segment videos: `gsfm_jax.predict` on videos of the built-in dataset (a frame
 folder and an .mp4) with every bad input it must name (missing or unreadable video or frame, mask size,
-non-palette RGB mask, empty first mask, one-frame video, too many objects; a failure leaves earlier outputs
-as they were), and `gsfm_jax.evaluate` by the DAVIS and YouTube-VOS protocols."""
+non-palette RGB mask, empty first mask, one-frame video, too many objects, flags out of range, an --out that
+is a file or holds an earlier run; a failure leaves earlier outputs as they were), the masks people have
+(0/255 grey, white on black, anti-aliased, JPEG, a pixel off the frame size), and `gsfm_jax.evaluate` by the
+DAVIS and YouTube-VOS protocols."""
 import json
 import os
 import zipfile
@@ -38,11 +40,13 @@ def read_frames(folder: str) -> np.ndarray:
 
 def test_a_frame_folder_and_an_mp4_give_masks_overlays_and_probabilities(weights, clip, tmp_path, capsys):
   frames_dir, first_mask = clip
-  frames, first = read_frames(frames_dir), np.asarray(Image.open(first_mask))
+  frames, truth = read_frames(frames_dir), np.asarray(Image.open(first_mask))
+  first = np.where(truth == 2, 4, truth).astype(np.uint8)     # ids 1 and 4: the overlay must use 4's colour
+  write_palette_png(first, str(tmp_path / 'first.png'))
   ids = [i for i in np.unique(first) if i > 0]
   out = tmp_path / 'out'
-  assert predict.main(['--checkpoint', weights, '--video', frames_dir, '--mask', first_mask, '--out', str(out),
-                       '--probabilities']) == 0
+  args = ['--checkpoint', weights, '--video', frames_dir, '--mask', str(tmp_path / 'first.png'), '--out', str(out)]
+  assert predict.main(args + ['--probabilities']) == 0
   masks = sorted(os.listdir(out / 'masks'))
   assert masks == [f'{t:05d}.png' for t in range(len(frames))]
   first_out = Image.open(out / 'masks' / '00000.png')
@@ -54,9 +58,16 @@ def test_a_frame_folder_and_an_mp4_give_masks_overlays_and_probabilities(weights
   video = cv2.VideoCapture(str(out / 'overlay.mp4'))
   assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == len(frames)
   assert (int(video.get(cv2.CAP_PROP_FRAME_WIDTH)), int(video.get(cv2.CAP_PROP_FRAME_HEIGHT))) == first.shape[::-1]
+  overlay0 = video.read()[1][..., ::-1].astype(np.float32)    # the overlay's colours are the mask PNGs' colours
+  palette = np.asarray(first_out.getpalette()[:768], np.float32).reshape(256, 3)
+  for i in ids:
+    inner = cv2.erode((first == i).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    expected = 0.5 * frames[0][inner].astype(np.float32) + 0.5 * palette[i]
+    assert np.abs(overlay0[inner].mean(0) - expected.mean(0)).max() < 12, i
+  assert sorted(os.listdir(tmp_path)) == ['first.png', 'out']     # no partial folder left behind
   summary = json.load(open(out / 'summary.json'))
-  assert summary['frames'] == len(frames) and summary['objects'] == ids and summary['frames_per_s'] > 0
-  assert 'frames/s' in capsys.readouterr().out
+  assert summary['frames'] == len(frames) and summary['objects'] == ids and summary['seconds'] > 0
+  assert summary['frames_per_s'] is None and 's with compilation' in capsys.readouterr().out  # one chunk
 
   # the same frames as an .mp4, run at a smaller size: outputs at the video's size
   mp4 = str(tmp_path / 'clip.mp4')
@@ -69,11 +80,17 @@ def test_a_frame_folder_and_an_mp4_give_masks_overlays_and_probabilities(weights
   assert len(os.listdir(tmp_path / 'mp4' / 'masks')) == len(frames)
   assert np.asarray(Image.open(tmp_path / 'mp4' / 'masks' / '00004.png')).shape == first.shape
 
-  # a failing run into the same folder changes nothing there
+  # the same --out again: refused without --overwrite; a failing run with it changes nothing there
   before = {n: os.path.getmtime(out / 'masks' / n) for n in masks}
-  assert predict.main(['--checkpoint', weights, '--video', str(tmp_path / 'nope.mp4'), '--mask', first_mask,
-                       '--out', str(out)]) == 2
+  capsys.readouterr()
+  assert predict.main(args) == 2
+  assert f'--out {out}: already holds files (an earlier run?); pass --overwrite' in capsys.readouterr().err
+  bad = ['--checkpoint', weights, '--video', str(tmp_path / 'nope.mp4'), '--mask', first_mask, '--out', str(out)]
+  assert predict.main(bad + ['--overwrite']) == 2
   assert {n: os.path.getmtime(out / 'masks' / n) for n in masks} == before
+  # a run that succeeds with --overwrite replaces the folder whole: no probabilities from the first run remain
+  assert predict.main(args + ['--overwrite']) == 0
+  assert sorted(os.listdir(out)) == ['masks', 'overlay.mp4', 'overlay_last.png', 'summary.json']
 
 
 def _bad_case(kind: str, tmp_path, clip) -> tuple[list[str], str]:
@@ -95,12 +112,12 @@ def _bad_case(kind: str, tmp_path, clip) -> tuple[list[str], str]:
   if kind == 'mask size':
     write_palette_png(np.ones((10, 12), np.uint8), str(tmp_path / 'small.png'))
     return (['--video', frames_dir, '--mask', str(tmp_path / 'small.png')],
-            f'small.png: the mask is 12×10 but the frames are {shape[1]}×{shape[0]}')
+            f'small.png: the mask is 12×10 but the frames are {shape[1]}×{shape[0]}; pass --mask_resize nearest')
   if kind == 'rgb not palette':
     rgb = np.zeros(shape + (3,), np.uint8)
     rgb[:5, :5] = (12, 34, 56)
     Image.fromarray(rgb).save(tmp_path / 'rgb.png')
-    return ['--video', frames_dir, '--mask', str(tmp_path / 'rgb.png')], 'rgb.png: an RGB mask with 1 colour(s) that are not DAVIS palette colours (e.g. (12, 34, 56))'
+    return ['--video', frames_dir, '--mask', str(tmp_path / 'rgb.png')], 'rgb.png: an RGB mask with 1 colour(s) that are neither DAVIS palette colours nor grey levels (e.g. (12, 34, 56))'
   if kind == 'empty mask':
     write_palette_png(np.zeros(shape, np.uint8), str(tmp_path / 'empty.png'))
     return ['--video', frames_dir, '--mask', str(tmp_path / 'empty.png')], 'empty.png: the first mask has no object'
@@ -115,7 +132,7 @@ def _bad_case(kind: str, tmp_path, clip) -> tuple[list[str], str]:
     many[i * 5:i * 5 + 3, :4] = i
   write_palette_png(many, str(tmp_path / 'many.png'))
   return (['--video', frames_dir, '--mask', str(tmp_path / 'many.png'), '--max_objects', '2'],
-          'many.png: 3 objects, more than --max_objects 2')
+          'many.png: 3 objects (ids [1, 2, 3]), more than --max_objects 2')
 
 
 @pytest.mark.parametrize('kind', ['missing video', 'unreadable video', 'unreadable frame', 'mask size',
@@ -134,12 +151,78 @@ def test_an_rgb_mask_in_palette_colours_is_read_as_ids(tmp_path):
   ids = np.zeros((6, 8), np.uint8)
   ids[1:3, 1:4], ids[4:, 5:] = 1, 3
   Image.fromarray(davis_palette()[ids]).save(tmp_path / 'rgb.png')
-  assert np.array_equal(read_mask([str(tmp_path / 'rgb.png')], (6, 8)), ids)
+  assert np.array_equal(read_mask([str(tmp_path / 'rgb.png')], (6, 8)).labels, ids)
   # one binary PNG per object: ids in argument order
   Image.fromarray((ids == 3).astype(np.uint8) * 255).save(tmp_path / 'a.png')
   Image.fromarray((ids == 1).astype(np.uint8) * 255).save(tmp_path / 'b.png')
-  assert np.array_equal(read_mask([str(tmp_path / 'a.png'), str(tmp_path / 'b.png')], (6, 8)),
+  assert np.array_equal(read_mask([str(tmp_path / 'a.png'), str(tmp_path / 'b.png')], (6, 8)).labels,
                         np.where(ids == 3, 1, np.where(ids == 1, 2, 0)))
+
+
+def _disc(size: tuple[int, int] = (40, 60)) -> np.ndarray:
+  y, x = np.mgrid[:size[0], :size[1]]
+  return (y - 20) ** 2 + (x - 30) ** 2 < 12 ** 2
+
+
+@pytest.mark.parametrize('kind', ['grey 0/255', 'white on black RGB', 'grey ids', 'palette 0/1'])
+def test_the_masks_people_have_are_read_as_objects(kind, tmp_path):
+  """DAVIS 2016 style 0/255 grayscale and white-on-black RGB are object 1, not id 255 or a refusal."""
+  from gsfm_jax.inference.media import read_mask
+  disc = _disc()
+  path = str(tmp_path / 'mask.png')
+  if kind == 'grey 0/255':
+    Image.fromarray(disc.astype(np.uint8) * 255).save(path)
+  elif kind == 'white on black RGB':
+    Image.fromarray(np.repeat(disc[..., None], 3, -1).astype(np.uint8) * 255).save(path)
+  elif kind == 'grey ids':
+    Image.fromarray(disc.astype(np.uint8) * 2).save(path)
+  else:
+    write_palette_png(disc.astype(np.uint8), path)
+  mask = read_mask([path], disc.shape)
+  assert np.array_equal(mask.labels, disc.astype(np.uint8) * (2 if kind == 'grey ids' else 1)) and not mask.notes
+
+
+@pytest.mark.parametrize('kind', ['anti-aliased grey', 'JPEG RGB'])
+def test_soft_binary_masks_are_thresholded_at_half_with_a_note(kind, tmp_path):
+  from gsfm_jax.inference.media import read_mask
+  disc = _disc()
+  soft = cv2.GaussianBlur(disc.astype(np.float32) * 255, (5, 5), 1.0).round().astype(np.uint8)
+  path = str(tmp_path / ('mask.png' if kind == 'anti-aliased grey' else 'mask.jpg'))
+  Image.fromarray(soft if kind == 'anti-aliased grey' else np.repeat(soft[..., None], 3, -1)).save(path, quality=70)
+  mask = read_mask([path], disc.shape)
+  assert set(np.unique(mask.labels)) == {0, 1}
+  assert np.mean(mask.labels == disc) > 0.99
+  assert len(mask.notes) == 1 and 'thresholded at 50 % into one object' in mask.notes[0] and path in mask.notes[0]
+
+
+def test_a_mask_a_pixel_off_the_frame_size(tmp_path):
+  from gsfm_jax.inference.media import InputError, read_mask
+  write_palette_png(_disc((40, 59)).astype(np.uint8), str(tmp_path / 'm.png'))   # 59 wide, the frames 60
+  with pytest.raises(InputError, match='the mask is 59×40 but the frames are 60×40; pass --mask_resize nearest'):
+    read_mask([str(tmp_path / 'm.png')], (40, 60))
+  mask = read_mask([str(tmp_path / 'm.png')], (40, 60), resize='nearest')
+  assert mask.labels.shape == (40, 60) and np.mean(mask.labels == _disc()) > 0.98
+  assert mask.notes == [f'{tmp_path / "m.png"}: resized from 59×40 to 60×40 (nearest neighbour)']
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--top_k', '0'], '--top_k 0: must be at least 1'),
+    (['--dtype', 'float16'], '--dtype float16: expected one of float32, bfloat16, auto'),
+    (['--capacity', '0'], '--capacity 0: must be at least 1'),
+])
+def test_flag_values_out_of_range(flags, message, clip, tmp_path, capsys):
+  frames_dir, first_mask = clip
+  assert predict.main(['--checkpoint', 'unused', '--video', frames_dir, '--mask', first_mask,
+                       '--out', str(tmp_path / 'o')] + flags) == 2
+  assert message in capsys.readouterr().err and not (tmp_path / 'o').exists()
+
+
+def test_out_that_is_a_file_is_refused_before_any_work(clip, tmp_path, capsys):
+  frames_dir, first_mask = clip
+  (tmp_path / 'o').write_text('mine')
+  assert predict.main(['--checkpoint', 'unused', '--video', frames_dir, '--mask', first_mask, '--out', str(tmp_path / 'o')]) == 2
+  assert f'--out {tmp_path / "o"}: is a file; give a folder' in capsys.readouterr().err
+  assert (tmp_path / 'o').read_text() == 'mine'
 
 
 # ---------------------------------------------------------------- benchmarks (python -m gsfm_jax.evaluate)

@@ -26,6 +26,7 @@ def test_run_writes_metrics_checkpoints_images_and_progress(reference):
     assert row['lr'] == pytest.approx(demo.get_config().lr) and row['p'] == 1.0 and row['refused'] == 0
     assert row['clips_per_s'] == pytest.approx(8 * row['steps_per_s'])
   assert 'step 4/4 (100.0 %)' in output and 'ETA' in output and 'clips/s' in output
+  assert f'finished at step 4 of 4: checkpoint {os.path.join(workdir, "checkpoints")}/4, curves' in output
   assert committed_steps(workdir) == [2, 4]
   meta = json.load(open(os.path.join(workdir, 'checkpoints', '4', 'meta', 'metadata')))
   assert meta['step'] == 4 and meta['devices'] == 2 and meta['processes'] == 1
@@ -39,13 +40,15 @@ def test_run_writes_metrics_checkpoints_images_and_progress(reference):
 
 def test_resume_after_sigterm_and_kill_9_is_bit_exact(reference, data_root, tmp_path):
   workdir, log = str(tmp_path / 'run'), []
-  # 1. SIGTERM (preemption) after the first step: a checkpoint of the current step, exit status 0
+  # 1. Ctrl-C (SIGINT) after the first step: a checkpoint of the current step, exit status 0 (SIGTERM takes the
+  # same path: test_signals_ask_for_a_checkpoint)
   first = start(cli_args(workdir, data_root))
   read_until(first, 'step 1/4', log)
-  first.send_signal(signal.SIGTERM)
+  first.send_signal(signal.SIGINT)
   log += first.stdout.readlines()
   assert first.wait(timeout=300) == 0, ''.join(log[-40:])
-  assert 'preemption: saved step' in ''.join(log)
+  assert 'interrupted (Ctrl-C): saved step' in ''.join(log) and 'the same command resumes' in ''.join(log)
+  assert 'stopped at step' in ''.join(log)
   saved = committed_steps(workdir)
   assert len(saved) == 1 and 1 <= saved[0] < 3, saved
   # 2. resumed, then killed with SIGKILL during step 4 (an asynchronous save of step 2 may be in flight)
@@ -60,6 +63,24 @@ def test_resume_after_sigterm_and_kill_9_is_bit_exact(reference, data_root, tmp_
   assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
   assert committed_steps(workdir)[-1] == 4
   assert_same_params(final_params(workdir), final_params(reference[0]))
+
+
+@pytest.mark.parametrize('signum, reason', [(signal.SIGTERM, 'preemption (SIGTERM)'),
+                                           (signal.SIGINT, 'interrupted (Ctrl-C)')])
+def test_signals_ask_for_a_checkpoint(signum, reason):
+  from gsfm_jax.checkpoint import Preemption
+  handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+  try:
+    preemption = Preemption()
+    assert not preemption.reached(1)
+    os.kill(os.getpid(), signum)
+    assert preemption.reached(2) and preemption.reason == reason
+    if signum == signal.SIGINT:   # a second Ctrl-C is the usual KeyboardInterrupt
+      with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+  finally:
+    signal.signal(signal.SIGTERM, handlers[0])
+    signal.signal(signal.SIGINT, handlers[1])
 
 
 def test_checkpoint_restores_on_another_device_count(reference):

@@ -10,6 +10,7 @@ figures are means over all objects, J&F = (J-Mean + F-Mean) / 2.
 import argparse
 import csv
 import os
+import sys
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -120,7 +121,7 @@ def davis_sequences(davis_root: str, subset: str, binary: bool,
     return annotations, [line.strip() for line in f if line.strip()]
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: Optional[list[str]] = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--results', required=True, help='folder of <sequence>/<frame>.png predictions')
   parser.add_argument('--davis_root', required=True, help='DAVIS folder with ImageSets/ and Annotations/480p/')
@@ -128,13 +129,22 @@ def main(argv: Optional[list[str]] = None) -> None:
   parser.add_argument('--binary', action='store_true', help='DAVIS 2016: one object, 0/255 masks')
   parser.add_argument('--out', default=None, help='where the CSVs go (default: --results)')
   args = parser.parse_args(argv)
-  annotations, sequences = davis_sequences(args.davis_root, args.set, args.binary)
-  scores = evaluate_folders(args.results, annotations, sequences, args.binary)
+  try:
+    if not os.path.isdir(args.results):
+      raise ValueError(f'--results {args.results}: no such folder (it holds <sequence>/<frame>.png predictions)')
+    if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
+      raise ValueError(f'--out {args.out}: is a file; give a folder')
+    annotations, sequences = davis_sequences(args.davis_root, args.set, args.binary)
+    scores = evaluate_folders(args.results, annotations, sequences, args.binary)
+  except ValueError as error:   # every problem with the inputs, naming the file
+    print(f'error: {error}', file=sys.stderr)
+    return 2
   paths = write_csvs(scores, args.out or args.results, args.set)
   for name, value in summarise(scores).items():
     print(f'{name:9s} {value:.3f}')
   print('written:', *paths)
+  return 0
 
 
 if __name__ == '__main__':
-  main()
+  sys.exit(main())

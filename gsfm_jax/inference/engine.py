@@ -16,7 +16,7 @@ needs; slots are allocated in buckets so that videos of similar lengths share co
 import dataclasses
 import functools
 import math
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -98,6 +98,18 @@ def slots_for(stored: int, protocol: Protocol) -> int:
 class VideoResult(NamedTuple):
   labels: np.ndarray            # (T, H, W) uint8: 0 background, k for object k (1 … K)
   prob: Optional[np.ndarray]    # (T, H, W, K+1) float32, background first (when asked for)
+
+
+class Chunk(NamedTuple):
+  """Consecutive frames start … start + n - 1 of a video and their outputs."""
+  start: int
+  frames: np.ndarray            # (n, H, W, 3) uint8, the input frames
+  labels: np.ndarray            # (n, Ho, Wo) uint8
+  prob: Optional[np.ndarray]    # (n, Ho, Wo, K+1) float32 (when asked for)
+
+
+# frames of a video: an array (T, H, W, 3) or a sequence whose [a:b] gives (b - a, H, W, 3) uint8
+Frames = Sequence[np.ndarray]
 
 
 class Geometry(NamedTuple):
@@ -202,15 +214,29 @@ class Propagator:
               resized: Optional[tuple[int, int]] = None, out_size: Optional[tuple[int, int]] = None,
               wanted: Optional[np.ndarray] = None, keep_prob: bool = False,
               progress: Optional[Callable[[int], None]] = None) -> VideoResult:
-    """Segments a video.
+    """Segments a video held in memory: `chunks` with every chunk's outputs concatenated.
 
-    frames (T, H, W, 3) uint8 RGB; labels {t: (H, W) object ids 0 … K}: the masks given at frame t
-    (objects 1 … K, each given once, at its first labelled frame). resized: the network's input size
-    (default: as is); out_size: the output size (default (H, W)); wanted (T,) bool: frames whose output is
-    needed (others may be skipped; their output is zeros); progress(frames done) is called after each
-    chunk. Returns labels (T, Ho, Wo) and optionally prob.
+    Returns labels (T, Ho, Wo) and, with keep_prob, prob (T, Ho, Wo, K+1).
     """
-    num_frames = frames.shape[0]
+    parts = list(self.chunks(frames, labels, num_objects, resized, out_size, wanted, keep_prob, progress))
+    prob = np.concatenate([c.prob for c in parts]) if keep_prob else None
+    return VideoResult(np.concatenate([c.labels for c in parts]), prob)
+
+  def chunks(self, frames: Frames, labels: dict[int, np.ndarray], num_objects: Optional[int] = None,
+             resized: Optional[tuple[int, int]] = None, out_size: Optional[tuple[int, int]] = None,
+             wanted: Optional[np.ndarray] = None, keep_prob: bool = False,
+             progress: Optional[Callable[[int], None]] = None) -> Iterator[Chunk]:
+    """Segments a video chunk by chunk, in constant host and device memory (with a bounded `capacity`).
+
+    frames: (T, H, W, 3) uint8 RGB, an array or any sequence whose `frames[a:b]` reads those frames
+    (`media.VideoReader` decodes them from disk only then); labels {t: (H, W) object ids 0 … K}: the masks
+    given at frame t (objects 1 … K, each given once, at its first labelled frame). resized: the network's
+    input size (default: as is); out_size: the output size (default (H, W)); wanted (T,) bool: frames whose
+    output is needed (others may be skipped; their output is zeros); progress(frames done) is called after
+    each chunk. Yields each chunk's frames and outputs in order; a chunk's outputs come back while the next
+    chunk runs, so at most two chunks of frames are held.
+    """
+    num_frames = len(frames)
     first_seen, slots = _first_seen(labels, num_objects)
     shared = len(set(first_seen.tolist())) == 1  # all objects start together: one affinity for all
     real, k = len(first_seen), bucket(len(first_seen), self.protocol.object_bucket)
@@ -219,29 +245,28 @@ class Propagator:
                        'which are always kept')
     first_seen = np.concatenate([first_seen, np.full(k - real, num_frames, np.int64)])  # padding: never seen
     plan = schedule(num_frames, first_seen, self.protocol, wanted)
-    geo = geometry(frames.shape[1:3], resized, out_size)
+    geo = geometry(next(iter(labels.values())).shape, resized, out_size)
     consts = jax.device_put({**self.resize_matrices(geo),   # on the device once, not per chunk
                              'labels': np.stack([labels[t] for t in sorted(labels)]).astype(np.uint8)})
     xs = {'t': np.arange(num_frames, dtype=np.int32), 'memorise': plan.memorise, 'compute': plan.compute,
           'slot': np.array([slots.get(t, -1) for t in range(num_frames)], np.int32),
           'new': (np.arange(num_frames)[:, None] == first_seen[None, :])}
     carry = self.empty_carry(geo, k)
-    host, pending, stored = [], None, 0
+    pending, stored = None, 0
     chunk = self.protocol.chunk
     for start in range(0, num_frames, chunk):
       stop = min(start + chunk, num_frames)
       stored += int(plan.memorise[start:stop].sum())
       carry = (memory_bank.grow(carry[0], slots_for(stored, self.protocol)), carry[1])
       piece = {name: _pad_to(v[start:stop], chunk) for name, v in xs.items()}
-      piece = jax.device_put({**piece, 'frame': _pad_to(frames[start:stop], chunk)})   # the only upload per chunk
+      pixels = np.asarray(frames[start:stop])
+      piece = jax.device_put({**piece, 'frame': _pad_to(pixels, chunk)})   # the only upload per chunk
       self._note_compile(geo, k, carry[0].capacity, shared, keep_prob)
       carry, out = self.chunk_program(self.variables, consts, carry, piece, shared=shared, keep_prob=keep_prob)
       if pending is not None:   # the previous chunk's outputs come back while this chunk runs
-        host.append(_fetch(*pending, progress))
-      pending = (out, stop - start, stop)
-    host.append(_fetch(*pending, progress))
-    prob = np.concatenate([o['prob'] for o in host])[..., :real + 1] if keep_prob else None
-    return VideoResult(np.concatenate([o['labels'] for o in host]), prob)
+        yield _fetch(*pending, real, progress)
+      pending = (out, start, pixels)
+    yield _fetch(*pending, real, progress)
 
   def empty_carry(self, geo: Geometry, num_objects: int) -> tuple:
     """The per-frame function's starting carry: an empty bank sized for this model and geometry, and no
@@ -283,12 +308,14 @@ def _first_seen(labels: dict[int, np.ndarray], num_objects: Optional[int]) -> tu
   return first, {t: i for i, t in enumerate(sorted(labels))}
 
 
-def _fetch(out: dict, length: int, done: int, progress: Optional[Callable[[int], None]]) -> dict:
-  """A chunk's outputs on the host, without the padding frames; reports `done` frames."""
-  out = jax.tree.map(lambda a: np.asarray(a[:length]), jax.device_get(out))
+def _fetch(out: dict, start: int, frames: np.ndarray, real: int,
+           progress: Optional[Callable[[int], None]]) -> Chunk:
+  """A chunk's outputs on the host, without the padding frames and padding objects; reports the frames done."""
+  out = jax.tree.map(lambda a: np.asarray(a[:len(frames)]), jax.device_get(out))
   if progress is not None:
-    progress(done)
-  return out
+    progress(start + len(frames))
+  prob = out['prob'][..., :real + 1] if 'prob' in out else None
+  return Chunk(start, frames, out['labels'], prob)
 
 
 def _pad_to(x: np.ndarray, length: int) -> np.ndarray:
