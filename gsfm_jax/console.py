@@ -19,8 +19,10 @@ class _QuietLibraries(py_logging.Filter):
 
 
 def show_info() -> None:
-  """absl INFO on (this project's lines), the libraries' INFO and harmless warnings off."""
+  """absl INFO on (this project's lines), the libraries' INFO and harmless warnings off. The filter sits on the
+  'absl' logger (orbax logs there, whichever handler prints) and on absl's handler (JAX logs to its own
+  loggers, which reach the root handlers)."""
   logging.set_verbosity(logging.INFO)
-  handler = logging.get_absl_handler()
-  if not any(isinstance(f, _QuietLibraries) for f in handler.filters):
-    handler.addFilter(_QuietLibraries())
+  for target in (logging.get_absl_logger(), logging.get_absl_handler()):   # the handler: JAX's own loggers
+    if not any(isinstance(f, _QuietLibraries) for f in target.filters):
+      target.addFilter(_QuietLibraries())

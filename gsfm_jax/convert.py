@@ -24,7 +24,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from gsfm_jax import official
+from gsfm_jax import console, official
 from gsfm_jax.export import ConversionError, Variables, load_variables, read_npz, save_variables
 from gsfm_jax.models import GSFM, init_variables
 
@@ -127,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = build_parser().parse_args(argv)
+  console.show_info()
   from_imagenet = args.resnet50 is not None or args.resnet18 is not None
   try:
     config = run_model_config(args.paths[0]) if len(args.paths) == 2 and not from_imagenet else None

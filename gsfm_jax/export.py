@@ -6,6 +6,7 @@ name, so a failed conversion leaves nothing behind and never damages an earlier 
 import os
 import shutil
 import tempfile
+import zipfile
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 import flax.traverse_util
@@ -56,13 +57,15 @@ def unflatten(flat: Mapping[str, np.ndarray]) -> Variables:
 def read_npz(path: str, names_only: bool = False) -> dict[str, Optional[np.ndarray]]:
   """All arrays of an .npz file (no pickles), or only their names (values None); ConversionError
   naming the file if it cannot be read."""
+  if not os.path.isfile(path):
+    raise ConversionError(f'{path}: no such file')
+  if not zipfile.is_zipfile(path):   # np.load would try it as a pickle
+    raise ConversionError(f'{path}: cannot read as a numpy .npz file (not a zip archive)')
   try:
     with np.load(path, allow_pickle=False) as data:
       return {k: None if names_only else data[k] for k in data.files}
-  except FileNotFoundError:
-    raise ConversionError(f'{path}: no such file') from None
   except ValueError as e:
-    if 'allow_pickle' in str(e):  # object arrays: a pickle, never a weights file
+    if 'allow_pickle' in str(e):  # object arrays: pickles, never weights
       raise ConversionError(f'{path}: holds Python objects, not only arrays; not a weights file') from None
     raise ConversionError(f'{path}: cannot read as a numpy .npz file ({short_reason(e)})') from None
   except Exception as e:  # zipfile and format errors all mean the same to the user

@@ -8,8 +8,9 @@
       [--probabilities]            # also prob/<frame>.npy, (H, W, K+1) float16, background first
 
 Writes OUT/masks/<frame>.png (palette PNGs with your object ids), OUT/overlay.mp4 (in the same colours),
-OUT/overlay_last.png and OUT/summary.json (seconds, frames/s after compilation, compiled programs). Frames are decoded and results written
-chunk by chunk, so host memory does not grow with the video; with --capacity N neither does device memory.
+OUT/overlay_last.png and OUT/summary.json (seconds, frames/s after compilation, compiled programs). Frames
+are decoded and results written chunk by chunk, so host memory does not grow with the video; with
+--capacity N neither does device memory.
 The checkpoint is a training workdir (its config gives the network), an exported .npz or variables folder,
 or an official GSFM/STCN .pth. Every input is checked before anything runs; the outputs are written to a new
 folder that replaces OUT only when the run succeeds (an OUT with files in it needs --overwrite).

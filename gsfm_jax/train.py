@@ -141,7 +141,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   if config.global_batch % (config.grad_accum * mesh.size):
     raise ConfigError(f'config.global_batch {config.global_batch} must split into config.grad_accum '
                       f'{config.grad_accum} micro-batches of whole per-device batches ({mesh.size} devices)')
-  model = build_model(config.model)
+  try:
+    model = build_model(config.model)
+  except ValueError as e:
+    raise ConfigError(f'config.{e}') from None
   ckpt = checkpoint.Checkpoints(workdir, config.checkpoint_every, config.keep_checkpoints,
                                 config.async_checkpoints)
   try:

@@ -27,6 +27,7 @@ def _module(args: list[str], devices: int = 1) -> subprocess.CompletedProcess:
     ({'init.kind': 'checkpoint', 'init.checkpoint': 'runs/no_pretrain'},
      'runs/no_pretrain: no such file or directory [config.init.checkpoint=runs/no_pretrain: train the stage'),
     ({'global_batch': 3}, 'config.global_batch 3 must be a multiple of the device count 2'),
+    ({'model.dtype': 'float16'}, "config.model.dtype 'float16': expected 'float32', 'bfloat16' or 'auto'"),
     ({'data.davis_root': '/nonexistent/DAVIS'}, 'no videos found (missing: /nonexistent/DAVIS/2017/trainval): point '
                                                 'the config at the data (--config.data.davis_root'),
 ])

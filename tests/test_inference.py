@@ -120,6 +120,36 @@ def test_bounded_memory_keeps_device_memory_constant_on_a_long_video():
   assert len(held) == 10 and len(set(held[:-1])) == 1, held   # the last report: nothing left in flight
 
 
+class _Recorder:
+  """A lazily read video: records every slice asked for."""
+
+  def __init__(self, frames: np.ndarray):
+    self.frames, self.reads = frames, []
+
+  def __len__(self) -> int:
+    return len(self.frames)
+
+  def __getitem__(self, index: slice) -> np.ndarray:
+    self.reads.append((index.start, index.stop))
+    return self.frames[index]
+
+
+def test_frames_are_read_and_results_returned_chunk_by_chunk():
+  """Host memory does not grow with the video: each chunk of frames is read when its turn comes (at most
+  one chunk ahead of the results handed back), and each chunk's results are handed back before the video
+  ends; together they are the whole-video call's results."""
+  frames, labels = video(40, seed=4)
+  source = _Recorder(frames)
+  starts, parts = [], []
+  for chunk in engine(capacity=4).chunks(source, {0: labels[0]}):
+    assert max(stop for _, stop in source.reads) <= chunk.start + 2 * 4
+    starts.append(chunk.start)
+    parts.append(chunk.labels)
+    assert np.array_equal(chunk.frames, frames[chunk.start:chunk.start + 4])
+  assert starts == list(range(0, 40, 4)) and source.reads == [(s, s + 4) for s in range(0, 40, 4)]
+  assert np.array_equal(np.concatenate(parts), engine(capacity=4).segment(frames, {0: labels[0]}).labels)
+
+
 def test_an_object_that_enters_later_starts_its_memory_there():
   frames, labels = video(7, seed=2)
   given = {0: np.where(labels[0] == 1, 1, 0).astype(np.uint8), 3: np.where(labels[3] == 2, 2, 0).astype(np.uint8)}

@@ -93,6 +93,24 @@ def test_a_frame_folder_and_an_mp4_give_masks_overlays_and_probabilities(weights
   assert sorted(os.listdir(out)) == ['masks', 'overlay.mp4', 'overlay_last.png', 'summary.json']
 
 
+def test_a_training_workdir_without_library_chatter(reference, clip, tmp_path):
+  """predict on the narrow network of a training run (its config.json gives the width), as a user runs it:
+  the progress and the closing line, not orbax's or JAX's INFO lines or orbax's metadata warning."""
+  import subprocess
+  import sys
+  from runs import REPO, env
+  frames_dir, first_mask = clip
+  result = subprocess.run([sys.executable, '-m', 'gsfm_jax.predict', '--checkpoint', reference[0], '--video',
+                           frames_dir, '--mask', first_mask, '--out', str(tmp_path / 'out')], cwd=REPO, env=env(1),
+                          capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  printed = result.stdout + result.stderr
+  assert ' object(s), ' in result.stdout and 'inference program 1' in printed
+  for chatter in ('orbax', '_CHECKPOINT_METADATA', 'Restoring checkpoint', 'Finished load'):
+    assert chatter not in printed, chatter
+  assert len(os.listdir(tmp_path / 'out' / 'masks')) == len(os.listdir(frames_dir))
+
+
 def _bad_case(kind: str, tmp_path, clip) -> tuple[list[str], str]:
   """(extra predict arguments, expected message) for one kind of bad input."""
   frames_dir, first_mask = clip
@@ -157,6 +175,32 @@ def test_an_rgb_mask_in_palette_colours_is_read_as_ids(tmp_path):
   Image.fromarray((ids == 1).astype(np.uint8) * 255).save(tmp_path / 'b.png')
   assert np.array_equal(read_mask([str(tmp_path / 'a.png'), str(tmp_path / 'b.png')], (6, 8)).labels,
                         np.where(ids == 3, 1, np.where(ids == 1, 2, 0)))
+
+
+def test_video_reader_decodes_frames_only_when_asked(clip, tmp_path):
+  """An .mp4 and a frame folder: the length and size come from opening, frames from slices, in any order."""
+  from gsfm_jax.inference.media import InputError, VideoReader
+  frames_dir, _ = clip
+  frames = read_frames(frames_dir)
+  folder = VideoReader(frames_dir)
+  assert len(folder) == len(frames) and folder.size == frames.shape[1:3] and folder.read_seconds == 0
+  np.testing.assert_array_equal(folder[2:5], frames[2:5])
+  mp4 = str(tmp_path / 'v.mp4')
+  writer = cv2.VideoWriter(mp4, cv2.VideoWriter_fourcc(*'mp4v'), 10, frames.shape[2:0:-1])
+  for frame in frames:
+    writer.write(np.ascontiguousarray(frame[..., ::-1]))
+  writer.release()
+  video = VideoReader(mp4)
+  assert len(video) == len(frames) and video.names[:2] == ['00000', '00001']
+  whole = video[:]
+  np.testing.assert_array_equal(video[3:6], whole[3:6])   # forward from the start again
+  np.testing.assert_array_equal(video[1:2], whole[1:2])   # backwards: reopened
+  assert np.abs(whole.astype(int) - frames).mean() < 8 and video.read_seconds > 0   # mp4v is lossy
+  os.makedirs(tmp_path / 'mixed')
+  Image.fromarray(frames[0]).save(tmp_path / 'mixed' / 'a.png')
+  Image.fromarray(frames[0][:-2]).save(tmp_path / 'mixed' / 'b.png')
+  with pytest.raises(InputError, match='b.png: frame size'):
+    VideoReader(str(tmp_path / 'mixed'))
 
 
 def _disc(size: tuple[int, int] = (40, 60)) -> np.ndarray:

@@ -180,6 +180,8 @@ def compute_dtype(name: str) -> jnp.dtype:
   """'float32' | 'bfloat16' | 'auto' (bfloat16 on accelerators, float32 on CPU) -> dtype."""
   if name == 'auto':
     return jnp.dtype(jnp.float32 if jax.default_backend() == 'cpu' else jnp.bfloat16)
+  if name not in ('float32', 'bfloat16'):
+    raise ValueError(f"model.dtype {name!r}: expected 'float32', 'bfloat16' or 'auto'")
   return jnp.dtype(name)
 
 
