@@ -23,18 +23,31 @@ def _module(args: list[str], devices: int = 1) -> subprocess.CompletedProcess:
                         timeout=300)
 
 
-@pytest.mark.parametrize('overrides, expected', [
-    ({'init.kind': 'checkpoint', 'init.checkpoint': 'runs/no_pretrain'},
-     'runs/no_pretrain: no such file or directory [config.init.checkpoint=runs/no_pretrain: train the stage'),
-    ({'global_batch': 3}, 'config.global_batch 3 must be a multiple of the device count 2'),
-    ({'model.dtype': 'float16'}, "config.model.dtype 'float16': expected 'float32', 'bfloat16' or 'auto'"),
-    ({'data.davis_root': '/nonexistent/DAVIS'}, 'no videos found (missing: /nonexistent/DAVIS/2017/trainval): point '
-                                                'the config at the data (--config.data.davis_root'),
-])
-def test_train(overrides, expected, data_root, tmp_path):
+def test_train_without_a_pretrain_run(data_root, tmp_path):
+  """The command line: --config=main's start (a stage-0 workdir) is missing; the line names the config field."""
+  overrides = {'init.kind': 'checkpoint', 'init.checkpoint': 'runs/no_pretrain'}
   result = subprocess.run(cli_args(str(tmp_path / 'w'), data_root, **overrides), cwd=REPO, env=env(2),
                           capture_output=True, text=True, timeout=300)
-  assert result.returncode == 2 and expected in _one_error_line(result.stderr)
+  assert result.returncode == 2
+  assert ('runs/no_pretrain: no such file or directory [config.init.checkpoint=runs/no_pretrain: train the stage'
+          in _one_error_line(result.stderr))
+
+
+@pytest.mark.parametrize('overrides, error, expected', [
+    ({'global_batch': 3}, 'ConfigError', 'config.global_batch 3 must be a multiple of the device count 8'),
+    ({'model.dtype': 'float16'}, 'ConfigError', "config.model.dtype 'float16': expected 'float32', 'bfloat16' or 'auto'"),
+    ({'data.davis_root': '/nonexistent/DAVIS'}, 'DataError', 'no videos found (missing: /nonexistent/DAVIS/2017/trainval)'),
+])
+def test_train_config_mistakes(overrides, error, expected, data_root, tmp_path):
+  """The errors the command line turns into one line and exit 2 (see main), raised before any step runs."""
+  from gsfm_jax import train
+  from runs import demo_config
+  config = demo_config(data_root)
+  config.update_from_flattened_dict(overrides)
+  with pytest.raises(Exception) as raised:
+    train.train_and_evaluate(config, str(tmp_path / 'w'))
+  assert type(raised.value).__name__ == error and expected in str(raised.value)
+  assert not os.path.exists(tmp_path / 'w' / 'checkpoints' / '1')
 
 
 def test_evaluate(tmp_path, data_root, capsys):
