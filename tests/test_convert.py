@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from conftest import converted_variables, official_state_dict
+from runs import final_params
 from gsfm_jax import checkpoint, convert, export, official
 from gsfm_jax.models import GSFM
 
@@ -254,7 +255,7 @@ def test_convert_takes_what_predict_takes(reference, tmp_path, capsys):
   """A training workdir of the narrow demo network, its checkpoints/ folder and a step folder: the newest (or
   that) step, at the run's width; a .pth output without --to official is refused before any work."""
   workdir = reference[0]
-  expected = official.variables_to_state_dict({'params': final_params_of(workdir)})
+  expected = official.variables_to_state_dict(export.unflatten(final_params(workdir)))
   for source, name in ((workdir, 'w.npz'), (os.path.join(workdir, 'checkpoints'), 'c.npz'),
                        (os.path.join(workdir, 'checkpoints', '4'), 's.npz')):
     assert convert.main([source, str(tmp_path / name), '--to', 'official']) == 0, capsys.readouterr().err
@@ -264,8 +265,3 @@ def test_convert_takes_what_predict_takes(reference, tmp_path, capsys):
   assert convert.main([str(tmp_path / 'w.npz'), str(tmp_path / 'x.pth')]) == 2
   assert 'x.pth: a .pth output holds the official names; add --to official' in capsys.readouterr().err
   assert not (tmp_path / 'x.pth').exists()
-
-
-def final_params_of(workdir: str) -> dict:
-  from gsfm_jax.convert import newest_state_dir
-  return export.load_orbax(newest_state_dir(workdir))['params']
