@@ -1,6 +1,7 @@
 """Long videos in constant memory: `gsfm_jax.predict` (the real command line, each length in a fresh process) on
 the same synthetic content at several lengths, with a bounded memory (`--capacity`): peak host RSS, peak device
-bytes (where the backend reports them) and frames/s after compilation.
+bytes (where the backend reports them), the peak bytes of live jax.Arrays (sampled every 0.25 s; on a CPU
+this is the device side of the RSS) and frames/s after compilation.
 
   JAX_PLATFORMS=cpu python bench/long_video.py --frames 50 500 5000 [--width-divisor 8] [--size 480 854]
 
@@ -15,6 +16,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -46,19 +48,36 @@ def write_video(path: str, frames: int, size: tuple[int, int], seed: int = 0) ->
   return first
 
 
+class LiveArrays(threading.Thread):
+  """Samples the bytes of every live jax.Array (what the program holds on its device) every `period` s."""
+
+  def __init__(self, period: float = 0.25):
+    super().__init__(daemon=True)
+    self.period, self.peak, self.done = period, 0, threading.Event()
+
+  def run(self) -> None:
+    import jax
+    while not self.done.wait(self.period):
+      self.peak = max(self.peak, sum(a.nbytes for a in jax.live_arrays()))
+
+
 def child(args: argparse.Namespace) -> None:
   """One predict run in this process; prints a JSON line of its peak RSS, device bytes and speed."""
   import jax
   from gsfm_jax import predict
   argv = ['--checkpoint', args.checkpoint, '--video', args.video, '--mask', args.mask, '--out', args.out,
           '--capacity', str(args.capacity)]
+  live = LiveArrays()
+  live.start()
   start = time.perf_counter()
   assert predict.main(argv) == 0
   seconds = time.perf_counter() - start
+  live.done.set()
   stats = jax.devices()[0].memory_stats() or {}
   summary = json.load(open(os.path.join(args.out, 'summary.json')))
   print(json.dumps({'rss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                     'device_peak_mib': stats['peak_bytes_in_use'] / 2 ** 20 if 'peak_bytes_in_use' in stats else None,
+                    'live_arrays_peak_mib': live.peak / 2 ** 20,
                     'frames_per_s': summary['frames_per_s'], 'seconds': seconds}))
 
 
@@ -95,7 +114,8 @@ def main() -> None:
   print(machine())
   print(f'{args.size[0]}×{args.size[1]}, GSFM at 1/{args.width_divisor} width, random weights, --capacity '
         f'{args.capacity}, memory every 3rd frame; each length in a fresh process')
-  print(f'{"frames":>7s} {"peak RSS MiB":>13s} {"device peak MiB":>16s} {"frames/s":>9s} {"wall s":>8s}')
+  print(f'{"frames":>7s} {"peak RSS MiB":>13s} {"device peak MiB":>16s} {"live arrays MiB":>16s} {"frames/s":>9s} '
+        f'{"wall s":>8s}')
   with tempfile.TemporaryDirectory() as work:
     checkpoint = weights(work, args.width_divisor)
     rows = []
@@ -113,7 +133,8 @@ def main() -> None:
       row = json.loads(result.stdout.strip().splitlines()[-1])
       rows.append((frames, row))
       device = f'{row["device_peak_mib"]:.0f}' if row['device_peak_mib'] is not None else 'n/a'
-      print(f'{frames:7d} {row["rss_mib"]:13.0f} {device:>16s} {row["frames_per_s"] or 0:9.2f} '
+      print(f'{frames:7d} {row["rss_mib"]:13.0f} {device:>16s} {row["live_arrays_peak_mib"]:16.1f} '
+            f'{row["frames_per_s"] or 0:9.2f} '
             f'{row["seconds"]:8.1f}', flush=True)
       os.remove(video)
     base = rows[0][1]['rss_mib']

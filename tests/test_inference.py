@@ -77,7 +77,7 @@ def loop_reference(frames: np.ndarray, labels: dict[int, np.ndarray], num_object
     prob = np.asarray(jax.nn.softmax(logits, -1)) * np.concatenate([[True], enabled])
     regular = (t % mem_every == 0) if rule == 'absolute' else (t - last >= mem_every)
     if labelled or (regular and enabled.any() and t < len(frames) - 1):
-      values = model.apply(variables, norm[t:t + 1], keys.f16, jnp.asarray(prob[None, ..., 1:]),
+      values = model.apply(variables, norm[t:t + 1], keys.f16, jnp.asarray(prob[None, ..., 1:]), keys.grids,
                            method=GSFM.encode_value)[0]
       if capacity is not None and len(memory) == capacity:
         memory.pop(next(i for i, m in enumerate(memory) if not m[1]))

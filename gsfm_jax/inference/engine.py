@@ -158,7 +158,7 @@ def _frame(model: GSFM, top_k: Optional[int], variables, consts: dict, carry: tu
   prob = jax.nn.softmax(logits, axis=-1) * jnp.concatenate([jnp.ones((1,), bool), enabled]).astype(jnp.float32)
 
   def store():
-    values = model.apply(variables, frame, keys.f16, prob[None, ..., 1:], method=GSFM.encode_value)[0]
+    values = model.apply(variables, frame, keys.f16, prob[None, ..., 1:], keys.grids, method=GSFM.encode_value)[0]
     return memory_bank.insert(bank, keys.k16[0], values, enabled, x['t'], jnp.any(new))
 
   bank = jax.lax.cond(x['memorise'], store, lambda: bank)

@@ -4,6 +4,10 @@ logits are upsampled ×4 (bilinear, half-pixel centres). Channels-last, no BN.
 
 With `boundary_branch=False` it is STCN's decoder, `pred(ReLU(x))`, with HFM (if on) applied to x
 first: the configuration of the paper's component ablation (Table 5).
+
+With ARS in the encoder, the ×2 upsampling where a warped map meets its stage's skip demodulates instead
+(`demodulation`): up_16_8 undoes the layer3 warp, up_8_4 the layer2 warp, and `msau_refine` adds the
+relation refinement there. Everything from the 1/4 features on is on the uniform grid.
 """
 from typing import Optional
 
@@ -11,19 +15,33 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gsfm_jax.models.demodulation import Inverse, RelationRefinement
 from gsfm_jax.models.frequency import SpectralFilter
 from gsfm_jax.models.layers import Conv, Dtype, ResBlock, upsample_bilinear
+from gsfm_jax.models.resampling import bilinear_sample
 
 
 class UpsampleBlock(nn.Module):
-  """out_conv(skip_conv(skip) + bilinear×2(up)): skip (N, 2h, 2w, Cs), up (N, h, w, C) -> (N, 2h, 2w, features)."""
+  """out_conv(skip_conv(skip) + up×2(up)): skip (N, 2h, 2w, Cs), up (N, h, w, C) -> (N, 2h, 2w, features).
+
+  up×2 is the half-pixel bilinear, or with `inverse` (a warped `up`) the demodulation, refined by
+  `RelationRefinement` when `refine` names its dilations.
+  """
   features: int
   dtype: Dtype = jnp.float32
+  refine: tuple[int, ...] = ()
+  refine_channels: int = 64
 
   @nn.compact
-  def __call__(self, skip: jax.Array, up: jax.Array) -> jax.Array:
+  def __call__(self, skip: jax.Array, up: jax.Array, inverse: Optional[Inverse] = None) -> jax.Array:
     x = Conv(up.shape[-1], dtype=self.dtype, name='skip_conv')(skip)
-    x = x + upsample_bilinear(up, 2).astype(x.dtype)
+    if inverse is None:
+      y = upsample_bilinear(up, 2)
+    else:
+      y = bilinear_sample(up, inverse.q)
+      if self.refine:
+        y = RelationRefinement(self.refine, self.refine_channels, self.dtype, name='refine')(y, skip, inverse.rho)
+    x = x + y.astype(x.dtype)
     return ResBlock(self.features, dtype=self.dtype, name='out_conv')(x)
 
 
@@ -31,8 +49,10 @@ class Decoder(nn.Module):
   """f16_cat (N, h, w, 1024), f8 (N, 2h, 2w, 512), f4 (N, 4h, 4w, 256) ->
   mask logits (N, 16h, 16w) and boundary logits (N, 16h, 16w) (None without the boundary branch), float32.
 
-  `hfm_filter`: 'high' (GSFM), 'low', 'none' (full band) or 'off' (no HFM). Channel counts (512, 256)
-  are divided by `width_divisor`.
+  `hfm_filter`: 'high' (GSFM), 'low', 'none' (full band) or 'off' (no HFM), of shape `hfm_shape`
+  ('gaussian' or 'ideal' with `hfm_cutoff`). `inverses`: ARS stage -> the query's `Inverse` (demodulation).
+  `msau_refine`: the dilations of the relation refinement, () for none. Channel counts (512, 256) are divided
+  by `width_divisor`.
   """
   hfm_filter: str = 'high'
   sigma: float = 7.0
@@ -40,20 +60,26 @@ class Decoder(nn.Module):
   boundary_branch: bool = True
   dtype: Dtype = jnp.float32
   width_divisor: int = 1
+  hfm_shape: str = 'gaussian'
+  hfm_cutoff: float = 0.4
+  msau_refine: tuple[int, ...] = ()
 
   def _hfm(self, x: jax.Array) -> jax.Array:
     if self.hfm_filter == 'off':
       return x
-    y = SpectralFilter(self.hfm_filter, self.sigma, self.spectral_form, self.dtype, name='hfm')(x)
+    y = SpectralFilter(self.hfm_filter, self.sigma, self.spectral_form, self.dtype, self.hfm_shape,
+                       self.hfm_cutoff, name='hfm')(x)
     return y.astype(x.dtype)
 
   @nn.compact
-  def __call__(self, f16_cat: jax.Array, f8: jax.Array, f4: jax.Array) -> tuple[jax.Array, Optional[jax.Array]]:
+  def __call__(self, f16_cat: jax.Array, f8: jax.Array, f4: jax.Array,
+               inverses: Optional[dict[str, Inverse]] = None) -> tuple[jax.Array, Optional[jax.Array]]:
     conv = lambda features, name, k=3: Conv(features, kernel_size=k, dtype=self.dtype, name=name)
-    c = 256 // self.width_divisor
+    c, inverses = 256 // self.width_divisor, inverses or {}
+    up = lambda name: UpsampleBlock(c, self.dtype, self.msau_refine, 64 // self.width_divisor, name=name)
     x = ResBlock(2 * c, dtype=self.dtype, name='compress')(f16_cat)
-    x = UpsampleBlock(c, dtype=self.dtype, name='up_16_8')(f8, x)
-    x = UpsampleBlock(c, dtype=self.dtype, name='up_8_4')(f4, x)
+    x = up('up_16_8')(f8, x, inverses.get('layer3'))
+    x = up('up_8_4')(f4, x, inverses.get('layer2'))
     to_full = lambda logit: upsample_bilinear(logit.astype(jnp.float32), 4)[..., 0]
     if not self.boundary_branch:
       return to_full(conv(1, 'pred')(nn.relu(self._hfm(x)))), None

@@ -14,6 +14,13 @@ Spectral forms:
            Official weights transfer exactly.
   'half'   out = x + irfft2(F(f · rfft2(x))): half the conv work, a different function (for training
            from scratch; the ablation switch of spec Appendix B).
+
+Filter shapes (`shape`):
+  'gaussian'  GSFM's g above (width `sigma` in bins).
+  'ideal'     FFR's box (`../shared/reference/sfm-ffr-spec.md` §5.2), built on the same unshifted grid:
+              M_c[i, j] = 1[|fftfreq(h)[i]| ≤ c] · 1[|fftfreq(w)[j]| ≤ c], c = `cutoff` in cycles per pixel;
+              'low' = M_c (a box around DC), 'high' = 1 - M_c, 'none' = 1. c ≥ ½ keeps every bin.
+              FFR's ratio μ becomes a cutoff by `mu_to_cutoff` (default reading: c = μ).
 """
 import functools
 
@@ -25,23 +32,56 @@ import numpy as np
 from gsfm_jax.models.layers import Conv, Dtype
 
 FILTERS = ('low', 'high', 'none')
+SHAPES = ('gaussian', 'ideal')
 SPECTRAL_FORMS = ('exact', 'half')
+MU_CONVENTIONS = ('half_width', 'side_fraction', 'area')
+
+
+def mu_to_cutoff(mu: float, convention: str = 'half_width') -> float:
+  """FFR's low-frequency ratio μ -> the half-width c of the kept square, in cycles per pixel (spec §5.2):
+  'half_width' c = μ (the default), 'side_fraction' c = μ/2, 'area' c = √μ/2."""
+  readings = {'half_width': mu, 'side_fraction': mu / 2.0, 'area': float(np.sqrt(mu)) / 2.0}
+  if convention not in readings:
+    raise ValueError(f'unknown μ convention {convention!r}; expected one of {MU_CONVENTIONS}')
+  return readings[convention]
+
+
+def ideal_lowpass(h: int, w: int, cutoff: float) -> np.ndarray:
+  """M_c on the unshifted (h, w) grid: 1 where |ν_row| ≤ c and |ν_col| ≤ c, float64 (h, w)."""
+  keep = lambda n: (np.abs(np.fft.fftfreq(n)) <= cutoff).astype(np.float64)
+  return keep(h)[:, None] * keep(w)[None, :]
+
+
+def gaussian_peak(h: int, w: int, sigma: float) -> np.ndarray:
+  """GSFM's g, peaked at bin (h//2, w//2) of the unshifted grid, float64 (h, w)."""
+  i = np.arange(h, dtype=np.float64)[:, None] - h // 2
+  j = np.arange(w, dtype=np.float64)[None, :] - w // 2
+  return np.exp(-(i ** 2 + j ** 2) / (2.0 * sigma ** 2))
 
 
 @functools.lru_cache(maxsize=64)
-def frequency_filter(h: int, w: int, kind: str, sigma: float) -> np.ndarray:
+def frequency_filter(h: int, w: int, kind: str, sigma: float, shape: str = 'gaussian',
+                     cutoff: float = 0.4) -> np.ndarray:
   """The filter f on the full unshifted (h, w) spectrum, float32 (h, w)."""
   if kind not in FILTERS:
     raise ValueError(f'unknown frequency filter {kind!r}; expected one of {FILTERS}')
-  i = np.arange(h, dtype=np.float64)[:, None] - h // 2
-  j = np.arange(w, dtype=np.float64)[None, :] - w // 2
-  g = np.exp(-(i ** 2 + j ** 2) / (2.0 * sigma ** 2))
-  return {'low': 1.0 - g, 'high': g, 'none': np.ones_like(g)}[kind].astype(np.float32)
+  if shape not in SHAPES:
+    raise ValueError(f'unknown filter shape {shape!r}; expected one of {SHAPES}')
+  if kind == 'none':
+    return np.ones((h, w), np.float32)
+  if shape == 'gaussian':
+    high = gaussian_peak(h, w, sigma)
+    f = {'low': 1.0 - high, 'high': high}[kind]
+  else:
+    low = ideal_lowpass(h, w, cutoff)
+    f = {'low': low, 'high': 1.0 - low}[kind]
+  return f.astype(np.float32)
 
 
-def half_spectrum_filters(h: int, w: int, kind: str, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+def half_spectrum_filters(h: int, w: int, kind: str, sigma: float, shape: str = 'gaussian',
+                          cutoff: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
   """f(k) and f(-k) on the rfft2 half spectrum, each (h, w//2 + 1), index -k = (-i mod h, -j mod w)."""
-  f = frequency_filter(h, w, kind, sigma)
+  f = frequency_filter(h, w, kind, sigma, shape, cutoff)
   cols = w // 2 + 1
   mirrored = f[(-np.arange(h)) % h][:, (-np.arange(cols)) % w]
   return f[:, :cols], mirrored
@@ -51,12 +91,15 @@ class SpectralFilter(nn.Module):
   """LFM / HFM: (N, h, w, C) -> (N, h, w, C) float32, residual spectral filtering.
 
   Parameters: `conv1`, `conv2`, 1×1 convs 2C -> 2C (input channels [Re C, Im C]).
-  The FFTs always run in float32; the 1×1 convs run in `dtype`.
+  The FFTs always run in float32; the 1×1 convs run in `dtype`. `shape` 'gaussian' uses `sigma`,
+  'ideal' uses `cutoff` (cycles per pixel).
   """
   filter: str = 'low'
   sigma: float = 7.0
   form: str = 'exact'
   dtype: Dtype = jnp.float32
+  shape: str = 'gaussian'
+  cutoff: float = 0.4
 
   def _mix(self, spectrum: jax.Array) -> jax.Array:
     """F: complex (..., h, w', C) -> complex (..., h, w', C) through conv1 -> ReLU -> conv2 on [Re, Im]."""
@@ -75,7 +118,7 @@ class SpectralFilter(nn.Module):
     n, h, w, _ = x.shape
     spectrum = jnp.fft.rfft2(x, axes=(1, 2))
     f, f_mirrored = (jnp.asarray(a)[None, :, :, None]
-                     for a in half_spectrum_filters(h, w, self.filter, self.sigma))
+                     for a in half_spectrum_filters(h, w, self.filter, self.sigma, self.shape, self.cutoff))
     if self.form == 'exact':
       both = self._mix(jnp.concatenate([spectrum * f, jnp.conj(spectrum) * f_mirrored], axis=0))
       spectrum = 0.5 * (both[:n] + jnp.conj(both[n:]))

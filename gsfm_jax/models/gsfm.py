@@ -2,7 +2,7 @@
 
 Public API (all channels-last; K objects per sample, K = 1 for the single-object network):
   encode_key(frames (N, H, W, 3))                                      -> KeyFeatures
-  encode_value(frame (B, H, W, 3), key_f16 (B, h, w, 1024), masks (B, H, W, K)) -> (B, K, h, w, 512)
+  encode_value(frame (B, H, W, 3), key_f16 (B, h, w, 1024), masks (B, H, W, K), grids) -> (B, K, h, w, 512)
   segment(query KeyFeatures (batch B), mem_keys (B, T, h, w, 64), mem_values (B, K, T, h, w, 512),
           selector (B, K) | None, top_k)                               -> Segmentation
   decode(query KeyFeatures, memory readout (B, K, h, w, 512), selector)  -> Segmentation
@@ -17,10 +17,12 @@ import jax.numpy as jnp
 
 from gsfm_jax.models.aggregate import aggregate
 from gsfm_jax.models.decoder import Decoder
-from gsfm_jax.models.encoders import KeyEncoder, KeyFeatures, KeyProjection, ValueEncoder
-from gsfm_jax.models.frequency import SpectralFilter
+from gsfm_jax.models.demodulation import invert_grid
+from gsfm_jax.models.encoders import ARSConfig, Grids, KeyEncoder, KeyFeatures, KeyProjection, ValueEncoder
+from gsfm_jax.models.frequency import SHAPES, SpectralFilter
 from gsfm_jax.models.layers import Conv, Dtype
 from gsfm_jax.models.memory import affinity_logits, memory_softmax, readout
+from gsfm_jax.models.resampling import STAGES
 
 
 class Segmentation(NamedTuple):
@@ -44,6 +46,10 @@ class GSFM(nn.Module):
   boundary_branch: the decoder's boundary branch (off: STCN decoder). dtype: compute dtype.
   width_divisor: every channel count divided by it (1 = GSFM; 4 or 8 give a narrow network of the same depth
   and data flow, for tests and the CPU demo; official weights need 1). The shapes in the docstrings are for 1.
+  SFM / FFR switches (`../shared/reference/sfm-ffr-spec.md`; the defaults are GSFM, with no new parameter):
+  ars: ARS before the key encoder's stride-2 stages, undone in the decoder; msau_refine: the dilations of
+  MSAU's relation refinement where a warp is undone (() = none); lfm_shape / hfm_shape: 'gaussian' (GSFM)
+  or 'ideal' (FFR's box) with lfm_cutoff / hfm_cutoff in cycles per pixel.
   """
   single_object: bool = False
   lfm_filter: str = 'low'
@@ -53,6 +59,12 @@ class GSFM(nn.Module):
   boundary_branch: bool = True
   dtype: Dtype = jnp.float32
   width_divisor: int = 1
+  ars: ARSConfig = ARSConfig()
+  msau_refine: tuple[int, ...] = ()
+  lfm_shape: str = 'gaussian'
+  hfm_shape: str = 'gaussian'
+  lfm_cutoff: float = 0.4
+  hfm_cutoff: float = 0.4
 
   @property
   def key_dim(self) -> int:
@@ -67,24 +79,36 @@ class GSFM(nn.Module):
   def setup(self):
     if self.width_divisor not in (1, 2, 4, 8, 16):
       raise ValueError(f'width_divisor must be 1, 2, 4, 8 or 16, got {self.width_divisor}')
+    unknown = set(self.ars.stages) - set(STAGES)
+    if unknown or len(set(self.ars.stages)) != len(self.ars.stages):
+      raise ValueError(f'ars_stages {tuple(self.ars.stages)}: expected distinct stages among {STAGES}')
+    if self.msau_refine and not self.ars.stages:
+      raise ValueError('msau_refine refines where an ARS warp is undone: it needs ars_stages')
+    for name in ('lfm_shape', 'hfm_shape'):
+      if getattr(self, name) not in SHAPES:
+        raise ValueError(f'{name} {getattr(self, name)!r}: expected one of {SHAPES}')
     d = self.width_divisor
-    self.key_encoder = KeyEncoder(self.dtype, d)
+    self.key_encoder = KeyEncoder(self.dtype, d, self.ars)
     if self.lfm_filter != 'off':
-      self.lfm = SpectralFilter(self.lfm_filter, self.sigma, self.spectral_form, self.dtype)
+      self.lfm = SpectralFilter(self.lfm_filter, self.sigma, self.spectral_form, self.dtype, self.lfm_shape,
+                                self.lfm_cutoff)
     self.key_proj = KeyProjection(self.key_dim, self.dtype)
     self.key_comp = Conv(self.value_dim, dtype=self.dtype)
     self.value_encoder = ValueEncoder(self.dtype, d)
-    self.decoder = Decoder(self.hfm_filter, self.sigma, self.spectral_form, self.boundary_branch, self.dtype, d)
+    self.decoder = Decoder(self.hfm_filter, self.sigma, self.spectral_form, self.boundary_branch, self.dtype, d,
+                           self.hfm_shape, self.hfm_cutoff, self.msau_refine)
 
   def encode_key(self, frames: jax.Array) -> KeyFeatures:
-    """frames (N, H, W, 3), ImageNet-normalised -> KeyFeatures at 1/16, 1/8 and 1/4."""
-    f16, f8, f4 = self.key_encoder(frames)
+    """frames (N, H, W, 3), ImageNet-normalised -> KeyFeatures at 1/16, 1/8 and 1/4 (+ ARS grids)."""
+    f16, f8, f4, grids = self.key_encoder(frames)
     if self.lfm_filter != 'off':
       f16 = self.lfm(f16)
-    return KeyFeatures(self.key_proj(f16), self.key_comp(f16), f16, f8, f4)
+    return KeyFeatures(self.key_proj(f16), self.key_comp(f16), f16, f8, f4, grids or None)
 
-  def encode_value(self, frame: jax.Array, key_f16: jax.Array, masks: jax.Array) -> jax.Array:
-    """frame (B, H, W, 3), key_f16 (B, h, w, 1024), masks (B, H, W, K) -> values (B, K, h, w, 512).
+  def encode_value(self, frame: jax.Array, key_f16: jax.Array, masks: jax.Array,
+                   grids: Optional[Grids] = None) -> jax.Array:
+    """frame (B, H, W, 3), key_f16 (B, h, w, 1024), masks (B, H, W, K), grids: the frame's ARS grids
+    (KeyFeatures.grids) -> values (B, K, h, w, 512).
 
     Object i is encoded from [frame, mask_i, Σ_{j≠i} mask_j] (the last channel absent when single_object).
     """
@@ -96,7 +120,8 @@ class GSFM(nn.Module):
     if not self.single_object:
       others = jnp.sum(masks, axis=-1, keepdims=True)[:, None] - jnp.moveaxis(masks, -1, 1)[..., None]
       inputs = jnp.concatenate([own, others.reshape(b * k, height, width, 1)], axis=-1)
-    values = self.value_encoder(_objects_to_batch(frame, k), inputs, _objects_to_batch(key_f16, k))
+    per_object = lambda x: _objects_to_batch(x, k)
+    values = self.value_encoder(per_object(frame), inputs, per_object(key_f16), jax.tree.map(per_object, grids))
     return values.reshape(b, k, *values.shape[1:])
 
   def segment(self, query: KeyFeatures, mem_keys: jax.Array, mem_values: jax.Array,
@@ -119,7 +144,9 @@ class GSFM(nn.Module):
     b, k, h, w, cv = memory.shape
     f16_cat = jnp.concatenate([memory.reshape(b * k, h, w, cv),
                                _objects_to_batch(query.f16_thin, k).astype(memory.dtype)], axis=-1)
-    mask, boundary = self.decoder(f16_cat, _objects_to_batch(query.f8, k), _objects_to_batch(query.f4, k))
+    inverses = {name: invert_grid(grid) for name, grid in (query.grids or {}).items()}   # once per frame
+    repeat = lambda x: _objects_to_batch(x, k)
+    mask, boundary = self.decoder(f16_cat, repeat(query.f8), repeat(query.f4), jax.tree.map(repeat, inverses))
     per_object = lambda x: jnp.moveaxis(x.reshape(b, k, *x.shape[1:]), 1, -1)  # (B·K, H, W) -> (B, H, W, K)
     prob = jax.nn.sigmoid(per_object(mask))
     if boundary is not None:
@@ -143,19 +170,20 @@ class GSFM(nn.Module):
     """
     b, num_frames = frames.shape[:2]
     keys = self.encode_key(frames.reshape(b * num_frames, *frames.shape[2:]))
-    keys = KeyFeatures(*(x.reshape(b, num_frames, *x.shape[1:]) for x in keys))
+    keys = jax.tree.map(lambda x: x.reshape(b, num_frames, *x.shape[1:]), keys)
+    at = lambda t: jax.tree.map(lambda x: x[:, t], keys)
     out = {'k16': keys.k16, 'f16': keys.f16, 'f16_thin': keys.f16_thin}
-    values = self.encode_value(frames[:, 0], keys.f16[:, 0], first_masks)
+    values = self.encode_value(frames[:, 0], keys.f16[:, 0], first_masks, at(0).grids)
     out['ref_values'] = values
     mem_values = values[:, :, None]
     for t in range(1, num_frames):
-      query = KeyFeatures(*(x[:, t] for x in keys))
+      query = at(t)
       seg = self.segment(query, keys.k16[:, :t], mem_values, selector)
       out[f'logits_{t}'], out[f'prob_{t}'] = seg.logits, seg.prob
       if seg.boundary is not None:
         out[f'boundary_{t}'] = seg.boundary
       if t < num_frames - 1:
-        values = self.encode_value(frames[:, t], keys.f16[:, t], seg.prob)
+        values = self.encode_value(frames[:, t], keys.f16[:, t], seg.prob, query.grids)
         out[f'frame{t}_values'] = values
         mem_values = jnp.concatenate([mem_values, values[:, :, None]], axis=2)
     return out
@@ -187,6 +215,11 @@ def compute_dtype(name: str) -> jnp.dtype:
 
 def build_model(config) -> GSFM:
   """GSFM from a model ConfigDict (configs/model.py)."""
+  ars = ARSConfig(tuple(config.ars_stages), int(config.ars_radius), float(config.ars_sigma),
+                  tuple(float(a) for a in config.ars_clip))
   return GSFM(single_object=config.single_object, lfm_filter=config.lfm_filter, hfm_filter=config.hfm_filter,
               sigma=config.sigma, spectral_form=config.spectral_form, boundary_branch=config.boundary_branch,
-              dtype=compute_dtype(config.dtype), width_divisor=config.width_divisor)
+              dtype=compute_dtype(config.dtype), width_divisor=config.width_divisor, ars=ars,
+              msau_refine=tuple(config.msau_dilations) if config.msau_refine else (),
+              lfm_shape=config.lfm_shape, hfm_shape=config.hfm_shape, lfm_cutoff=float(config.lfm_cutoff),
+              hfm_cutoff=float(config.hfm_cutoff))

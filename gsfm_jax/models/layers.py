@@ -35,7 +35,7 @@ class Conv(nn.Module):
 
   Parameters `kernel (k, k, Cin, features)` and `bias (features,)`, float32. `init` picks the
   initialiser: 'torch' (PyTorch default), 'resnet' (normal, std √(2/(k²·features)), zero bias) or
-  'orthogonal' (zero bias).
+  'orthogonal' (zero bias) or 'zeros' (kernel and bias: a layer that starts switched off).
   """
   features: int
   kernel_size: int = 3
@@ -50,6 +50,8 @@ class Conv(nn.Module):
       return nn.initializers.variance_scaling(2.0, 'fan_out', 'normal'), nn.initializers.zeros
     if self.init == 'orthogonal':
       return nn.initializers.orthogonal(), nn.initializers.zeros
+    if self.init == 'zeros':
+      return nn.initializers.zeros, nn.initializers.zeros
     raise ValueError(f'unknown conv init {self.init!r}')
 
   @nn.compact
