@@ -40,7 +40,8 @@ class UpsampleBlock(nn.Module):
     else:
       y = bilinear_sample(up, inverse.q)
       if self.refine:
-        y = RelationRefinement(self.refine, self.refine_channels, self.dtype, name='refine')(y, skip, inverse.rho)
+        y = RelationRefinement(up.shape[-1], self.refine, self.refine_channels, self.dtype, name='refine')(
+            y, skip, inverse.rho)
     x = x + y.astype(x.dtype)
     return ResBlock(self.features, dtype=self.dtype, name='out_conv')(x)
 

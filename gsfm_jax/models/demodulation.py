@@ -18,6 +18,7 @@ from typing import NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gsfm_jax.models.layers import Conv, Dtype
 from gsfm_jax.models.resampling import bilinear_sample, clamp_grid, pixel_grid
@@ -64,50 +65,76 @@ def invert_grid(grid: jax.Array) -> Inverse:
   table = jnp.concatenate([g, jacobian(g)], axis=-1)                  # (N, h, w, 6): G and J together
   p = jnp.broadcast_to(pixel_grid(h, w), (n, h, w, 2))
   low = g.shape[1:3]
-  q = clamp_grid(p / 2.0 - 0.25, *low)
-  for _ in range(NEWTON_STEPS):
+  def newton(_, q: jax.Array) -> jax.Array:
     at_q = bilinear_sample(table, q)
     step, _ = _solve(at_q[..., 2:], p - at_q[..., :2])
-    q = clamp_grid(q + step, *low)
+    return clamp_grid(q + step, *low)
+
+  q = jax.lax.fori_loop(0, NEWTON_STEPS, newton, clamp_grid(p / 2.0 - 0.25, *low))   # one body to compile
   _, det = _solve(bilinear_sample(table, q)[..., 2:], jnp.zeros_like(p))
   return Inverse(q, 1.0 / jnp.abs(det))
 
 
-def _shift(x: jax.Array, dy: int, dx: int) -> jax.Array:
-  """x (N, H, W, C) -> x(p + (dy, dx)), clamped at the borders."""
-  _, h, w, _ = x.shape
-  r = max(abs(dy), abs(dx))
-  padded = jnp.pad(x, ((0, 0), (r, r), (r, r), (0, 0)), mode='edge')
-  return padded[:, r + dy:r + dy + h, r + dx:r + dx + w]
+def _padded(x: jax.Array, offsets: jax.Array) -> tuple[jax.Array, int]:
+  r = int(np.abs(np.asarray(offsets)).max())
+  return jnp.pad(x, ((0, 0), (r, r), (r, r), (0, 0)), mode='edge'), r
+
+
+def _neighbour(padded: jax.Array, r: int, shape: tuple[int, ...], offset: jax.Array) -> jax.Array:
+  """x(p + offset) from x padded by r (edge), for a traced offset (2,)."""
+  return jax.lax.dynamic_slice(padded, (0, r + offset[0], r + offset[1], 0), shape)
+
+
+def similarities(g: jax.Array, offsets: np.ndarray) -> jax.Array:
+  """Σ_c g(p)·g(p + δ) for each δ of offsets (K, 2), clamped at the borders: g (N, H, W, C) -> (N, H, W, K).
+
+  A `lax.scan` over the offsets: one slice to compile (and differentiate) instead of K."""
+  padded, r = _padded(g, offsets)
+  each = lambda _, offset: (None, jnp.sum(g * _neighbour(padded, r, g.shape, offset), axis=-1))
+  return jnp.moveaxis(jax.lax.scan(each, None, jnp.asarray(offsets))[1], 0, -1)
+
+
+def weighted_neighbours(y: jax.Array, weights: jax.Array, offsets: np.ndarray) -> jax.Array:
+  """Σ_k weights[..., k] · y(p + δ_k): y (N, H, W, C), weights (N, H, W, K) float32 -> (N, H, W, C) float32."""
+  padded, r = _padded(y, offsets)
+
+  def add(total, inputs):
+    offset, w = inputs
+    return total + w[..., None] * _neighbour(padded, r, y.shape, offset).astype(jnp.float32), None
+
+  zero = jnp.zeros(y.shape, jnp.float32)
+  return jax.lax.scan(add, zero, (jnp.asarray(offsets), jnp.moveaxis(weights, -1, 0)))[0]
 
 
 class RelationRefinement(nn.Module):
   """MSAU stage B: y (N, H, W, C), guidance (N, H, W, Cg), rho (N, H, W, 1) -> y' (N, H, W, C) in y's dtype.
 
   Parameters `guide` (1×1 conv Cg -> channels), `guide_norm` (GroupNorm), `logits` (3×3 conv to
-  8·len(dilations) + 1) and `gamma` (C,), zero-initialised.
+  8·len(dilations) + 1) and `gamma` (C,) with C = `features`, zero-initialised.
   """
+  features: int
   dilations: tuple[int, ...] = (1, 2, 4, 8)
   channels: int = 64
   dtype: Dtype = jnp.float32
 
-  def offsets(self) -> list[tuple[int, int]]:
-    """δ_0 = 0, then the 8 neighbours at each dilation."""
-    return [(0, 0)] + [(d * dy, d * dx) for d in self.dilations for dy, dx in NEIGHBOURS]
+  def setup(self):
+    self.guide = Conv(self.channels, kernel_size=1, dtype=self.dtype)
+    self.guide_norm = nn.GroupNorm(num_groups=min(8, self.channels), dtype=jnp.float32)
+    self.logits = Conv(len(self.offsets()), dtype=self.dtype)
+    self.gamma = self.param('gamma', nn.initializers.zeros, (self.features,), jnp.float32)
+
+  def offsets(self) -> np.ndarray:
+    """δ_0 = 0, then the 8 neighbours at each dilation: (8·len(dilations) + 1, 2) int32."""
+    return np.array([(0, 0)] + [(d * dy, d * dx) for d in self.dilations for dy, dx in NEIGHBOURS], np.int32)
 
   def weights(self, guidance: jax.Array, rho: jax.Array) -> jax.Array:
     """Softmax weights over `offsets()`: (N, H, W, 8·len(dilations) + 1) float32."""
-    g = Conv(self.channels, kernel_size=1, dtype=self.dtype, name='guide')(guidance)
-    g = nn.GroupNorm(num_groups=min(8, self.channels), dtype=jnp.float32, name='guide_norm')(g.astype(jnp.float32))
+    g = self.guide_norm(self.guide(guidance).astype(jnp.float32))
     g = g / jnp.maximum(jnp.linalg.norm(g, axis=-1, keepdims=True), 1e-6)
-    similarity = [jnp.sum(g * _shift(g, dy, dx), axis=-1) for dy, dx in self.offsets()[1:]]
-    features = jnp.concatenate([jnp.stack(similarity, axis=-1), jnp.log(rho)], axis=-1)
-    logits = Conv(len(self.offsets()), dtype=self.dtype, name='logits')(features)
-    return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+    features = jnp.concatenate([similarities(g, self.offsets()[1:]), jnp.log(rho)], axis=-1)
+    return jax.nn.softmax(self.logits(features).astype(jnp.float32), axis=-1)
 
-  @nn.compact
   def __call__(self, y: jax.Array, guidance: jax.Array, rho: jax.Array) -> jax.Array:
-    w = self.weights(guidance, rho)
-    gamma = self.param('gamma', nn.initializers.zeros, (y.shape[-1],), jnp.float32)
-    mixed = sum(w[..., k:k + 1] * _shift(y, dy, dx).astype(jnp.float32) for k, (dy, dx) in enumerate(self.offsets()))
+    w, gamma = self.weights(guidance, rho), self.gamma
+    mixed = weighted_neighbours(y, w, self.offsets())
     return (y.astype(jnp.float32) + gamma * (mixed - y.astype(jnp.float32))).astype(y.dtype)

@@ -60,25 +60,20 @@ def saliency_grid(attention: jax.Array, radius: int = 5, sigma: float = 3.0) -> 
 def bilinear_sample(x: jax.Array, u: jax.Array) -> jax.Array:
   """x (N, H, W, C) at coordinates u (N, Ho, Wo, 2) (clamped to the map) -> (N, Ho, Wo, C), in x's dtype.
 
-  The four neighbours are gathered on the flattened H·W axis; the weights are float32.
+  The four neighbours are gathered at once on the flattened H·W axis; the weights are float32.
   """
   n, h, w, c = x.shape
   u = clamp_grid(u.astype(jnp.float32), h, w)
   lo = jnp.minimum(jnp.floor(u), jnp.array([max(h - 2, 0), max(w - 2, 0)], jnp.float32))
-  frac = u - lo
+  fy, fx = (u - lo)[..., :1], (u - lo)[..., 1:]
   lo = lo.astype(jnp.int32)
   hi = jnp.minimum(lo + 1, jnp.array([h - 1, w - 1]))
-  flat = x.reshape(n, h * w, c)
-  out_shape = u.shape[:-1]
-
-  def at(rows: jax.Array, cols: jax.Array) -> jax.Array:
-    index = (rows * w + cols).reshape(n, -1, 1)
-    return jnp.take_along_axis(flat, index, axis=1).reshape(*out_shape, c).astype(jnp.float32)
-
-  fy, fx = frac[..., :1], frac[..., 1:]
-  top = at(lo[..., 0], lo[..., 1]) * (1 - fx) + at(lo[..., 0], hi[..., 1]) * fx
-  bottom = at(hi[..., 0], lo[..., 1]) * (1 - fx) + at(hi[..., 0], hi[..., 1]) * fx
-  return (top * (1 - fy) + bottom * fy).astype(x.dtype)
+  corners = jnp.stack([lo[..., 0] * w + lo[..., 1], lo[..., 0] * w + hi[..., 1],
+                       hi[..., 0] * w + lo[..., 1], hi[..., 0] * w + hi[..., 1]], axis=-1)  # (N, Ho, Wo, 4)
+  values = jnp.take_along_axis(x.reshape(n, h * w, c), corners.reshape(n, -1, 1), axis=1)
+  values = values.reshape(*corners.shape, c).astype(jnp.float32)                          # (N, Ho, Wo, 4, C)
+  weights = jnp.concatenate([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx], axis=-1)
+  return jnp.einsum('...kc,...k->...c', values, weights).astype(x.dtype)
 
 
 class AdaptiveResampling(nn.Module):

@@ -8,7 +8,8 @@ convolution starts He-normal on its fan-in (variance-preserving through ReLU), w
 
 - the last BatchNorm scale of every residual block in the trunks is zero (torchvision's
   `zero_init_residual`): each block starts as the identity, as nothing else bounds 16 blocks' growth;
-- `key_proj` keeps its orthogonal init (the reference's);
+- `key_proj` keeps its orthogonal init (the reference's), and ARS's `att_out` its zeros (the resampling
+  starts as the identity; MSAU's gate `gamma` is not a convolution and stays 0 as well);
 - the mask and boundary heads (`decoder/pred`, `decoder/predict_boundary_2`) start at zero: every
   probability starts at 0.5 instead of saturating.
 """
@@ -17,6 +18,7 @@ import numpy as np
 
 TRUNKS = ('key_encoder', 'value_encoder')
 HEADS = (('decoder', 'pred'), ('decoder', 'predict_boundary_2'))
+KEPT = ('key_proj', 'att_out')
 
 
 def _last_bn_scales(flat: dict) -> set[tuple[str, ...]]:
@@ -39,7 +41,7 @@ def scratch_params(params: dict, rng: np.random.Generator) -> dict:
     if path in zero_scales or any(layer[-len(h):] == h for h in HEADS):
       return np.zeros_like(x)
     is_conv = (*layer, 'kernel') in flat and flat[(*layer, 'kernel')].ndim == 4
-    if not is_conv or 'key_proj' in layer:
+    if not is_conv or any(name in layer for name in KEPT):
       return x
     if leaf == 'bias':
       return np.zeros_like(x)

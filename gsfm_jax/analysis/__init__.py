@@ -1,0 +1,1 @@
+"""Diagnostics of trained networks (the aliasing probe)."""
