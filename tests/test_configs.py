@@ -35,12 +35,18 @@ def test_stage_configs_follow_the_reference():
 
 def test_ablation_configs_switch_the_right_components():
   table = {name: ablation.get_config(name).model for name in ablation.variants()}
-  assert len(table) == 5 + 8 + 5
+  assert len(table) == 5 + 8 + 5 + 4 + 5
   assert (table['t5_none'].lfm_filter, table['t5_none'].hfm_filter, table['t5_none'].boundary_branch) == ('off', 'off', False)
   assert (table['t5_lfm_boundary'].lfm_filter, table['t5_lfm_boundary'].hfm_filter) == ('low', 'off')
   assert table['t5_lfm_boundary'].boundary_branch
   assert (table['t3_full_high'].lfm_filter, table['t3_low_full'].hfm_filter) == ('none', 'none')
   assert [table[f'sigma{s}'].sigma for s in (3, 5, 7, 10, 15)] == [3, 5, 7, 10, 15]
+  assert tuple(table['sfm_ars'].ars_stages) == ('layer2', 'layer3') and not table['sfm_ars'].msau_refine
+  assert tuple(table['sfm_ars_layer3'].ars_stages) == ('layer3',) and table['sfm_ars_msau'].msau_refine
+  ffr = table['ffr_ideal']
+  assert (ffr.lfm_shape, ffr.hfm_shape, ffr.lfm_cutoff, ffr.hfm_cutoff) == ('ideal', 'ideal', 0.4, 0.4)
+  assert [table[f'ffr_mu{mu}'].lfm_cutoff for mu in (0.1, 0.2, 0.3, 0.4)] == [0.1, 0.2, 0.3, 0.4]
+  assert ablation.get_config('sfm_ars').init.checkpoint == 'runs/sfm_ars_pretrain'
   gsfm = main.get_config().model
   for same in ('t5_all', 't3_low_high', 'sigma7'):
     assert table[same] == gsfm

@@ -263,3 +263,15 @@ def test_bad_switches_are_refused_with_the_field_named():
     init_variables(GSFM(width_divisor=8, msau_refine=(1, 2)), jax.random.PRNGKey(0))
   with pytest.raises(ValueError, match='lfm_shape'):
     init_variables(GSFM(width_divisor=8, lfm_shape='box'), jax.random.PRNGKey(0))
+
+
+def test_training_from_scratch_starts_the_switches_as_gsfm():
+  """The scratch init (the demo's) re-draws every convolution but keeps ARS's att_out and MSAU's gate at 0."""
+  from gsfm_jax.models.scratch import scratch_params
+  model = every_switch(width_divisor=8)
+  params = scratch_params(jax.device_get(init_variables(model, jax.random.PRNGKey(0)))['params'],
+                          np.random.default_rng(0))
+  for stage in ('layer2', 'layer3'):
+    assert not np.any(params['key_encoder'][f'ars_{stage}']['att_out']['kernel'])
+    assert np.any(params['key_encoder'][f'ars_{stage}']['att_reduce']['kernel'])
+  assert not np.any(params['decoder']['up_16_8']['refine']['gamma'])
