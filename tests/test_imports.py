@@ -1,4 +1,4 @@
-"""The model, loss, conversion, train-step, checkpoint and inference code (engine, predict, evaluate, J&F)
+"""The model, loss, conversion, train-step, checkpoint, inference (engine, predict, evaluate, J&F) and analysis code
 import without TensorFlow (the GPU machine has none) and without starting a JAX backend (multi-host runs
 must call jax.distributed.initialize first)."""
 import subprocess
@@ -10,6 +10,7 @@ from jax._src import xla_bridge
 import gsfm_jax.convert, gsfm_jax.export, gsfm_jax.losses, gsfm_jax.models, gsfm_jax.official
 import gsfm_jax.checkpoint, gsfm_jax.optim, gsfm_jax.sharding, gsfm_jax.train_step, gsfm_jax.visualize
 import gsfm_jax.inference.stream, gsfm_jax.inference.media, gsfm_jax.predict, gsfm_jax.evaluate, gsfm_jax.evaluation.davis
+import gsfm_jax.analysis.aliasing, configs.ablation
 assert 'tensorflow' not in sys.modules, 'tensorflow was imported'
 assert not xla_bridge._backends, 'a JAX backend was started at import time'
 print('ok')

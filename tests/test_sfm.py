@@ -275,3 +275,15 @@ def test_training_from_scratch_starts_the_switches_as_gsfm():
     assert not np.any(params['key_encoder'][f'ars_{stage}']['att_out']['kernel'])
     assert np.any(params['key_encoder'][f'ars_{stage}']['att_reduce']['kernel'])
   assert not np.any(params['decoder']['up_16_8']['refine']['gamma'])
+
+
+def test_switch_parameters_travel_through_the_official_names():
+  """Checkpoints of SFM networks convert like GSFM's: Flax variables -> state_dict names -> the same variables."""
+  from gsfm_jax.official import state_dict_to_variables, variables_to_state_dict
+  model = every_switch(width_divisor=8)
+  variables = jax.device_get(init_variables(model, jax.random.PRNGKey(0)))
+  state_dict = variables_to_state_dict(variables)
+  assert 'key_encoder.ars_layer3.att_out.weight' in state_dict and 'decoder.up_8_4.refine.gamma' in state_dict
+  back = flax.traverse_util.flatten_dict(state_dict_to_variables(state_dict, model, 'test'))
+  flat = flax.traverse_util.flatten_dict(variables)
+  assert set(back) == set(flat) and all(np.array_equal(back[k], flat[k]) for k in flat)
