@@ -119,12 +119,12 @@ def main() -> None:
   with tempfile.TemporaryDirectory() as work:
     checkpoint = weights(work, args.width_divisor)
     rows = []
-    for frames in args.frames:
+    for run, frames in enumerate(args.frames):
       video = os.path.join(work, f'v{frames}.mp4')
       first = write_video(video, frames, tuple(args.size))
       mask = os.path.join(work, 'first.png')
       write_palette_png(first, mask)
-      out = os.path.join(work, f'out{frames}')
+      out = os.path.join(work, f'out{run}_{frames}')   # a length may be given twice
       result = subprocess.run([sys.executable, __file__, '--child', '--checkpoint', checkpoint, '--video', video,
                                '--mask', mask, '--out', out, '--capacity', str(args.capacity)],
                               capture_output=True, text=True)
