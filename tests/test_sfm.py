@@ -181,7 +181,7 @@ def test_sfm_switches_at_init_give_gsfm_outputs_on_the_parity_case(path):
   args = (case['train/frames'], masks, case['train/selector'])
   from test_parity import _clip_forward, logits_agree
   gsfm = jax.device_get(_clip_forward()(variables, *args))
-  model = build_model(_sfm_config())
+  model = every_switch(lfm_shape='gaussian', hfm_shape='gaussian')
   sfm = jax.device_get(jax.jit(model.apply)(with_new_parameters(model, variables), *args))
   assert set(sfm) == set(gsfm)
   for key, ref in gsfm.items():
@@ -192,12 +192,6 @@ def test_sfm_switches_at_init_give_gsfm_outputs_on_the_parity_case(path):
       assert diff.max() <= 1e-2 and np.mean(diff <= 1e-4) >= 0.999, key
     else:
       assert np.abs(sfm[key] - ref).max() <= 1e-4 * max(float(np.abs(ref).max()), 1.0), key
-
-
-def _sfm_config():
-  config = model_config.get_config()
-  config.ars_stages, config.msau_refine = ('layer2', 'layer3'), True
-  return config
 
 
 def test_every_switch_trains_through_the_train_step_compiling_once():

@@ -49,13 +49,16 @@ def jacobian(g: jax.Array) -> jax.Array:
   return jnp.stack([d_row[..., 0], d_col[..., 0], d_row[..., 1], d_col[..., 1]], axis=-1)
 
 
-def _solve(j: jax.Array, r: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """J⁻¹ r for J (..., 4) and r (..., 2), |det J| floored at MIN_DET; also returns det (..., 1)."""
+def _determinant(j: jax.Array) -> jax.Array:
+  """det J for J (..., 4), its magnitude floored at MIN_DET (sign kept): (..., 1)."""
+  det = j[..., 0:1] * j[..., 3:4] - j[..., 1:2] * j[..., 2:3]
+  return jnp.where(jnp.abs(det) < MIN_DET, jnp.where(det < 0, -MIN_DET, MIN_DET), det)
+
+
+def _solve(j: jax.Array, r: jax.Array) -> jax.Array:
+  """J⁻¹ r for J (..., 4) and r (..., 2)."""
   a, b, c, d = (j[..., i:i + 1] for i in range(4))
-  det = a * d - b * c
-  det = jnp.where(jnp.abs(det) < MIN_DET, jnp.where(det < 0, -MIN_DET, MIN_DET), det)
-  step = jnp.concatenate([d * r[..., :1] - b * r[..., 1:], a * r[..., 1:] - c * r[..., :1]], axis=-1) / det
-  return step, det
+  return jnp.concatenate([d * r[..., :1] - b * r[..., 1:], a * r[..., 1:] - c * r[..., :1]], axis=-1) / _determinant(j)
 
 
 def invert_grid(grid: jax.Array) -> Inverse:
@@ -65,14 +68,13 @@ def invert_grid(grid: jax.Array) -> Inverse:
   table = jnp.concatenate([g, jacobian(g)], axis=-1)                  # (N, h, w, 6): G and J together
   p = jnp.broadcast_to(pixel_grid(h, w), (n, h, w, 2))
   low = g.shape[1:3]
+
   def newton(_, q: jax.Array) -> jax.Array:
     at_q = bilinear_sample(table, q)
-    step, _ = _solve(at_q[..., 2:], p - at_q[..., :2])
-    return clamp_grid(q + step, *low)
+    return clamp_grid(q + _solve(at_q[..., 2:], p - at_q[..., :2]), *low)
 
   q = jax.lax.fori_loop(0, NEWTON_STEPS, newton, clamp_grid(p / 2.0 - 0.25, *low))   # one body to compile
-  _, det = _solve(bilinear_sample(table, q)[..., 2:], jnp.zeros_like(p))
-  return Inverse(q, 1.0 / jnp.abs(det))
+  return Inverse(q, 1.0 / jnp.abs(_determinant(bilinear_sample(table, q)[..., 2:])))
 
 
 def _padded(x: jax.Array, offsets: jax.Array) -> tuple[jax.Array, int]:
