@@ -1,6 +1,7 @@
-"""Segments the objects of your own video, given their masks in the first frame.
+"""Segments the objects of your own videos, given their masks in the first frame.
 
   python -m gsfm_jax.predict --checkpoint runs/main --video clip.mp4 --mask first.png --out out/clip
+  python -m gsfm_jax.predict --checkpoint runs/main --videos footage/ --out out/footage   # many videos
   python -m gsfm_jax.predict --checkpoint GSFM.pth --video frames/ --mask cat.png --mask dog.png --out out/x
       [--later_mask 40:bird.png]   # an object that enters at frame 40 (the next id)
       [--resize short:480]         # network size: shorter side 480 (or long:864, or none); outputs stay
@@ -11,6 +12,12 @@ Writes OUT/masks/<frame>.png (palette PNGs with your object ids), OUT/overlay.mp
 OUT/overlay_last.png and OUT/summary.json (seconds, frames/s after compilation, compiled programs). Frames
 are decoded and results written chunk by chunk, so host memory does not grow with the video; with
 --capacity N neither does device memory.
+--videos FOLDER: every video file (.mp4 .avi .mov .mkv) and every folder of frames in FOLDER, each with its
+first-frame mask beside it as NAME.png (clip.mp4 -> clip.png, frames folder walk/ -> walk.png). --videos
+LIST.txt: one video per line, `VIDEO MASK [MASK …]` (paths relative to the list; # starts a comment).
+Each video's outputs go to OUT/<NAME>/ as above, OUT/summary.json lists them all; the videos run side by
+side on every local device (--devices N: the first N), longest first. A video that fails is named and the
+others' outputs are kept (exit status 1).
 The checkpoint is a training workdir (its config gives the network), an exported .npz or variables folder,
 or an official GSFM/STCN .pth. Every input is checked before anything runs; the outputs are written to a new
 folder that replaces OUT only when the run succeeds (an OUT with files in it needs --overwrite).
@@ -18,9 +25,11 @@ folder that replaces OUT only when the run succeeds (an OUT with files in it nee
 import argparse
 import json
 import os
+import shutil
 import sys
+import threading
 import time
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 
@@ -92,6 +101,7 @@ def check_flags(args) -> None:
 
 def write_outputs(folder: str, chunks, inputs: Inputs, probabilities: bool, progress) -> None:
   """Masks, probabilities and the overlay video, chunk by chunk as they come back; the last frame's overlay."""
+  os.makedirs(folder, exist_ok=True)
   video = media.OverlayVideo(os.path.join(folder, 'overlay.mp4'), inputs.video.size, inputs.video.fps)
   if probabilities:
     os.makedirs(os.path.join(folder, 'prob'), exist_ok=True)
@@ -112,13 +122,98 @@ def write_outputs(folder: str, chunks, inputs: Inputs, probabilities: bool, prog
   Image.fromarray(overlay(*last)).save(os.path.join(folder, 'overlay_last.png'))
 
 
+class Job(NamedTuple):
+  """One video to segment: its output name (None: the single video of --video), inputs and network size."""
+  name: Optional[str]
+  inputs: Inputs
+  resized: Optional[tuple[int, int]]
+
+
+def batch_list(path: str) -> list[tuple[str, list[str]]]:
+  """--videos: a folder (videos and frame folders, each with NAME.png beside it) or a list file
+  (`VIDEO MASK [MASK …]` per line) -> [(video, [mask, …])]."""
+  if os.path.isdir(path):
+    entries = sorted(os.listdir(path))
+    videos = [n for n in entries if os.path.isdir(os.path.join(path, n)) or n.lower().endswith(media.VIDEO_EXTENSIONS)]
+    if not videos:
+      raise media.InputError(f'--videos {path}: no video file ({", ".join(media.VIDEO_EXTENSIONS)}) or frame folder in it')
+    pairs = []
+    for name in videos:
+      mask = os.path.join(path, os.path.splitext(name)[0] + '.png')
+      if not os.path.isfile(mask):
+        raise media.InputError(f'{os.path.join(path, name)}: its first-frame mask {mask} is missing (--videos FOLDER '
+                               'pairs each video NAME.mp4 or frame folder NAME/ with NAME.png)')
+      pairs.append((os.path.join(path, name), [mask]))
+    return pairs
+  if not os.path.isfile(path):
+    raise media.InputError(f'--videos {path}: no such folder or list file')
+  base, pairs = os.path.dirname(path), []
+  with open(path) as f:
+    for number, line in enumerate(f, 1):
+      fields = line.split('#', 1)[0].split()
+      if not fields:
+        continue
+      if len(fields) < 2:
+        raise media.InputError(f'{path}:{number}: expected VIDEO MASK [MASK …], got {line.strip()!r}')
+      pairs.append((os.path.join(base, fields[0]), [os.path.join(base, m) for m in fields[1:]]))
+  if not pairs:
+    raise media.InputError(f'--videos {path}: lists no video (lines: VIDEO MASK [MASK …])')
+  return pairs
+
+
+def read_jobs(args) -> list[Job]:
+  """Every video of the command line, each checked (video, masks, sizes) before anything runs."""
+  if args.videos is None:
+    if not args.video or not args.mask:
+      raise media.InputError('give --video and --mask (one video), or --videos (many)')
+    inputs = read_inputs(args)
+    return [Job(None, inputs, parse_resize(args.resize, inputs.video.size))]
+  if args.video or args.mask or args.later_mask:
+    raise media.InputError('--videos: the masks come from its naming rule; leave out --video, --mask and --later_mask')
+  jobs = []
+  for video, masks in batch_list(args.videos):
+    inputs = read_inputs(argparse.Namespace(**{**vars(args), 'video': video, 'mask': masks, 'later_mask': []}))
+    jobs.append(Job(os.path.splitext(os.path.basename(video.rstrip('/')))[0], inputs,
+                    parse_resize(args.resize, inputs.video.size)))
+  names = [j.name for j in jobs]
+  twice = sorted({n for n in names if names.count(n) > 1})
+  if twice:
+    raise media.InputError(f'--videos {args.videos}: more than one video is named {twice[0]} (outputs go to OUT/<name>)')
+  return jobs
+
+
+def segment(engine, job: Job, folder: str, probabilities: bool, show: Optional[Callable[[str], None]]) -> dict:
+  """One video into `folder` (masks, overlay, summary.json); show(line) after each chunk. -> its summary."""
+  total, meter, began = len(job.inputs.video), Rate(len(job.inputs.video)), time.perf_counter()
+
+  def progress(done: int) -> None:
+    if not meter.started:   # the first chunk compiles: rates and the ETA count from its end
+      meter.begin(done)
+      line = 'compiled'
+    else:
+      meter.update(done)
+      line = f'{meter.rate:.2f} frames/s | ETA {meter.eta()}'
+    if show is not None:
+      show(f'frames {done}/{total} ({100 * done / total:.0f} %) | {line}')
+
+  chunks = engine.chunks(job.inputs.video, job.inputs.labels, resized=job.resized, keep_prob=probabilities)
+  write_outputs(folder, chunks, job.inputs, probabilities, progress)
+  summary = {'frames': total, 'objects': job.inputs.user_ids[1:].tolist(), 'seconds': time.perf_counter() - began,
+             'frames_per_s': meter.overall() if total > engine.protocol.chunk else None,   # after the compiling chunk
+             'compiled_programs': len(engine.compiled)}
+  with open(os.path.join(folder, 'summary.json'), 'w') as f:
+    json.dump(summary, f, indent=2)
+  return summary
+
+
 def main(argv: Optional[list[str]] = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                    epilog=__doc__.split('\n', 2)[2])
   parser.add_argument('--checkpoint', required=True, help='training workdir, .npz, variables folder or official .pth')
-  parser.add_argument('--video', required=True, help='video file or folder of frames')
-  parser.add_argument('--mask', required=True, action='append', help='first-frame mask (palette PNG, grayscale ids '
+  parser.add_argument('--video', help='video file or folder of frames')
+  parser.add_argument('--mask', action='append', help='first-frame mask (palette PNG, grayscale ids '
                       'or a binary mask), or one binary PNG per object (repeat --mask)')
+  parser.add_argument('--videos', help='many videos: a folder (each with NAME.png beside it) or a list file')
   parser.add_argument('--later_mask', action='append', default=[], help='FRAME:PATH, objects entering later')
   parser.add_argument('--mask_resize', default='none', choices=media.MASK_RESIZE,
                       help='a mask of another size than the frames: refuse (none) or resize it (nearest)')
@@ -133,52 +228,77 @@ def main(argv: Optional[list[str]] = None) -> int:
   parser.add_argument('--capacity', type=int, default=None,
                       help='memory frames kept (default: all); with it a video of any length runs in constant memory')
   parser.add_argument('--dtype', default='float32', help="compute dtype: float32, bfloat16 or auto")
+  parser.add_argument('--devices', type=int, default=None, help='--videos: local devices to use (default: all)')
   args = parser.parse_args(argv)
   console.show_info()   # the engine logs each new compiled program
   try:
     check_flags(args)
     output = media.OutputFolder(args.out, args.overwrite)
-    inputs = read_inputs(args)
-    resized = parse_resize(args.resize, inputs.video.size)
+    jobs = read_jobs(args)
     from gsfm_jax.checkpoint import inference_model
-    from gsfm_jax.inference import Propagator, Protocol
+    from gsfm_jax.inference import Protocol, parallel
+    devices = parallel.local_devices(args.devices)
     model, variables = inference_model(args.checkpoint, args.dtype)
     protocol = Protocol(top_k=args.top_k, mem_every=args.mem_every, capacity=args.capacity,
-                        memory_rule='absolute' if list(inputs.labels) == [0] else 'since_last')
+                        memory_rule='absolute' if all(list(j.inputs.labels) == [0] for j in jobs) else 'since_last')
   except (media.InputError, ValueError) as error:
     print(f'error: {error}', file=sys.stderr)
     return 2
-  for note in inputs.notes:
-    print(f'note: {note}', flush=True)
-  engine = Propagator(model, variables, protocol)
-  total = len(inputs.video)
-  meter = Rate(total)
-
-  def progress(done: int) -> None:
-    if not meter.started:   # the first chunk compiles: rates and the ETA count from its end
-      meter.begin(done)
-      print(f'frames {done}/{total} ({100 * done / total:.0f} %) | compiled', flush=True)
-      return
-    meter.update(done)
-    print(f'frames {done}/{total} ({100 * done / total:.0f} %) | {meter.rate:.2f} frames/s | ETA {meter.eta()}',
-          flush=True)
-
-  began = time.perf_counter()
+  for job in jobs:
+    for note in job.inputs.notes:
+      print(f'note: {job.name + ": " if job.name else ""}{note}', flush=True)
+  if args.videos is not None:
+    return run_batch(parallel.engines(model, variables, protocol, devices), jobs, output, args)
+  engine, job = parallel.engines(model, variables, protocol, devices[:1])[0], jobs[0]
   try:
     with output as folder:
-      chunks = engine.chunks(inputs.video, inputs.labels, resized=resized, keep_prob=args.probabilities)
-      write_outputs(folder, chunks, inputs, args.probabilities, progress)
-      with open(os.path.join(folder, 'summary.json'), 'w') as f:
-        json.dump({'frames': total, 'objects': inputs.user_ids[1:].tolist(), 'seconds': time.perf_counter() - began,
-                 'frames_per_s': meter.overall() if total > protocol.chunk else None,   # after the compiling chunk
-                 'compiled_programs': len(engine.compiled)}, f, indent=2)
+      summary = segment(engine, job, folder, args.probabilities, lambda line: print(line, flush=True))
   except media.InputError as error:   # a frame that cannot be decoded, found when it is read
     print(f'error: {error} (nothing written to {args.out})', file=sys.stderr)
     return 2
-  speed = (f'{meter.overall():.2f} frames/s after the first chunk, which compiles' if total > protocol.chunk
-           else f'{time.perf_counter() - began:.1f} s with compilation')
-  print(f'{total} frames, {len(inputs.user_ids) - 1} object(s), {speed}; written to {args.out}')
+  speed = (f'{summary["frames_per_s"]:.2f} frames/s after the first chunk, which compiles'
+           if summary['frames_per_s'] is not None else f'{summary["seconds"]:.1f} s with compilation')
+  print(f'{summary["frames"]} frames, {len(summary["objects"])} object(s), {speed}; written to {args.out}')
   return 0
+
+
+def run_batch(workers: list, jobs: list[Job], output: media.OutputFolder, args) -> int:
+  """Every job over the devices of `workers`, into OUT/<name>/; OUT/summary.json. -> the exit status."""
+  from gsfm_jax.inference import parallel
+  lengths = [len(j.inputs.video) for j in jobs]
+  meter, lock, done, began = Rate(sum(lengths)), threading.Lock(), [0, 0], time.perf_counter()
+
+  def work(engine, job: Job) -> dict:
+    folder = os.path.join(out, job.name)
+    try:
+      summary = segment(engine, job, folder, args.probabilities, None)
+    except BaseException:
+      shutil.rmtree(folder, ignore_errors=True)   # no half-written video among the finished ones
+      raise
+    with lock:
+      done[0], done[1] = done[0] + 1, done[1] + summary['frames']
+      if meter.started:
+        meter.update(done[1])
+      else:   # rates and the ETA count from the end of the first video, which compiles
+        meter.begin(done[1])
+      rate = f' | {meter.rate:.2f} frames/s | ETA {meter.eta()}' if done[0] > 1 else ''
+      print(f'[{done[0]}/{len(jobs)}] {job.name}: {summary["frames"]} frames ({engine.device}) | '
+            f'{done[1]}/{meter.total} frames{rate}', flush=True)
+    return summary
+
+  with output as out:
+    summaries, failures = parallel.run_all(workers, jobs, lengths, work)
+    seconds = time.perf_counter() - began
+    frames = sum(s['frames'] for s in summaries.values())
+    with open(os.path.join(out, 'summary.json'), 'w') as f:
+      json.dump({'videos': {jobs[i].name: s for i, s in sorted(summaries.items())},
+                 'failed': {jobs[i].name: e for i, e in sorted(failures.items())}, 'devices': len(workers),
+                 'seconds': seconds, 'frames_per_s': frames / seconds}, f, indent=2)
+  for i, error in sorted(failures.items()):
+    print(f'error: {jobs[i].name} ({jobs[i].inputs.video.path}) failed: {error}', file=sys.stderr)
+  print(f'{len(summaries)} of {len(jobs)} videos, {frames} frames in {seconds:.1f} s ({frames / seconds:.2f} frames/s '
+        f'with compilation, {len(workers)} device(s)); written to {args.out}')
+  return 1 if failures else 0
 
 
 if __name__ == '__main__':

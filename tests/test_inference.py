@@ -10,7 +10,7 @@ import pytest
 
 from conftest import converted_variables
 from gsfm_jax.inference import Propagator, Protocol, resize
-from gsfm_jax.inference.engine import schedule
+from gsfm_jax.inference.schedule import schedule
 from gsfm_jax.inference.stream import Stream
 from gsfm_jax.models import GSFM
 from gsfm_jax.models.aggregate import aggregate

@@ -8,14 +8,10 @@ frame is re-aggregated. A memory frame (the rule below, or a labelled frame) is 
 aggregated probabilities and stored. Outputs are cropped, resized to the output size and argmaxed on the
 device.
 
-Memory rules: 'absolute' (DAVIS engine: t % mem_every == 0), 'since_last' (YouTube engine:
-t - last memory frame ≥ mem_every). The last frame is never a regular memory frame. The schedule does not
-depend on the predictions, so the host computes it, and with it the exact number of memory slots a video
-needs; slots are allocated in buckets so that videos of similar lengths share compiled programs.
+The memory schedule (which frames are stored, computed on the host) is `inference.schedule`; memory slots
+are allocated in buckets so that videos of similar lengths share compiled programs.
 """
-import dataclasses
 import functools
-import math
 from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
 
 import jax
@@ -24,76 +20,10 @@ import numpy as np
 from absl import logging
 
 from gsfm_jax.inference import memory_bank, resize
+from gsfm_jax.inference.schedule import Protocol, pad_to, plan, slots_for
 from gsfm_jax.models import GSFM
 from gsfm_jax.models.aggregate import aggregate
 from gsfm_jax.visualize import IMAGENET_MEAN, IMAGENET_STD
-
-RULES = ('absolute', 'since_last')
-
-
-@dataclasses.dataclass(frozen=True)
-class Protocol:
-  """How a video is propagated. Defaults: the reference's DAVIS settings."""
-  top_k: Optional[int] = 50
-  mem_every: int = 3
-  memory_rule: str = 'absolute'
-  capacity: Optional[int] = None   # memory frames kept (first / labelled frames pinned, oldest dropped); None: all
-  chunk: int = 16                  # frames per compiled scan call
-  slot_bucket: int = 8             # memory slots are allocated in multiples of this
-  object_bucket: int = 1           # the object count is padded to a multiple of this (more reuse of programs)
-
-  def __post_init__(self):
-    if self.memory_rule not in RULES:
-      raise ValueError(f'memory_rule {self.memory_rule!r}: expected one of {RULES}')
-    if self.mem_every < 1 or self.chunk < 1 or self.slot_bucket < 1 or self.object_bucket < 1:
-      raise ValueError('mem_every, chunk, slot_bucket and object_bucket must be ≥ 1')
-    if self.capacity is not None and self.capacity < 1:
-      raise ValueError(f'capacity {self.capacity}: at least one memory frame is needed')
-
-
-class Schedule(NamedTuple):
-  """Per-frame flags of one video, computed on the host."""
-  memorise: np.ndarray   # (T,) bool: stored in memory
-  compute: np.ndarray    # (T,) bool: run the network at all (memory, output or labelled frames)
-
-
-def regular_memory_frame(t: int, last: int, protocol: Protocol) -> bool:
-  """The memory rule for an unlabelled frame t, given the last memory frame (-1: none yet)."""
-  if last < 0:
-    return False
-  if protocol.memory_rule == 'absolute':
-    return t % protocol.mem_every == 0
-  return t - last >= protocol.mem_every
-
-
-def schedule(num_frames: int, first_seen: np.ndarray, protocol: Protocol,
-             wanted: Optional[np.ndarray] = None) -> Schedule:
-  """The memory schedule: first_seen (K,) the frame each object is first labelled at; wanted (T,) bool the
-  frames whose output is needed (default all)."""
-  t = np.arange(num_frames)
-  labelled = np.isin(t, first_seen)
-  memorise = labelled.copy()
-  last = -1
-  for i in range(num_frames):
-    if labelled[i]:
-      last = i
-      continue
-    if i < num_frames - 1 and regular_memory_frame(i, last, protocol):
-      memorise[i], last = True, i
-  wanted = np.ones(num_frames, bool) if wanted is None else wanted
-  return Schedule(memorise, memorise | (wanted & (t >= first_seen.min())))
-
-
-def bucket(value: int, multiple: int) -> int:
-  """value rounded up to a positive multiple of `multiple`."""
-  return max(multiple, math.ceil(value / multiple) * multiple)
-
-
-def slots_for(stored: int, protocol: Protocol) -> int:
-  """Memory slots for `stored` memory frames: a bucket, at most the protocol's capacity."""
-  slots = bucket(stored, protocol.slot_bucket)
-  return slots if protocol.capacity is None else min(slots, protocol.capacity)
-
 
 class VideoResult(NamedTuple):
   labels: np.ndarray            # (T, H, W) uint8: 0 background, k for object k (1 … K)
@@ -196,16 +126,20 @@ class Propagator:
 
   model, variables: the network (built for two or more objects) and its {'params', 'batch_stats'}.
   frame_resize / mask_resize / out_resize: interpolation of frames into the network's size, of given
-  masks, and of probabilities back out (the reference: bicubic, nearest, bilinear).
+  masks, and of probabilities back out (the reference: bicubic, nearest, bilinear). device: where its
+  weights, memory bank and programs live (default: JAX's default device); one Propagator per device runs
+  videos side by side (`inference.parallel`).
   """
 
   def __init__(self, model: GSFM, variables: Any, protocol: Protocol = Protocol(),
-               frame_resize: str = 'bicubic', mask_resize: str = 'nearest', out_resize: str = 'bilinear'):
+               frame_resize: str = 'bicubic', mask_resize: str = 'nearest', out_resize: str = 'bilinear',
+               device: Optional[jax.Device] = None):
     if model.single_object:
       raise ValueError('inference uses the multi-object network (a single-object checkpoint is widened '
                        'to 5 input channels when it is loaded)')
     # on the device once: host weights (as loaded from a file) would otherwise be sent with every call
-    self.model, self.variables, self.protocol = model, jax.device_put(variables), protocol
+    self.model, self.variables, self.protocol = model, jax.device_put(variables, device), protocol
+    self.device = device
     self.methods = (frame_resize, mask_resize, out_resize)
     self.chunk_program, self.frame_program = programs(model, protocol.top_k)
     self.compiled: set = set()
@@ -237,30 +171,20 @@ class Propagator:
     chunk runs, so at most two chunks of frames are held.
     """
     num_frames = len(frames)
-    first_seen, slots = _first_seen(labels, num_objects)
-    shared = len(set(first_seen.tolist())) == 1  # all objects start together: one affinity for all
-    real, k = len(first_seen), bucket(len(first_seen), self.protocol.object_bucket)
-    if self.protocol.capacity is not None and self.protocol.capacity < len(labels):
-      raise ValueError(f'memory capacity {self.protocol.capacity} is below the {len(labels)} labelled frames, '
-                       'which are always kept')
-    first_seen = np.concatenate([first_seen, np.full(k - real, num_frames, np.int64)])  # padding: never seen
-    plan = schedule(num_frames, first_seen, self.protocol, wanted)
+    video = plan(num_frames, labels, self.protocol, num_objects, wanted)
     geo = geometry(next(iter(labels.values())).shape, resized, out_size)
-    consts = jax.device_put({**self.resize_matrices(geo),   # on the device once, not per chunk
-                             'labels': np.stack([labels[t] for t in sorted(labels)]).astype(np.uint8)})
-    xs = {'t': np.arange(num_frames, dtype=np.int32), 'memorise': plan.memorise, 'compute': plan.compute,
-          'slot': np.array([slots.get(t, -1) for t in range(num_frames)], np.int32),
-          'new': (np.arange(num_frames)[:, None] == first_seen[None, :])}
+    consts = jax.device_put({**self.resize_matrices(geo), 'labels': video.labels}, self.device)   # once, not per chunk
+    shared, real, k = video.shared, video.objects, video.padded
     carry = self.empty_carry(geo, k)
     pending, stored = None, 0
     chunk = self.protocol.chunk
     for start in range(0, num_frames, chunk):
       stop = min(start + chunk, num_frames)
-      stored += int(plan.memorise[start:stop].sum())
+      stored += int(video.xs['memorise'][start:stop].sum())
       carry = (memory_bank.grow(carry[0], slots_for(stored, self.protocol)), carry[1])
-      piece = {name: _pad_to(v[start:stop], chunk) for name, v in xs.items()}
+      piece = {name: pad_to(v[start:stop], chunk) for name, v in video.xs.items()}
       pixels = np.asarray(frames[start:stop])
-      piece = jax.device_put({**piece, 'frame': _pad_to(pixels, chunk)})   # the only upload per chunk
+      piece = jax.device_put({**piece, 'frame': pad_to(pixels, chunk)}, self.device)   # the only upload per chunk
       self._note_compile(geo, k, carry[0].capacity, shared, keep_prob)
       carry, out = self.chunk_program(self.variables, consts, carry, piece, shared=shared, keep_prob=keep_prob)
       if pending is not None:   # the previous chunk's outputs come back while this chunk runs
@@ -273,7 +197,7 @@ class Propagator:
     object enabled yet."""
     h, w = geo.padded[0] // 16, geo.padded[1] // 16
     bank = memory_bank.empty(0, num_objects, h, w, self.model.key_dim, self.model.value_dim, self.model.dtype)
-    return bank, jax.device_put(np.zeros((num_objects,), bool))
+    return jax.device_put((bank, np.zeros((num_objects,), bool)), self.device)
 
   def resize_matrices(self, geo: Geometry) -> dict:
     """The interpolation matrices of frames in, given masks in and probabilities out."""
@@ -287,25 +211,9 @@ class Propagator:
     key = (geo, k, capacity, shared, keep_prob)
     if key not in self.compiled:
       self.compiled.add(key)
-      logging.info('inference program %d: frames %s -> %s padded %s, out %s, %d objects, %d memory slots',
-                   len(self.compiled), geo.size, geo.resized, geo.padded, geo.out, k, capacity)
-
-
-def _first_seen(labels: dict[int, np.ndarray], num_objects: Optional[int]) -> tuple[np.ndarray, dict[int, int]]:
-  """(first labelled frame of objects 1 … K, {frame: index into the stacked label frames})."""
-  if not labels:
-    raise ValueError('no labelled frame: the first frame of each object needs its mask')
-  ids = sorted({int(i) for m in labels.values() for i in np.unique(m) if i > 0})
-  k = num_objects or (max(ids) if ids else 0)
-  first = np.full(k, -1, np.int64)
-  for t in sorted(labels):
-    for i in np.unique(labels[t]):
-      if 0 < i <= k and first[i - 1] < 0:
-        first[i - 1] = t
-  if k == 0 or np.any(first < 0):
-    missing = [i + 1 for i in range(k) if first[i] < 0] if k else 'all'
-    raise ValueError(f'objects {missing} have no mask in any labelled frame')
-  return first, {t: i for i, t in enumerate(sorted(labels))}
+      logging.info('inference program %d%s: frames %s -> %s padded %s, out %s, %d objects, %d memory slots',
+                   len(self.compiled), f' on {self.device}' if self.device else '', geo.size, geo.resized, geo.padded,
+                   geo.out, k, capacity)
 
 
 def _fetch(out: dict, start: int, frames: np.ndarray, real: int,
@@ -316,8 +224,3 @@ def _fetch(out: dict, start: int, frames: np.ndarray, real: int,
     progress(start + len(frames))
   prob = out['prob'][..., :real + 1] if 'prob' in out else None
   return Chunk(start, frames, out['labels'], prob)
-
-
-def _pad_to(x: np.ndarray, length: int) -> np.ndarray:
-  """Pads axis 0 with zeros (False) up to `length`."""
-  return np.concatenate([x, np.zeros((length - len(x),) + x.shape[1:], x.dtype)]) if len(x) < length else x

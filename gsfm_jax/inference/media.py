@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import NamedTuple, Optional, Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 from PIL import Image
@@ -228,9 +228,11 @@ class OutputFolder:
   """A run's output folder, written whole or not at all: outputs go to a fresh folder beside `out`, which
   replaces `out` when the run succeeds (`with OutputFolder(out, overwrite) as folder: …`). A failed or
   interrupted run leaves an earlier run's outputs as they were, and `out` never mixes two runs. An `out` that
-  is a file, or a folder with files in it and no `overwrite`, is refused before any work."""
+  is a file, or a folder with files in it and no `overwrite`, is refused before any work. shared: the
+  fresh folder has a fixed name (`.<out>.partial-shared`), so that several processes find the same one
+  (one of them calls `open` and `commit`)."""
 
-  def __init__(self, out: str, overwrite: bool):
+  def __init__(self, out: str, overwrite: bool, shared: bool = False):
     if os.path.exists(out) and not os.path.isdir(out):
       raise InputError(f'--out {out}: is a file; give a folder')
     if os.path.isdir(out) and os.listdir(out) and not overwrite:
@@ -245,16 +247,20 @@ class OutputFolder:
         raise InputError(f'--out {out}: cannot create its parent folder ({error.strerror})') from None
     if not os.access(self.parent, os.W_OK):
       raise InputError(f'--out {out}: {self.parent} is not writable')
-    self.work: Optional[str] = None
+    self.shared = shared
+    self.work = os.path.join(self.parent, f'.{os.path.basename(self.out)}.partial-shared') if shared else None
 
-  def __enter__(self) -> str:
-    self.work = tempfile.mkdtemp(prefix=f'.{os.path.basename(self.out)}.partial-', dir=self.parent)
+  def open(self) -> str:
+    """Makes the fresh folder (a shared one left by an interrupted run is emptied first); returns its path."""
+    if self.shared:
+      shutil.rmtree(self.work, ignore_errors=True)
+      os.makedirs(self.work)
+    else:
+      self.work = tempfile.mkdtemp(prefix=f'.{os.path.basename(self.out)}.partial-', dir=self.parent)
     return self.work
 
-  def __exit__(self, kind, value, traceback) -> bool:
-    if kind is not None:
-      shutil.rmtree(self.work, ignore_errors=True)
-      return False
+  def commit(self) -> None:
+    """The fresh folder becomes `out` (an earlier `out` is removed only after that)."""
     old = None
     if os.path.exists(self.out):
       old = tempfile.mkdtemp(prefix=f'.{os.path.basename(self.out)}.old-', dir=self.parent)
@@ -262,6 +268,15 @@ class OutputFolder:
     os.replace(self.work, self.out)
     if old is not None:
       shutil.rmtree(old, ignore_errors=True)
+
+  def __enter__(self) -> str:
+    return self.open()
+
+  def __exit__(self, kind, value, traceback) -> bool:
+    if kind is not None:
+      shutil.rmtree(self.work, ignore_errors=True)
+    else:
+      self.commit()
     return False
 
 

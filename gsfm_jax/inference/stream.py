@@ -14,7 +14,8 @@ import jax
 import numpy as np
 
 from gsfm_jax.inference import memory_bank
-from gsfm_jax.inference.engine import Propagator, VideoResult, bucket, geometry, regular_memory_frame, slots_for
+from gsfm_jax.inference.engine import Propagator, VideoResult, geometry
+from gsfm_jax.inference.schedule import bucket, regular_memory_frame, slots_for
 
 
 class Stream:
@@ -26,7 +27,7 @@ class Stream:
     self.num_objects = bucket(num_objects, self.protocol.object_bucket)
     self._real = num_objects
     self._geo = geometry(size, resized, out_size)
-    self._matrices = jax.device_put(propagator.resize_matrices(self._geo))   # once, not per frame
+    self._matrices = jax.device_put(propagator.resize_matrices(self._geo), propagator.device)   # once, not per frame
     self._no_labels = np.zeros((1,) + self._geo.size, np.uint8)
     self._carry = propagator.empty_carry(self._geo, self.num_objects)
     self._enabled = np.zeros(self.num_objects, bool)
@@ -49,7 +50,7 @@ class Stream:
     consts = {**self._matrices, 'labels': self._no_labels if labels is None else labels[None].astype(np.uint8)}
     x = {'frame': frame, 't': np.int32(self.t), 'slot': np.int32(0 if labelled else -1), 'new': new,
          'memorise': np.bool_(memorise), 'compute': np.bool_(True)}
-    consts, x = jax.device_put((consts, x))   # the frame and its flags: the only upload per frame
+    consts, x = jax.device_put((consts, x), self.engine.device)   # the frame and its flags: the only upload per frame
     self._carry, out = self.engine.frame_program(self.engine.variables, consts, self._carry, x, shared=False,
                                              keep_prob=True)
     self.t += 1

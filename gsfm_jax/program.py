@@ -1,0 +1,131 @@
+"""The inference engine as one exported file: `jax.export` of the per-chunk scan step (spec §5) with the
+network's weights, for videos of one frame size, run by `gsfm_jax.inference.loader`, which needs neither
+Flax nor the model code (only jax and numpy).
+
+  python -m gsfm_jax.program --checkpoint runs/main --size 480x854 --objects 3 --capacity 16 --out gsfm.program
+      [--resize short:480] [--dtype bfloat16] [--top_k 50] [--mem_every 3] [--platforms cpu,cuda,tpu]
+  python -m gsfm_jax.inference.loader gsfm.program --video clip.mp4 --mask first.png --out out/clip
+
+What is fixed when the file is made: the frame size (H, W) and the network's input size, the largest number
+of objects (a video may have fewer), a bounded memory of --capacity frames (the first frame pinned, the
+oldest other frame dropped: any length runs in constant memory) and the protocol (top-k, mem_every, memory
+every `absolute` frame, all objects given in the first frame). The file (a numpy .npz) holds the serialized
+program (StableHLO, lowered for every platform named), its weights, the resize matrices and a JSON header.
+"""
+import argparse
+import json
+import os
+import sys
+from typing import Any, Optional, Sequence
+
+import jax
+import numpy as np
+from jax import export
+
+from gsfm_jax.inference import memory_bank
+from gsfm_jax.inference.engine import Propagator, _chunk, geometry
+from gsfm_jax.inference.loader import FORMAT
+from gsfm_jax.inference.media import InputError
+from gsfm_jax.inference.schedule import Protocol
+from gsfm_jax.models import GSFM
+
+PLATFORMS = ('cpu', 'cuda', 'tpu')
+
+
+def chunk_step(model: GSFM, top_k: Optional[int], treedef: Any):
+  """The exported function: (weights (flat list), consts, carry (bank leaves…, enabled), xs) -> (carry, outputs),
+  `_chunk` of the engine with every argument a plain array, list or dict (nothing but jax needed to call it)."""
+
+  def step(weights: list, consts: dict, carry: tuple, xs: dict):
+    variables = jax.tree.unflatten(treedef, weights)
+    bank = memory_bank.MemoryBank(*carry[:-1])
+    (bank, enabled), out = _chunk(model, top_k, variables, consts, (bank, carry[-1]), xs, shared=True, keep_prob=True)
+    return (*bank, enabled), out
+
+  return step
+
+
+def export_program(model: GSFM, variables: Any, protocol: Protocol, size: tuple[int, int],
+                   resized: Optional[tuple[int, int]], objects: int, platforms: Sequence[str]) -> dict[str, np.ndarray]:
+  """The file's arrays: 'program' (serialized `jax.export.Exported`), 'header' (JSON), weight_NNNN and const_*."""
+  if protocol.capacity is None:
+    raise ValueError('an exported program needs a bounded memory (Protocol.capacity)')
+  engine = Propagator(model, variables, protocol)
+  geo = geometry(size, resized)
+  consts = {**engine.resize_matrices(geo), 'labels': np.zeros((1,) + geo.size, np.uint8)}
+  bank, enabled = engine.empty_carry(geo, objects)
+  carry = (*memory_bank.grow(bank, protocol.capacity), enabled)
+  t, k = protocol.chunk, objects
+  xs = {'t': np.zeros(t, np.int32), 'memorise': np.zeros(t, bool), 'compute': np.zeros(t, bool),
+        'slot': np.zeros(t, np.int32), 'new': np.zeros((t, k), bool), 'frame': np.zeros((t,) + geo.size + (3,), np.uint8)}
+  weights, treedef = jax.tree.flatten(variables)
+  spec = lambda tree: jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), tree)
+  exported = export.export(jax.jit(chunk_step(model, protocol.top_k, treedef)), platforms=tuple(platforms))(
+      spec(weights), spec(consts), spec(carry), spec(xs))
+  header = {'format': FORMAT, 'size': list(geo.size), 'resized': list(geo.resized), 'objects': objects,
+            'capacity': protocol.capacity, 'chunk': protocol.chunk, 'top_k': protocol.top_k,
+            'mem_every': protocol.mem_every, 'dtype': np.dtype(model.dtype).name, 'platforms': list(platforms),
+            'weights': len(weights),
+            'carry': [{'shape': list(a.shape), 'dtype': np.dtype(a.dtype).name, 'fill': -1 if name == 'frame' else 0}
+                      for name, a in zip(memory_bank.MemoryBank._fields + ('enabled',), carry)]}
+  arrays = {'program': np.frombuffer(exported.serialize(), np.uint8),
+            'header': np.frombuffer(json.dumps(header).encode(), np.uint8)}
+  arrays.update({f'weight_{i:04d}': np.asarray(w) for i, w in enumerate(weights)})
+  arrays.update({f'const_{name}': np.asarray(v) for name, v in consts.items() if name != 'labels'})
+  return arrays
+
+
+def parse_size(text: str, flag: str) -> tuple[int, int]:
+  """'HxW' -> (H, W)."""
+  h, _, w = text.partition('x')
+  if not (h.isdigit() and w.isdigit() and int(h) >= 16 and int(w) >= 16):
+    raise InputError(f'{flag} {text}: expected HxW (height x width, each ≥ 16), e.g. 480x854')
+  return int(h), int(w)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   epilog=__doc__.split('\n', 2)[2])
+  parser.add_argument('--checkpoint', required=True, help='training workdir, .npz, variables folder or official .pth')
+  parser.add_argument('--size', required=True, help="the videos' frame size, HxW (e.g. 480x854)")
+  parser.add_argument('--resize', default='none', help="network input size: 'none', 'short:N' or 'long:N'")
+  parser.add_argument('--objects', type=int, default=3, help='most objects a video may have')
+  parser.add_argument('--capacity', type=int, default=16, help='memory frames kept')
+  parser.add_argument('--top_k', type=int, default=50)
+  parser.add_argument('--mem_every', type=int, default=3)
+  parser.add_argument('--dtype', default='float32', help='compute dtype: float32 or bfloat16')
+  parser.add_argument('--platforms', default='cpu,cuda', help=f'comma-separated, of {", ".join(PLATFORMS)}')
+  parser.add_argument('--out', required=True, help='the program file to write')
+  args = parser.parse_args(argv)
+  try:
+    size = parse_size(args.size, '--size')
+    from gsfm_jax.predict import parse_resize
+    resized = parse_resize(args.resize, size)
+    platforms = args.platforms.split(',')
+    if not platforms or any(p not in PLATFORMS for p in platforms):
+      raise InputError(f'--platforms {args.platforms}: expected a comma-separated list of {", ".join(PLATFORMS)}')
+    for flag in ('objects', 'capacity', 'top_k', 'mem_every'):
+      if getattr(args, flag) < 1:
+        raise InputError(f'--{flag} {getattr(args, flag)}: must be at least 1')
+    if args.dtype not in ('float32', 'bfloat16'):
+      raise InputError(f'--dtype {args.dtype}: expected float32 or bfloat16')
+    parent = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+      raise InputError(f'--out {args.out}: {parent} is not a folder this process can write to')
+    from gsfm_jax.checkpoint import inference_model
+    model, variables = inference_model(args.checkpoint, args.dtype)
+  except ValueError as error:
+    print(f'error: {error}', file=sys.stderr)
+    return 2
+  protocol = Protocol(top_k=args.top_k, mem_every=args.mem_every, capacity=args.capacity)
+  arrays = export_program(model, variables, protocol, size, resized, args.objects, platforms)
+  with open(args.out + '.tmp', 'wb') as f:
+    np.savez(f, **arrays)
+  os.replace(args.out + '.tmp', args.out)
+  print(f'{args.out}: {len(arrays["program"]) / 1e6:.1f} MB program, {sum(a.nbytes for a in arrays.values()) / 1e6:.0f} MB '
+        f'in all; frames {size[0]}x{size[1]}, up to {args.objects} objects, {args.capacity} memory frames, {"/".join(platforms)}')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
