@@ -40,7 +40,7 @@ from gsfm_jax import console
 from gsfm_jax.evaluation import davis as davis_eval
 from gsfm_jax.inference import Propagator, Protocol, parallel
 from gsfm_jax.inference.engine import Chunk
-from gsfm_jax.inference.media import InputError, OutputFolder, VideoReader, frame_names, index_lookup
+from gsfm_jax.inference.media import InputError, OutputFolder, VideoReader, frame_names, index_lookup, whole_folder
 
 BENCHMARKS = ('davis17', 'davis16', 'youtube')
 
@@ -74,14 +74,14 @@ def segment_davis(engine: Propagator, root: str, seq: str, out: str, binary: boo
   video = VideoReader(os.path.join(root, 'JPEGImages', '480p', seq))
   first = davis_eval.read_labels(os.path.join(root, 'Annotations', '480p', seq, video.names[0] + '.png'))
   first = (first > 0).astype(np.uint8) if binary else np.where(first == davis_eval.VOID, 0, first)
-  os.makedirs(os.path.join(out, seq), exist_ok=True)
-  for chunk in timer.chunks(engine, video, {0: first}):
-    for name, labels in zip(video.names[chunk.start:], chunk.labels):
-      path = os.path.join(out, seq, name + '.png')
-      if binary:
-        Image.fromarray((labels > 0).astype(np.uint8) * 255).save(path)
-      else:
-        write_palette_png(labels, path)
+  with whole_folder(os.path.join(out, seq)) as folder:
+    for chunk in timer.chunks(engine, video, {0: first}):
+      for name, labels in zip(video.names[chunk.start:], chunk.labels):
+        path = os.path.join(folder, name + '.png')
+        if binary:
+          Image.fromarray((labels > 0).astype(np.uint8) * 255).save(path)
+        else:
+          write_palette_png(labels, path)
   return timer
 
 
@@ -107,12 +107,11 @@ def segment_youtube(engine: Propagator, root: str, split: str, video: str, info:
   h, w = frames.size
   resized = (short_side, int(w * short_side / h)) if h <= w else (int(h * short_side / w), short_side)
   back = np.array([0] + ids, np.uint8)
-  folder = os.path.join(out, 'Annotations', video)
-  os.makedirs(folder, exist_ok=True)
-  for chunk in timer.chunks(engine, frames, labels, resized=resized, wanted=wanted):
-    for t, frame_labels in enumerate(chunk.labels, chunk.start):
-      if wanted[t]:
-        write_palette_png(back[frame_labels], os.path.join(folder, names[t] + '.png'))
+  with whole_folder(os.path.join(out, 'Annotations', video)) as folder:
+    for chunk in timer.chunks(engine, frames, labels, resized=resized, wanted=wanted):
+      for t, frame_labels in enumerate(chunk.labels, chunk.start):
+        if wanted[t]:
+          write_palette_png(back[frame_labels], os.path.join(folder, names[t] + '.png'))
   return timer
 
 
@@ -225,7 +224,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     return 2
   protocol = Protocol(top_k=args.top_k or (20 if args.benchmark == 'davis16' else 50), mem_every=args.mem_every,
                       memory_rule='since_last' if args.benchmark == 'youtube' else 'absolute')
-  workers = parallel.engines(model, variables, protocol, devices)
+  workers = parallel.engines(model, variables, protocol, devices[:max(1, len(parallel.process_share(lengths)))])
   try:
     if jax.process_count() == 1:
       with output as folder:

@@ -25,7 +25,6 @@ folder that replaces OUT only when the run succeeds (an OUT with files in it nee
 import argparse
 import json
 import os
-import shutil
 import sys
 import threading
 import time
@@ -248,7 +247,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     for note in job.inputs.notes:
       print(f'note: {job.name + ": " if job.name else ""}{note}', flush=True)
   if args.videos is not None:
-    return run_batch(parallel.engines(model, variables, protocol, devices), jobs, output, args)
+    return run_batch(parallel.engines(model, variables, protocol, devices[:len(jobs)]), jobs, output, args)
   engine, job = parallel.engines(model, variables, protocol, devices[:1])[0], jobs[0]
   try:
     with output as folder:
@@ -269,12 +268,8 @@ def run_batch(workers: list, jobs: list[Job], output: media.OutputFolder, args) 
   meter, lock, done, began = Rate(sum(lengths)), threading.Lock(), [0, 0], time.perf_counter()
 
   def work(engine, job: Job) -> dict:
-    folder = os.path.join(out, job.name)
-    try:
+    with media.whole_folder(os.path.join(out, job.name)) as folder:
       summary = segment(engine, job, folder, args.probabilities, None)
-    except BaseException:
-      shutil.rmtree(folder, ignore_errors=True)   # no half-written video among the finished ones
-      raise
     with lock:
       done[0], done[1] = done[0] + 1, done[1] + summary['frames']
       if meter.started:

@@ -11,6 +11,8 @@ of objects (a video may have fewer), a bounded memory of --capacity frames (the 
 oldest other frame dropped: any length runs in constant memory) and the protocol (top-k, mem_every, memory
 every `absolute` frame, all objects given in the first frame). The file (a numpy .npz) holds the serialized
 program (StableHLO, lowered for every platform named), its weights, the resize matrices and a JSON header.
+Its outputs are the live engine's with `Protocol(capacity=C, object_bucket=K)` bit for bit (the same
+shapes); a video with fewer objects is padded to K, which changes float rounding, not the method.
 """
 import argparse
 import json

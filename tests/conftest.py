@@ -69,3 +69,20 @@ def reference(tmp_path_factory, data_root) -> tuple[str, str]:
   result = run(cli_args(workdir, data_root, image_every=4))
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
   return workdir, result.stdout + result.stderr
+
+
+@pytest.fixture(scope='session')
+def weights(tmp_path_factory) -> str:
+  """`converted_variables(0)` as an exported .npz: the checkpoint of the command-line tests."""
+  from gsfm_jax.export import save_npz
+  path = str(tmp_path_factory.mktemp('weights') / 'gsfm.npz')
+  save_npz(converted_variables(0), path)
+  return path
+
+
+@pytest.fixture(scope='session')
+def clip(data_root) -> tuple[str, str]:
+  """(frame folder, first mask) of the built-in dataset's first validation video."""
+  davis = os.path.join(data_root, 'DAVIS', '2017', 'trainval')
+  name = open(os.path.join(davis, 'ImageSets', '2017', 'val.txt')).read().split()[0]
+  return (os.path.join(davis, 'JPEGImages', '480p', name), os.path.join(davis, 'Annotations', '480p', name, '00000.png'))

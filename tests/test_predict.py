@@ -13,25 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import converted_variables
 from data_pipelines.palette import write_palette_png
 from gsfm_jax import predict
-from gsfm_jax.export import save_npz
-
-
-@pytest.fixture(scope='module')
-def weights(tmp_path_factory) -> str:
-  path = str(tmp_path_factory.mktemp('weights') / 'gsfm.npz')
-  save_npz(converted_variables(0), path)
-  return path
-
-
-@pytest.fixture(scope='module')
-def clip(data_root) -> tuple[str, str]:
-  """(frame folder, first mask) of the built-in dataset's first validation video."""
-  davis = os.path.join(data_root, 'DAVIS', '2017', 'trainval')
-  name = open(os.path.join(davis, 'ImageSets', '2017', 'val.txt')).read().split()[0]
-  return (os.path.join(davis, 'JPEGImages', '480p', name), os.path.join(davis, 'Annotations', '480p', name, '00000.png'))
 
 
 def read_frames(folder: str) -> np.ndarray:

@@ -11,6 +11,7 @@ Writes OUT/masks/<frame>.png (palette PNGs with the mask's ids).
 import argparse
 import json
 import sys
+import zipfile
 from typing import Iterator, NamedTuple, Optional, Sequence
 
 import jax
@@ -35,17 +36,22 @@ class Program:
   """An exported program on one device: `chunks(frames, first_labels)` / `segment(…)`; see the module docstring."""
 
   def __init__(self, path: str, device: Optional[jax.Device] = None):
-    with np.load(path) as f:
-      self.header = json.loads(f['header'].tobytes())
-      if self.header.get('format') != FORMAT:
-        raise ValueError(f'{path}: not a gsfm_jax program ({FORMAT}); make one with python -m gsfm_jax.program')
-      self.exported = export.deserialize(bytearray(f['program'].tobytes()))
-      weights = [f[f'weight_{i:04d}'] for i in range(self.header['weights'])]
-      consts = {name[len('const_'):]: f[name] for name in f.files if name.startswith('const_')}
+    try:
+      with np.load(path) as f:
+        self.header = json.loads(f['header'].tobytes())
+        if self.header.get('format') != FORMAT:
+          raise ValueError(f'format {self.header.get("format")!r}, not {FORMAT!r}')
+        self.exported = export.deserialize(bytearray(f['program'].tobytes()))
+        weights = [f[f'weight_{i:04d}'] for i in range(self.header['weights'])]
+        consts = {name[len('const_'):]: f[name] for name in f.files if name.startswith('const_')}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+      raise ValueError(f'{path}: not a gsfm_jax program file ({error}); make one with python -m gsfm_jax.program') from None
     self.device = device
     self.weights, self.consts = jax.device_put((weights, consts), device)
+    # fewer objects than the program's: padded to its count, as the engine pads to its object bucket
     self.protocol = Protocol(top_k=self.header['top_k'], mem_every=self.header['mem_every'],
-                             capacity=self.header['capacity'], chunk=self.header['chunk'])
+                             capacity=self.header['capacity'], chunk=self.header['chunk'],
+                             object_bucket=self.header['objects'])
 
   def empty_carry(self) -> tuple:
     """The memory bank's and the enabled flags' starting values (an empty bank), made on the device."""
@@ -59,7 +65,9 @@ class Program:
     if first_labels.shape != size or np.asarray(frames[0:1]).shape[1:3] != size:
       raise ValueError(f'this program is for {size[0]}x{size[1]} frames and masks; got frames '
                        f'{np.asarray(frames[0:1]).shape[1:3]}, mask {first_labels.shape}')
-    video = plan(len(frames), {0: first_labels}, self.protocol, objects)
+    video = plan(len(frames), {0: first_labels}, self.protocol)
+    if video.padded != objects:
+      raise ValueError(f'{video.objects} objects in the first mask; this program takes 1 to {objects}')
     consts = {**self.consts, 'labels': jax.device_put(video.labels, self.device)}
     carry, chunk = self.empty_carry(), self.protocol.chunk
     for start in range(0, len(frames), chunk):
@@ -92,8 +100,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     mask = media.read_mask(args.mask, video.size)
     ids = [int(i) for i in np.unique(mask.labels) if i > 0]
     program = Program(args.program)
-    if not ids or len(ids) > program.header['objects']:
-      raise media.InputError(f'{args.mask[0]}: {len(ids)} objects; this program takes 1 to {program.header["objects"]}')
     with output as folder:
       for out in program.chunks(video, media.index_lookup(ids)[mask.labels]):
         names = video.names[out.start:out.start + len(out.labels)]

@@ -6,11 +6,12 @@ chunk by chunk (`VideoReader`). Masks (`read_mask`): a palette PNG of object ids
 binary mask (0/255 grayscale as DAVIS 2016, white on black RGB, anti-aliased or JPEG: object 1), an RGB PNG of
 DAVIS palette colours, or one binary PNG per object.
 """
+import contextlib
 import os
 import shutil
 import tempfile
 import time
-from typing import NamedTuple, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 from PIL import Image
@@ -278,6 +279,18 @@ class OutputFolder:
     else:
       self.commit()
     return False
+
+
+@contextlib.contextmanager
+def whole_folder(path: str) -> Iterator[str]:
+  """`with whole_folder(path):` one video's outputs, made there; removed if the work inside fails, so that a
+  batch never holds a half-written video."""
+  os.makedirs(path, exist_ok=True)
+  try:
+    yield path
+  except BaseException:
+    shutil.rmtree(path, ignore_errors=True)
+    raise
 
 
 class OverlayVideo:
