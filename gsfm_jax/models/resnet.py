@@ -57,7 +57,7 @@ def stem(x: jax.Array, features: int, dtype: Dtype) -> jax.Array:
   """conv1 7×7/2 (pad 3) -> bn1 -> ReLU -> max-pool 3×3/2 (pad 1, -inf):
   (N, H, W, Cin) -> (N, H/4, W/4, features), 64 features in ResNet."""
   x = nn.relu(conv_bn(x, features, 7, 2, 'conv1', 'bn1', dtype))
-  return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+  return nn.max_pool(x, window_shape=(3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
 
 
 def stage(x: jax.Array, block: type[nn.Module], name: str, num_blocks: int, width: int, stride: int,
