@@ -13,13 +13,15 @@ DAVIS: 480p frames as they are, the first frame's objects, memory by absolute fr
 YouTube-VOS: all frames from all_frames/<split>_all_frames/JPEGImages, shorter side resized to 480, objects
 start at their first labelled frame, memory by distance from the last memory frame, original ids restored,
 only the frames meta.json lists (from each video's first labelled frame on) are computed and written.
-FPS is frames / processing time with I/O excluded, as the reference reports it. Frames are decoded and masks
+FPS is frames / processing time with I/O excluded, as the reference reports it (and compilation, which the
+reference has not). Frames are decoded and masks
 written chunk by chunk: host memory does not grow with a video's length.
 
 Every local device runs whole videos with its own memory bank, longest first (--devices N: the first N);
 several processes or hosts split the videos by length with --distributed (as `train`; --out on a filesystem
 all of them see), and process 0 scores. The PNGs, CSVs and zip are the bytes a one-device run writes; FPS
-stays frames / summed processing time (the speed of one device), the frames/s over all devices beside it.
+stays frames / summed processing time (the speed of one device), the frames/s over all devices (wall time,
+with I/O and compilation) beside it.
 A video that fails is named; the others' outputs are kept (exit status 1, no scores).
 """
 import argparse
@@ -41,6 +43,7 @@ from gsfm_jax.evaluation import davis as davis_eval
 from gsfm_jax.inference import Propagator, Protocol, parallel
 from gsfm_jax.inference.engine import Chunk
 from gsfm_jax.inference.media import InputError, OutputFolder, VideoReader, frame_names, index_lookup, whole_folder
+from gsfm_jax.progress import compile_seconds
 
 BENCHMARKS = ('davis17', 'davis16', 'youtube')
 
@@ -50,18 +53,19 @@ def _names(folder: str, extension: str) -> list[str]:
 
 
 class Timer:
-  """Processing time of one video's propagation (decoding frames and writing files excluded)."""
+  """Processing time of one video's propagation (decoding frames, writing files and compiling excluded)."""
 
   def __init__(self):
-    self.seconds, self.frames = 0.0, 0
+    self.seconds, self.frames, self.compiling = 0.0, 0, 0.0
 
   def chunks(self, engine: Propagator, video: VideoReader, labels: dict, **kwargs) -> Iterator[Chunk]:
-    """engine.chunks(video, labels, …), timed without the reader's decoding or the caller's writing."""
+    """engine.chunks(video, labels, …), timed without the reader's decoding, compilation or the caller's writing."""
     chunks = engine.chunks(video, labels, **kwargs)
     while True:
-      start, decoding = time.perf_counter(), video.read_seconds
+      start, decoding, compiling = time.perf_counter(), video.read_seconds, compile_seconds()
       chunk = next(chunks, None)
-      self.seconds += time.perf_counter() - start - (video.read_seconds - decoding)
+      self.compiling += compile_seconds() - compiling
+      self.seconds += time.perf_counter() - start - (video.read_seconds - decoding) - (compile_seconds() - compiling)
       if chunk is None:
         return
       self.frames += len(chunk.labels)
@@ -157,6 +161,7 @@ def run_share(workers: list[Propagator], names: list[str], lengths: list[int], s
   for k, error in sorted(failures.items()):
     print(f'error: video {names[mine[k]]} failed: {error}', file=sys.stderr, flush=True)
   return {'frames': sum(t.frames for t in timers.values()), 'seconds': sum(t.seconds for t in timers.values()),
+          'compiling': sum(t.compiling for t in timers.values()),
           'wall': time.perf_counter() - began, 'devices': len(workers),
           'failures': {names[mine[k]]: error for k, error in failures.items()},
           'compiled': sorted({repr(c) for e in workers for c in e.compiled})}
@@ -165,6 +170,7 @@ def run_share(workers: list[Propagator], names: list[str], lengths: list[int], s
 def merge(reports: list[dict]) -> dict:
   """The reports of every process as one: frames and processing seconds add up, wall time is the longest."""
   return {'frames': sum(r['frames'] for r in reports), 'seconds': sum(r['seconds'] for r in reports),
+          'compiling': sum(r['compiling'] for r in reports),
           'wall': max(r['wall'] for r in reports), 'devices': sum(r['devices'] for r in reports),
           'failures': {k: v for r in reports for k, v in r['failures'].items()},
           'compiled': sorted({c for r in reports for c in r['compiled']})}
@@ -174,8 +180,9 @@ def finish(args, report: dict, folder: str, names: list[str]) -> int:
   """Process 0, with every video's outputs in `folder`: the speed line, then the scores (DAVIS with full
   ground truth) or the submission zip (YouTube-VOS, after `folder` became --out). -> the exit status."""
   fps = report['frames'] / max(report['seconds'], 1e-9)
-  print(f'{report["frames"]} frames, {fps:.2f} FPS (I/O excluded), {report["frames"] / report["wall"]:.2f} frames/s '
-        f'over {report["devices"]} device(s), {len(report["compiled"])} compiled program(s)', flush=True)
+  print(f'{report["frames"]} frames, {fps:.2f} FPS (I/O and compilation excluded), {report["frames"] / report["wall"]:.2f} '
+        f'frames/s over {report["devices"]} device(s) with both, {len(report["compiled"])} compiled program(s) '
+        f'({report["compiling"]:.1f} s compiling)', flush=True)
   if report['failures']:
     print(f'error: {len(report["failures"])} of {len(names)} videos failed ({", ".join(sorted(report["failures"]))}, '
           f'named above); the outputs of the others are in {args.out}, without scores', file=sys.stderr)

@@ -1,7 +1,31 @@
-"""Console progress of long work: rate over the last interval and time left."""
+"""Console progress of long work: rate over the last interval and time left; the seconds a thread spent
+compiling, so that speeds can leave compilation out."""
+import threading
 import time
 
 import numpy as np
+
+# JAX's monitoring events of one program's tracing, lowering and XLA compilation (or cache read)
+COMPILE_EVENTS = ('/jax/core/compile/jaxpr_trace_duration', '/jax/core/compile/jaxpr_to_mlir_module_duration',
+                  '/jax/core/compile/backend_compile_duration')
+_compiling = threading.local()
+_listening = threading.Lock()
+
+
+def _on_event(event: str, duration: float, **_) -> None:
+  if event in COMPILE_EVENTS:
+    _compiling.seconds = getattr(_compiling, 'seconds', 0.0) + duration
+
+
+def compile_seconds() -> float:
+  """Seconds this thread has spent compiling JAX programs since the first call (JAX compiles in the thread
+  that calls a program); the difference of two calls is the compilation between them."""
+  with _listening:
+    if not getattr(compile_seconds, 'listening', False):
+      import jax
+      jax.monitoring.register_event_duration_secs_listener(_on_event)
+      compile_seconds.listening = True
+  return getattr(_compiling, 'seconds', 0.0)
 
 
 def duration(seconds: float) -> str:

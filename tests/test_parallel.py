@@ -4,6 +4,7 @@ writing the bytes of a one-device run (PNGs, CSVs, the YouTube-VOS zip), and `pr
 import filecmp
 import json
 import os
+import re
 import socket
 import sys
 import threading
@@ -97,6 +98,8 @@ def test_two_devices_write_the_bytes_of_one(weights, davis, one_device, tmp_path
                         '--devices', '2']) == 0
   printed = capsys.readouterr().out
   assert '(cpu:0)' in printed and '(cpu:1)' in printed and 'over 2 device(s)' in printed
+  fps, compiling = re.search(r'([\d.]+) FPS \(I/O and compilation excluded\).*\(([\d.]+) s compiling\)', printed).groups()
+  assert float(fps) > 0 and float(compiling) > 0
   assert printed.index('long:') < printed.index('short:')                   # longest first
   assert_same_files(str(out), one_device)
   assert sorted(os.listdir(out)) == ['global_results-val.csv', 'long', 'mid', 'per-sequence_results-val.csv', 'short']

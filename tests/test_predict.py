@@ -260,7 +260,7 @@ def test_davis_benchmark_writes_pngs_and_the_toolkit_csvs(weights, data_root, tm
   out = tmp_path / 'd17'
   assert evaluate.main(['--checkpoint', weights, '--benchmark', 'davis17', '--root', root, '--out', str(out)]) == 0
   printed = capsys.readouterr().out
-  assert 'FPS (I/O excluded)' in printed and 'J&F-Mean' in printed
+  assert 'FPS (I/O and compilation excluded)' in printed and 'J&F-Mean' in printed
   seq = open(os.path.join(root, 'ImageSets', '2017', 'val.txt')).read().split()[0]
   assert len(os.listdir(out / seq)) == len(os.listdir(os.path.join(root, 'Annotations', '480p', seq)))
   rows = open(out / 'global_results-val.csv').read().splitlines()
