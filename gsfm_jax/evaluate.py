@@ -64,8 +64,9 @@ class Timer:
     while True:
       start, decoding, compiling = time.perf_counter(), video.read_seconds, compile_seconds()
       chunk = next(chunks, None)
-      self.compiling += compile_seconds() - compiling
-      self.seconds += time.perf_counter() - start - (video.read_seconds - decoding) - (compile_seconds() - compiling)
+      compiled = compile_seconds() - compiling
+      self.compiling += compiled
+      self.seconds += time.perf_counter() - start - (video.read_seconds - decoding) - compiled
       if chunk is None:
         return
       self.frames += len(chunk.labels)
