@@ -1,6 +1,5 @@
 """SFM's switches in GSFM (../shared/reference/sfm-ffr-spec.md §6.3): adaptive resampling (ARS), its
 demodulation and MSAU's relation refinement, alone and in the network, its train step and its engine."""
-import functools
 
 import flax
 import jax
