@@ -28,7 +28,7 @@ from gsfm_jax.inference import memory_bank  # noqa: E402
 from gsfm_jax.inference.engine import Propagator, geometry  # noqa: E402
 from gsfm_jax.inference.schedule import Protocol  # noqa: E402
 from gsfm_jax.models import GSFM, init_variables, resnet  # noqa: E402
-from gsfm_jax.program import chunk_step  # noqa: E402
+from gsfm_jax.program import chunk_step, step_arguments  # noqa: E402
 
 
 def decompose() -> None:
@@ -46,13 +46,8 @@ def parts() -> dict:
   model = GSFM(width_divisor=4)
   variables = init_variables(model, jax.random.PRNGKey(0))
   protocol = Protocol(capacity=4, chunk=2)
-  engine, geo, k = Propagator(model, variables, protocol), geometry((64, 96)), 2
-  consts = {**engine.resize_matrices(geo), 'labels': np.zeros((1,) + geo.size, np.uint8)}
-  bank, enabled = engine.empty_carry(geo, k)
-  carry = (*memory_bank.grow(bank, protocol.capacity), enabled)
-  t = protocol.chunk
-  xs = {'t': np.zeros(t, np.int32), 'memorise': np.zeros(t, bool), 'compute': np.ones(t, bool),
-        'slot': np.zeros(t, np.int32), 'new': np.zeros((t, k), bool), 'frame': np.zeros((t,) + geo.size + (3,), np.uint8)}
+  geo, k = geometry((64, 96)), 2
+  consts, carry, xs = step_arguments(Propagator(model, variables, protocol), geo, k)
   weights, treedef = jax.tree.flatten(variables)
   step = chunk_step(model, protocol.top_k, treedef)
   leaves, in_tree = jax.tree.flatten((consts, carry, xs))

@@ -143,10 +143,10 @@ def _frame_count(folder: str) -> int:
   return len(frame_names(folder))
 
 
-def run_share(workers: list[Propagator], names: list[str], lengths: list[int], segment, out: str) -> dict:
-  """This process's share of the videos over its devices; -> its report (frames, seconds of processing,
-  wall seconds, failures {video: error}, compiled program shapes)."""
-  mine = parallel.process_share(lengths)
+def run_share(workers: list[Propagator], names: list[str], lengths: list[int], mine: list[int], segment,
+              out: str) -> dict:
+  """The videos at indices `mine` (this process's share) over its devices; -> its report (frames, seconds
+  of processing, wall seconds, failures {video: error}, compiled program shapes)."""
   lock, done, began = threading.Lock(), [0], time.perf_counter()
 
   def work(engine: Propagator, i: int) -> Timer:
@@ -232,13 +232,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     return 2
   protocol = Protocol(top_k=args.top_k or (20 if args.benchmark == 'davis16' else 50), mem_every=args.mem_every,
                       memory_rule='since_last' if args.benchmark == 'youtube' else 'absolute')
-  workers = parallel.engines(model, variables, protocol, devices[:max(1, len(parallel.process_share(lengths)))])
+  mine = parallel.process_share(lengths)
+  workers = parallel.engines(model, variables, protocol, devices[:max(1, len(mine))])
   try:
     if jax.process_count() == 1:
       with output as folder:
-        status = finish(args, run_share(workers, names, lengths, segment, folder), folder, names)
+        status = finish(args, run_share(workers, names, lengths, mine, segment, folder), folder, names)
     else:
-      status = parallel.gather(output, lambda folder: run_share(workers, names, lengths, segment, folder), merge,
+      status = parallel.gather(output, lambda folder: run_share(workers, names, lengths, mine, segment, folder), merge,
                                lambda report, folder: finish(args, report, folder, names))
   except InputError as error:
     print(f'error: {error}', file=sys.stderr)

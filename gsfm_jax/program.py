@@ -25,7 +25,7 @@ import numpy as np
 from jax import export
 
 from gsfm_jax.inference import memory_bank
-from gsfm_jax.inference.engine import Propagator, _chunk, geometry
+from gsfm_jax.inference.engine import Geometry, Propagator, _chunk, geometry
 from gsfm_jax.inference.loader import FORMAT
 from gsfm_jax.inference.media import InputError
 from gsfm_jax.inference.schedule import Protocol
@@ -47,19 +47,26 @@ def chunk_step(model: GSFM, top_k: Optional[int], treedef: Any):
   return step
 
 
+def step_arguments(engine: Propagator, geo: Geometry, objects: int) -> tuple[dict, tuple, dict]:
+  """Example (consts, carry, xs) of `chunk_step` for one geometry: one labelled frame, an empty bank of the
+  protocol's capacity, a chunk of black frames (every frame computed)."""
+  consts = {**engine.resize_matrices(geo), 'labels': np.zeros((1,) + geo.size, np.uint8)}
+  bank, enabled = engine.empty_carry(geo, objects)
+  carry = (*memory_bank.grow(bank, engine.protocol.capacity), enabled)
+  t = engine.protocol.chunk
+  xs = {'t': np.zeros(t, np.int32), 'memorise': np.zeros(t, bool), 'compute': np.ones(t, bool),
+        'slot': np.zeros(t, np.int32), 'new': np.zeros((t, objects), bool),
+        'frame': np.zeros((t,) + geo.size + (3,), np.uint8)}
+  return consts, carry, xs
+
+
 def export_program(model: GSFM, variables: Any, protocol: Protocol, size: tuple[int, int],
                    resized: Optional[tuple[int, int]], objects: int, platforms: Sequence[str]) -> dict[str, np.ndarray]:
   """The file's arrays: 'program' (serialized `jax.export.Exported`), 'header' (JSON), weight_NNNN and const_*."""
   if protocol.capacity is None:
     raise ValueError('an exported program needs a bounded memory (Protocol.capacity)')
-  engine = Propagator(model, variables, protocol)
   geo = geometry(size, resized)
-  consts = {**engine.resize_matrices(geo), 'labels': np.zeros((1,) + geo.size, np.uint8)}
-  bank, enabled = engine.empty_carry(geo, objects)
-  carry = (*memory_bank.grow(bank, protocol.capacity), enabled)
-  t, k = protocol.chunk, objects
-  xs = {'t': np.zeros(t, np.int32), 'memorise': np.zeros(t, bool), 'compute': np.zeros(t, bool),
-        'slot': np.zeros(t, np.int32), 'new': np.zeros((t, k), bool), 'frame': np.zeros((t,) + geo.size + (3,), np.uint8)}
+  consts, carry, xs = step_arguments(Propagator(model, variables, protocol), geo, objects)
   weights, treedef = jax.tree.flatten(variables)
   spec = lambda tree: jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), tree)
   exported = export.export(jax.jit(chunk_step(model, protocol.top_k, treedef)), platforms=tuple(platforms))(
@@ -77,11 +84,11 @@ def export_program(model: GSFM, variables: Any, protocol: Protocol, size: tuple[
   return arrays
 
 
-def parse_size(text: str, flag: str) -> tuple[int, int]:
-  """'HxW' -> (H, W)."""
+def parse_size(text: str) -> tuple[int, int]:
+  """--size 'HxW' -> (H, W)."""
   h, _, w = text.partition('x')
   if not (h.isdigit() and w.isdigit() and int(h) >= 16 and int(w) >= 16):
-    raise InputError(f'{flag} {text}: expected HxW (height x width, each ≥ 16), e.g. 480x854')
+    raise InputError(f'--size {text}: expected HxW (height x width, each ≥ 16), e.g. 480x854')
   return int(h), int(w)
 
 
@@ -100,7 +107,7 @@ def main(argv: Optional[list[str]] = None) -> int:
   parser.add_argument('--out', required=True, help='the program file to write')
   args = parser.parse_args(argv)
   try:
-    size = parse_size(args.size, '--size')
+    size = parse_size(args.size)
     from gsfm_jax.predict import parse_resize
     resized = parse_resize(args.resize, size)
     platforms = args.platforms.split(',')
