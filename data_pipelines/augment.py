@@ -6,7 +6,17 @@ its seed. Everything here also compiles with XLA (`jit_compile=True`) when its s
 
 Geometry is expressed as 3×3 matrices that map source coordinates to output coordinates (continuous
 pixel coordinates: pixel k covers [k, k+1)); consecutive transforms are composed into one matrix and
-resampled once by `warp`, with PIL's kernels (nearest, bilinear, bicubic a = -0.5) and fill rules.
+resampled once by `warp`, with the kernels (nearest, bilinear, bicubic with PIL's affine a = -1) and
+fill rules of PIL's `Image.transform`.
+
+8-bit results. The reference runs its transforms on PIL images, which store every intermediate result as
+8 bits: `Image.blend` (each brightness, contrast and saturation op) and `Image.transform` (the affines)
+**truncate** toward zero, resizing rounds, `convert('L')` rounds with PIL's fixed-point weights, the
+contrast op blends towards the rounded mean luma, and the hue shift is an integer step on PIL's 8-bit
+HSV. A float pipeline that skips these drifts about half a grey level per truncating op, 2.8 levels
+brighter over a clip; so each op here computes in float and writes its result as PIL would
+(`to_8bit`, `blend_8bit`, `luma_8bit`, `hue_shift_8bit`), an artefact emulated as the training step
+emulates PyTorch at ties. Images stay float32 in [0, 1], on the grid k/255 after every op.
 """
 import functools
 import math
@@ -17,7 +27,8 @@ import tensorflow as tf
 IM_MEAN = (124 / 255, 116 / 255, 104 / 255)  # fill colour of affine warps and crops
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-CUBIC_A = -0.5  # PIL's bicubic kernel
+CUBIC_A = -1.0  # the bicubic kernel of PIL's Image.transform (its resize uses -0.5: TF's resize does too)
+LEVELS = 255.0  # 8-bit images: value k/255
 
 
 def split(seed: tf.Tensor, n: int) -> list[tf.Tensor]:
@@ -101,10 +112,29 @@ def random_crop(seed: tf.Tensor, height, width, size: int) -> tf.Tensor:
   return translation(-left, -top)
 
 
+# ---------------------------------------------------------------- 8-bit results
+
+def to_8bit(image: tf.Tensor, rounding: str) -> tf.Tensor:
+  """A float result in [0, 1] stored as PIL / OpenCV store 8 bits: clamped, then 'truncate'd (PIL's
+  `Image.transform`, `Image.blend`) or 'round'ed (PIL's resize, OpenCV's remap), back on the grid k/255.
+
+  Truncation allows 1e-3 of a level for float32 round-off, so a weighted sum that is exactly k in PIL's
+  double arithmetic (a flat region, an identity warp) stays k here.
+  """
+  levels = image * LEVELS
+  levels = tf.floor(levels + 1e-3) if rounding == 'truncate' else tf.round(levels)
+  return tf.clip_by_value(levels, 0.0, LEVELS) / LEVELS
+
+
+def levels_of(image: tf.Tensor) -> tf.Tensor:
+  """An 8-bit image in [0, 1] -> its integer levels 0 … 255, as float32."""
+  return tf.round(image * LEVELS)
+
+
 # ---------------------------------------------------------------- resampling
 
 def _cubic(t: tf.Tensor) -> tf.Tensor:
-  """Keys' cubic convolution kernel with a = -0.5 (PIL), at distances |t| < 2."""
+  """Keys' cubic convolution kernel with a = -1 (PIL's affine transforms), at distances |t| < 2."""
   t = tf.abs(t)
   near = ((CUBIC_A + 2) * t - (CUBIC_A + 3)) * t * t + 1
   far = ((CUBIC_A * t - 5 * CUBIC_A) * t + 8 * CUBIC_A) * t - 4 * CUBIC_A
@@ -112,7 +142,7 @@ def _cubic(t: tf.Tensor) -> tf.Tensor:
 
 
 def _taps(coord: tf.Tensor, size: tf.Tensor, method: str) -> tuple[tf.Tensor, tf.Tensor]:
-  """Neighbour indices (clamped to [0, size)) and weights along one axis: (..., n) each."""
+  """Neighbour indices (not clamped: see `_clamp`) and weights along one axis: (..., n) each."""
   if method == 'nearest':
     index = tf.floor(coord)[..., None]
     weights = tf.ones_like(index)
@@ -129,8 +159,12 @@ def _taps(coord: tf.Tensor, size: tf.Tensor, method: str) -> tuple[tf.Tensor, tf
     else:
       raise ValueError(f'unknown interpolation {method!r}')
     index = base[..., None] + offsets
-  index = tf.clip_by_value(index, 0.0, tf.cast(size, tf.float32) - 1)
   return index, weights
+
+
+def _clamp(index: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+  """Neighbour indices past the border repeat the edge."""
+  return tf.clip_by_value(index, 0.0, tf.cast(size, tf.float32) - 1)
 
 
 def _inside(x: tf.Tensor, y: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
@@ -143,45 +177,44 @@ def _apply(matrix: tf.Tensor, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf
 
 
 def sample(image: tf.Tensor, x: tf.Tensor, y: tf.Tensor, method: str, fill: Sequence[float],
-           size: Optional[tf.Tensor] = None, through: Optional[tf.Tensor] = None) -> tf.Tensor:
+           size: Optional[tf.Tensor] = None, soft_channels: int = 0) -> tf.Tensor:
   """Reads `image (H, W, C)` at continuous points `x, y (h, w)` -> `(h, w, C)`.
 
   `size` (height, width) is the image's valid region when it is padded (default: all of it). Points
-  outside it get `fill`; inside, neighbours past the border repeat the edge (PIL). With `through`
-  (3×3, intermediate -> image coordinates), the points address an intermediate image of the same size
-  that is `image` resampled by nearest neighbour through that map, without materialising it: two
-  resamplings in one pass.
+  outside it get `fill`; inside, neighbours past the border repeat the edge (PIL's transform). The first
+  `soft_channels` channels instead read `fill` at every neighbour outside the region, with no hard edge:
+  the image lies on a plane of fill colour, and its border blends into the fill over the kernel's
+  support, as it does when PIL's transform is followed by a resize (the static frame's pass).
   """
   size = tf.shape(image)[:2] if size is None else size
   ix, wx = _taps(x, size[1], method)
   iy, wy = _taps(y, size[0], method)
   tap_x, tap_y = ix[..., None, :], iy[..., :, None]  # (h, w, 1, n), (h, w, n, 1)
-  tap_ok = None
-  if through is not None:
-    tap_x, tap_y = _apply(through, tap_x + 0.5, tap_y + 0.5)
-    tap_ok = _inside(tap_x, tap_y, size)[..., None]
-    tap_x = tf.clip_by_value(tf.floor(tap_x), 0.0, tf.cast(size[1], tf.float32) - 1)
-    tap_y = tf.clip_by_value(tf.floor(tap_y), 0.0, tf.cast(size[0], tf.float32) - 1)
-  index = tf.cast(tap_y, tf.int32) * tf.shape(image)[1] + tf.cast(tap_x, tf.int32)
-  taps = tf.gather(tf.reshape(image, [-1, image.shape[-1]]), index)
+  index = (tf.cast(_clamp(tap_y, size[0]), tf.int32) * tf.shape(image)[1]
+           + tf.cast(_clamp(tap_x, size[1]), tf.int32))
+  taps = tf.gather(tf.reshape(image, [-1, image.shape[-1]]), index)  # (h, w, n, n, C)
   fill = tf.constant(fill, tf.float32)
-  if tap_ok is not None:
-    taps = tf.where(tap_ok, taps, fill)
+  if soft_channels:
+    outside = tf.logical_not(_inside(tap_x + 0.5, tap_y + 0.5, size))[..., None]
+    soft = tf.where(outside, fill[:soft_channels], taps[..., :soft_channels])
+    taps = tf.concat([soft, taps[..., soft_channels:]], -1)
   out = tf.reduce_sum(taps * (wy[..., :, None] * wx[..., None, :])[..., None], axis=[-3, -2])
-  return tf.where(_inside(x, y, size)[..., None], out, fill)
+  hard = tf.where(_inside(x, y, size)[..., None], out, fill)
+  return tf.concat([out[..., :soft_channels], hard[..., soft_channels:]], -1) if soft_channels else hard
 
 
 def warp(image: tf.Tensor, forward: tf.Tensor, size: tuple[int, int], method: str, fill: Sequence[float],
-         source_size: Optional[tf.Tensor] = None, through: Optional[tf.Tensor] = None) -> tf.Tensor:
+         source_size: Optional[tf.Tensor] = None, soft_channels: int = 0) -> tf.Tensor:
   """Resamples `image (H, W, C)` through `forward` (source -> output) into the static `size (h, w)`.
 
-  `source_size` and `through` as in `sample`. Bicubic results are clamped to [0, 1] as PIL clamps.
+  `source_size` and `soft_channels` as in `sample`. Bicubic results are written as PIL's transform writes 8-bit pixels:
+  clamped and truncated (`to_8bit`); nearest ones are the source's values.
   """
   ys, xs = tf.meshgrid(tf.range(size[0], dtype=tf.float32) + 0.5, tf.range(size[1], dtype=tf.float32) + 0.5,
                        indexing='ij')
   x, y = _apply(tf.linalg.inv(forward), xs, ys)
-  out = sample(image, x, y, method, fill, source_size, through)
-  return tf.clip_by_value(out, 0.0, 1.0) if method == 'bicubic' else out
+  out = sample(image, x, y, method, fill, source_size, soft_channels)
+  return to_8bit(out, 'truncate') if method == 'bicubic' else out
 
 
 def resize_short_side(image: tf.Tensor, size: int, method: str) -> tf.Tensor:
@@ -191,7 +224,7 @@ def resize_short_side(image: tf.Tensor, size: int, method: str) -> tf.Tensor:
   new = tf.where(height <= width, tf.stack([size, size * width // short]), tf.stack([size * height // short, size]))
   if method == 'nearest':
     return tf.image.resize(image, new, 'nearest')
-  return tf.clip_by_value(tf.image.resize(image, new, method, antialias=True), 0.0, 1.0)
+  return to_8bit(tf.image.resize(image, new, method, antialias=True), 'round')
 
 
 def tps_coords(seed: tf.Tensor, height: int, width: int, points: int = 12, sigma: float = 0.02,
@@ -237,19 +270,71 @@ def _linear_upsampling(size: int, coarse: int, stride: int) -> tf.Tensor:
   return (1 - t) * tf.one_hot(left, coarse) + t * tf.one_hot(left + 1, coarse)
 
 
-# ---------------------------------------------------------------- colour
+# ---------------------------------------------------------------- colour (PIL's 8-bit arithmetic)
 
-def _gray(image: tf.Tensor) -> tf.Tensor:
-  """ITU-R 601 luma (PIL `convert('L')`), keeping a channel axis of 1."""
-  return tf.reduce_sum(image * tf.constant([0.299, 0.587, 0.114]), -1, keepdims=True)
+def luma_8bit(levels: tf.Tensor) -> tf.Tensor:
+  """PIL's `convert('L')` of 8-bit RGB levels `(…, 3)`: (19595 R + 38470 G + 7471 B + 2¹⁵) >> 16, the
+  ITU-R 601 luma rounded in fixed point -> levels `(…, 1)` float32."""
+  rgb = tf.cast(levels, tf.int32)
+  luma = (rgb[..., :1] * 19595 + rgb[..., 1:2] * 38470 + rgb[..., 2:] * 7471 + 32768) // 65536
+  return tf.cast(luma, tf.float32)
+
+
+def blend_8bit(base: tf.Tensor, levels: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
+  """PIL's `Image.blend(base, image, factor)` on 8-bit levels: base + factor·(image − base) in float32,
+  clamped and truncated toward zero (ImageEnhance's brightness, contrast and colour ops)."""
+  return tf.clip_by_value(tf.floor(base + factor * (levels - base)), 0.0, LEVELS)
+
+
+def _round_half_up(x: tf.Tensor) -> tf.Tensor:
+  """C's `round` for x ≥ 0 (halves go up; tf.round goes to even)."""
+  return tf.floor(x + 0.5)
+
+
+def hue_shift_8bit(levels: tf.Tensor, shift: tf.Tensor) -> tf.Tensor:
+  """torchvision's PIL hue shift: RGB -> PIL's 8-bit HSV, H += uint8(trunc(255·shift)) modulo 256, -> RGB.
+
+  `levels (…, 3)` float32 integer levels -> the same. PIL's conversions truncate H and S to 8 bits and
+  round the RGB it rebuilds, so even a zero shift changes an image slightly (as the reference does).
+  Computed in float64 where PIL computes in double.
+  """
+  rgb = tf.cast(levels, tf.float64)
+  r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+  v = tf.reduce_max(rgb, -1)
+  chroma = v - tf.reduce_min(rgb, -1)
+  grey = tf.equal(chroma, 0)
+  zero, one = tf.zeros_like(v), tf.ones_like(v)
+  safe = tf.where(grey, one, chroma)
+  # PIL's C: rc, gc, bc and h are floats, the sums with 2.0 and 4.0 are done in double
+  rc, gc, bc = (tf.cast(tf.cast((v - c) / safe, tf.float32), tf.float64) for c in (r, g, b))
+  h = tf.where(tf.equal(r, v), bc - gc, tf.where(tf.equal(g, v), 2.0 + rc - bc, 4.0 + gc - rc))
+  h = tf.math.floormod(tf.cast(tf.cast(h, tf.float32), tf.float64) / 6.0 + 1.0, 1.0)
+  h = tf.cast(tf.cast(h, tf.float32), tf.float64)  # stored in a float again
+  h8 = tf.where(grey, zero, tf.clip_by_value(tf.floor(h * 255.0), 0.0, 255.0))
+  saturation = tf.cast(tf.cast(chroma, tf.float32) / tf.cast(tf.where(grey, one, v), tf.float32), tf.float64)
+  s8 = tf.where(grey, zero, tf.floor(saturation * 255.0))
+  step = tf.cast(tf.math.floormod(tf.cast(tf.cast(shift, tf.float64) * 255.0, tf.int32), 256), tf.float64)
+  h8 = tf.math.floormod(h8 + step, 256.0)
+  sector = tf.floor(h8 * 6.0 / 255.0)
+  f = h8 * 6.0 / 255.0 - sector
+  fs = s8 / 255.0
+  p = _round_half_up(v * (1.0 - fs))
+  q = _round_half_up(v * (1.0 - fs * f))
+  t = _round_half_up(v * (1.0 - fs * (1.0 - f)))
+  sector = tf.cast(tf.math.floormod(sector, 6.0), tf.int32)[..., None]
+  choices = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)]
+  out = tf.zeros_like(rgb)
+  for k, channels in enumerate(choices):
+    out = tf.where(tf.equal(sector, k), tf.stack(channels, -1), out)
+  out = tf.where(tf.equal(s8, 0)[..., None], v[..., None] * tf.ones_like(rgb), out)
+  return tf.cast(out, tf.float32)
 
 
 class JitterPlan(NamedTuple):
   """The random part of one ColorJitter: `factors (3,)` of brightness, contrast, saturation, the `order
-  (4,)` of the ops (0 b, 1 c, 2 s, 3 hue), the hue shift's place `hue_at` (4: no hue) and the `shift`."""
+  (4,)` of the ops (0 b, 1 c, 2 s, 3 hue) and the hue `shift` (applied when the jitter has a hue range)."""
   factors: tf.Tensor
   order: tf.Tensor
-  hue_at: tf.Tensor
   shift: tf.Tensor
 
 
@@ -257,52 +342,46 @@ def jitter_plan(seed: tf.Tensor, brightness: float, contrast: float, saturation:
   """ColorJitter(b, c, s, h)'s draws: factors U[1-x, 1+x], a hue shift U[-h, h], a random order."""
   s = split(seed, 3)
   factors = 1 + tf.constant([brightness, contrast, saturation], tf.float32) * uniform(s[0], -1.0, 1.0, [3])
-  order = tf.argsort(uniform(s[1], 0.0, 1.0, [4]))
-  hue_at = tf.argsort(order)[3] if hue else tf.constant(4)
-  return JitterPlan(factors, order, hue_at, uniform(s[2], -hue, hue))
+  return JitterPlan(factors, tf.argsort(uniform(s[1], 0.0, 1.0, [4])), uniform(s[2], -hue, hue))
 
 
-def jitter_ops(image: tf.Tensor, plan: JitterPlan, before_hue: bool, region: Optional[tf.Tensor] = None) -> tf.Tensor:
-  """The brightness, contrast and saturation ops of `plan` placed before (or after) its hue shift.
-
-  Each op is `clip(f·x + (1-f)·base, 0, 1)` with base 0, the image's mean luma (over `region (H, W, 1)`
-  when given) or the luma: torchvision's blends. `image` (…, H, W, 3).
-  """
-  weight = tf.ones_like(image[..., :1]) if region is None else tf.broadcast_to(region, tf.shape(image[..., :1]))
-
-  def blend(x, op):
-    luma = _gray(x)
-    mean = tf.reduce_sum(luma * weight, [-3, -2, -1], keepdims=True) / tf.reduce_sum(weight, [-3, -2, -1],
-                                                                                     keepdims=True)
-    base = tf.where(op == 1, mean, 0.0) + tf.where(op == 2, luma, 0.0)
-    factor = tf.gather(plan.factors, op)
-    return tf.clip_by_value(factor * x + (1 - factor) * base, 0.0, 1.0)
-
-  for slot in range(4):
-    op = plan.order[slot]
-    active = (op < 3) & ((slot < plan.hue_at) if before_hue else (slot > plan.hue_at))
-    image = tf.cond(active, functools.partial(blend, image, tf.minimum(op, 2)), lambda: image)
-  return image
+def _jitter_op(levels: tf.Tensor, plan: JitterPlan, op: tf.Tensor, hue: bool, weight: tf.Tensor) -> tf.Tensor:
+  """One op of a ColorJitter on 8-bit `levels (…, H, W, 3)`: brightness blends with black, contrast with
+  the rounded mean luma over `weight (…, H, W, 1)`, saturation with the luma, hue shifts (when `hue`)."""
+  luma = luma_8bit(levels)
+  total = tf.reduce_sum(tf.cast(luma, tf.int32) * weight, [-3, -2, -1], keepdims=True)
+  mean = _round_half_up(tf.cast(total, tf.float64) / tf.cast(tf.reduce_sum(weight, [-3, -2, -1], keepdims=True),
+                                                             tf.float64))
+  base = tf.where(op == 1, tf.cast(mean, tf.float32), 0.0) + tf.where(op == 2, luma, 0.0)
+  blended = blend_8bit(base, levels, tf.gather(plan.factors, tf.minimum(op, 2)))
+  if not hue:
+    return blended
+  return tf.cond(op == 3, lambda: hue_shift_8bit(levels, plan.shift), lambda: blended)
 
 
 def color_jitter(image: tf.Tensor, seed: tf.Tensor, brightness: float, contrast: float, saturation: float,
                  hue: float, region: Optional[tf.Tensor] = None) -> tf.Tensor:
-  """ColorJitter: factors U[1-x, 1+x] (hue shift U[-h, h]) applied in a random order, clamped to [0, 1].
+  """ColorJitter on PIL images: factors U[1-x, 1+x] (hue shift U[-h, h]) applied in a random order, each
+  op writing 8 bits as PIL does. A range of 0 is an op torchvision leaves out (hue 0: no HSV round trip).
 
-  `image` (…, H, W, 3); all images share the factors and the order (a sequence-level jitter); the
-  contrast op's mean luma is taken over `region (H, W, 1)` if given. The random order is written as the
-  ops placed before the hue shift, the shift, then the ops placed after it.
+  `image` (…, H, W, 3) in [0, 1] on the 8-bit grid; all images share the factors and the order (a
+  sequence-level jitter); the contrast op's mean luma is taken per image over `region (H, W, 1)` if given.
   """
   plan = jitter_plan(seed, brightness, contrast, saturation, hue)
-  image = jitter_ops(image, plan, True, region)
-  if hue:
-    image = jitter_ops(tf.image.adjust_hue(image, plan.shift), plan, False, region)
-  return image
+  weight = tf.ones_like(image[..., :1], tf.int32) if region is None else tf.broadcast_to(
+      tf.cast(region, tf.int32), tf.shape(image[..., :1]))
+  levels = levels_of(image)
+  ranges = (brightness, contrast, saturation, hue)
+  for slot in range(4):
+    op = plan.order[slot]
+    active = tf.gather(tf.constant([r > 0 for r in ranges]), op)
+    levels = tf.cond(active, functools.partial(_jitter_op, levels, plan, op, hue > 0, weight), lambda: levels)
+  return levels / LEVELS
 
 
 def random_grayscale(image: tf.Tensor, seed: tf.Tensor, p: float) -> tf.Tensor:
-  """RandomGrayscale(p): luma replicated to three channels."""
-  return tf.where(bernoulli(seed, p), tf.repeat(_gray(image), 3, -1), image)
+  """RandomGrayscale(p): PIL's luma (`luma_8bit`) replicated to three channels."""
+  return tf.where(bernoulli(seed, p), tf.repeat(luma_8bit(levels_of(image)), 3, -1) / LEVELS, image)
 
 
 def normalise(image: tf.Tensor) -> tf.Tensor:

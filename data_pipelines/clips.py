@@ -80,38 +80,34 @@ PAD_TO = 128  # static images are padded to multiples of this, bounding the shap
 
 @functools.lru_cache(maxsize=None)
 def _colour(brightness: float, contrast: float, saturation: float, hue: float, grayscale: float) -> Callable:
-  """ColorJitter(b, c, s, h) then RandomGrayscale(p), shared by all images given at once: (seed, images
-  (…, H, W, 3), region (H, W, 1) for the contrast mean) -> images. The blends run XLA-compiled; the hue
-  shift runs as TensorFlow's kernel, several times faster than its XLA lowering."""
-  before = tf.function(functools.partial(augment.jitter_ops, before_hue=True), jit_compile=True)
+  """ColorJitter(b, c, s, h) then RandomGrayscale(p), XLA-compiled, shared by all images given at once:
+  (seed, images (…, H, W, 3), region (H, W, 1) for the contrast mean) -> images."""
 
   @tf.function(jit_compile=True)
-  def after(images, plan, region, seed):
-    images = augment.jitter_ops(images, plan, False, region) if hue else images
-    return augment.random_grayscale(images, seed, grayscale) if grayscale else images
-
   def jitter(seed, images, region):
     s = augment.split(seed, 2)
-    plan = augment.jitter_plan(s[0], brightness, contrast, saturation, hue)
-    images = before(images, plan, region=region)
-    return after(tf.image.adjust_hue(images, plan.shift) if hue else images, plan, region, s[1])
+    images = augment.color_jitter(images, s[0], brightness, contrast, saturation, hue, region)
+    return augment.random_grayscale(images, s[1], grayscale)
 
   return jitter
 
 
 @functools.lru_cache(maxsize=None)
 def _static_frame(size: int, tps_probability: float) -> Callable:
-  """XLA-compiled frame level of the static pipeline: (seed, image_and_mask (H, W, 4) padded, valid_size,
-  through) -> frame (S, S, 3), mask (S, S, 1). `through` maps to the image before the sequence-level
-  nearest scale and flip; the frame's affine, crop and that scale are one resampling pass."""
+  """XLA-compiled frame level of the static pipeline: (seed, image_and_mask (H, W, 4) padded, valid_size)
+  -> frame (S, S, 3), mask (S, S, 1): the affine and the crop in one bicubic pass for image and mask (both
+  8-bit in the reference, truncated by PIL's transform), a colour jitter and, w.p. `tps_probability`, the
+  thin-plate-spline warp."""
 
   @tf.function(jit_compile=True)
-  def frame_of(seed, image_and_mask, valid_size, through):
+  def frame_of(seed, image_and_mask, valid_size):
     height, width = tf.cast(valid_size[0], tf.float32), tf.cast(valid_size[1], tf.float32)
     f = augment.split(seed, 5)
     forward = (augment.random_crop(f[0], height, width, size)
                @ augment.random_affine(f[1], height, width, degrees=20, scale=(0.9, 1.1), shear=10))
-    both = augment.warp(image_and_mask, forward, (size, size), 'bicubic', IM_MEAN + (0.0,), valid_size, through)
+    # the reference resizes after this affine: the image's border blends into the fill (soft), the mask's not
+    both = augment.warp(image_and_mask, forward, (size, size), 'bicubic', IM_MEAN + (0.0,), valid_size,
+                        soft_channels=3)
     frame, mask = both[..., :3], both[..., 3:]
     frame = augment.color_jitter(frame, f[2], 0.1, 0.05, 0.05, 0.0)
     return tf.cond(augment.bernoulli(f[3], tps_probability), lambda: _tps(f[4], frame, mask, size),
@@ -121,9 +117,14 @@ def _static_frame(size: int, tps_probability: float) -> Callable:
 
 
 def _tps(seed: tf.Tensor, frame: tf.Tensor, mask: tf.Tensor, size: int) -> tuple[tf.Tensor, tf.Tensor]:
-  """The thin-plate-spline warp: image bilinear, mask nearest, black outside (cv2.remap's default)."""
+  """The thin-plate-spline warp as the reference does it with cv2.remap: image bilinear, its taps outside
+  the frame black (BORDER_CONSTANT, a soft border), rounded to 8 bits; mask nearest, 0 outside. The
+  reference's remap grid is linspace(0, 1, n) · n, which stretches the frame by n / (n - 1) about its
+  first pixel: emulated."""
   x, y = augment.tps_coords(seed, size, size)
-  return augment.sample(frame, x, y, 'bilinear', (0.0, 0.0, 0.0)), augment.sample(mask, x, y, 'nearest', (0.0,))
+  x, y = (v + (v - 0.5) / (size - 1) for v in (x, y))
+  frame = augment.to_8bit(augment.sample(frame, x, y, 'bilinear', (0.0, 0.0, 0.0), soft_channels=3), 'round')
+  return frame, augment.sample(mask, x, y, 'nearest', (0.0,))
 
 
 def static_clip(seed: tf.Tensor, image_data: tf.Tensor, mask_data: tf.Tensor, mask_name: tf.Tensor,
@@ -132,27 +133,29 @@ def static_clip(seed: tf.Tensor, image_data: tf.Tensor, mask_data: tf.Tensor, ma
 
   The reference scales (nearest), flips and jitters the image, then per frame applies an affine
   (bicubic, image and mask), Resize(size), RandomCrop(size), a colour jitter and, with probability
-  0.33, a thin-plate-spline warp. Here Resize comes first (antialiased bicubic; nearest for the mask),
-  which commutes with the centred affines, so every later step works on `size`-sided images; the
-  nearest scale and the bicubic affine + crop are then one resampling pass (`augment.sample`'s
-  `through`).
+  0.33, a thin-plate-spline warp. Here the nearest scale and flip run first, at the image's own
+  resolution as in the reference (scaling up after the resize would blur the content more than the
+  reference does), then Resize (antialiased bicubic; nearest for the mask), which commutes with the
+  frame's centred affine, so every later step works on `size`-sided images; the frame's bicubic affine
+  and its crop are one resampling pass.
   """
   image, mask = decode.rgb(image_data), decode.gray(mask_data)
   with tf.control_dependencies(decode.assert_same_size(image, mask, mask_name)):
-    image = augment.resize_short_side(image, size, 'bicubic')
-  mask = augment.resize_short_side(mask, size, 'nearest')
-  valid_size = tf.shape(image)[:2]
-  padded = (valid_size + PAD_TO - 1) // PAD_TO * PAD_TO
-  image = tf.image.pad_to_bounding_box(image, 0, 0, padded[0], padded[1])
-  mask = tf.image.pad_to_bounding_box(mask, 0, 0, padded[0], padded[1])
-  height, width = tf.cast(valid_size[0], tf.float32), tf.cast(valid_size[1], tf.float32)
+    both = tf.concat([image, mask], -1)
   s = augment.split(seed, 3 + CLIP_FRAMES)
   # sequence level, the same for the three frames: scale (nearest, as the reference), flip, colour
-  through = tf.linalg.inv(augment.hflip(s[0], width) @ augment.random_affine(s[1], height, width, scale=(0.8, 1.5)))
+  height, width = tf.cast(tf.shape(both)[0], tf.float32), tf.cast(tf.shape(both)[1], tf.float32)
+  forward = augment.hflip(s[0], width) @ augment.random_affine(s[1], height, width, scale=(0.8, 1.5))
+  both = augment.warp(both, forward, tf.shape(both)[:2], 'nearest', IM_MEAN + (0.0,))
+  image = augment.resize_short_side(both[..., :3], size, 'bicubic')
+  mask = augment.resize_short_side(both[..., 3:], size, 'nearest')
+  valid_size = tf.shape(image)[:2]
+  padded = (valid_size + PAD_TO - 1) // PAD_TO * PAD_TO
   region = tf.image.pad_to_bounding_box(tf.ones(tf.concat([valid_size, [1]], 0)), 0, 0, padded[0], padded[1])
-  image = _colour(0.1, 0.05, 0.05, 0.05, 0.05)(s[2], image, region)
-  image_and_mask = tf.concat([image, mask], -1)  # one resampling pass for both (same geometry and kernel)
-  frames, masks = zip(*[_static_frame(size, tps_probability)(s[3 + t], image_and_mask, valid_size, through)
+  image = _colour(0.1, 0.05, 0.05, 0.05, 0.05)(s[2], tf.image.pad_to_bounding_box(image, 0, 0, padded[0], padded[1]),
+                                               region)
+  image_and_mask = tf.concat([image, tf.image.pad_to_bounding_box(mask, 0, 0, padded[0], padded[1])], -1)
+  frames, masks = zip(*[_static_frame(size, tps_probability)(s[3 + t], image_and_mask, valid_size)
                         for t in range(CLIP_FRAMES)])
   return _labels(tf.stack(frames), tf.stack(masks)[..., 0], tf.constant(-1), tf.constant(-1), soft=True)
 
@@ -192,13 +195,14 @@ def _nearest_indices(start: tf.Tensor, length: tf.Tensor, size: int) -> tf.Tenso
 
 def _crop_resize(box: tf.Tensor, images: tf.Tensor, ids: tf.Tensor, size: int) -> tuple[tf.Tensor, tf.Tensor]:
   """RandomResizedCrop's resize to S×S: images (T, h, w, 3) already cropped to `box` shrink with
-  antialiasing as PIL does (plain bicubic when they grow); ids (T, H, W) full size are resized nearest."""
+  antialiasing as PIL does (plain bicubic when they grow), rounded to 8 bits as PIL's resize rounds; ids
+  (T, H, W) full size are resized nearest."""
   grows = tf.reduce_all(box[2:] <= size)
   images = tf.cond(grows, lambda: tf.image.resize(images, (size, size), 'bicubic'),
                    lambda: tf.image.resize(images, (size, size), 'bicubic', antialias=True))
   rows, cols = _nearest_indices(box[0], box[2], size), _nearest_indices(box[1], box[3], size)
   ids = tf.gather(tf.gather(ids, rows, axis=1), cols, axis=2)
-  return tf.clip_by_value(images, 0.0, 1.0), tf.cast(ids, tf.float32)
+  return augment.to_8bit(images, 'round'), tf.cast(ids, tf.float32)
 
 
 def vos_clip(seed: tf.Tensor, frame_refs: tf.Tensor, mask_refs: tf.Tensor, mask_names: tf.Tensor, skip: tf.Tensor,

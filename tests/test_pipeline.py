@@ -75,21 +75,22 @@ def test_palette_masks_decode_to_their_indices(tmp_path):
 
 
 def test_warp_kernels_and_fill():
-  image = tf.random.stateless_uniform((12, 16, 3), (1, 2))
+  image = tf.round(tf.random.stateless_uniform((12, 16, 3), (1, 2)) * 255) / 255  # 8-bit, as decoded
   for method in ('nearest', 'bilinear', 'bicubic'):
     same = augment.warp(image, tf.eye(3), (12, 16), method, augment.IM_MEAN)
-    np.testing.assert_allclose(same, image, atol=1e-6)
+    np.testing.assert_array_equal(same, image)  # bicubic's truncation to 8 bits keeps 8-bit values
   flipped = augment.warp(image, augment._matrix([[-1, 0, 16], [0, 1, 0], [0, 0, 1]]), (12, 16), 'bicubic', (0, 0, 0))
-  np.testing.assert_allclose(flipped, image[:, ::-1], atol=1e-6)
+  np.testing.assert_array_equal(flipped, image[:, ::-1])
   shifted = augment.warp(image, augment.translation(3, 0), (12, 16), 'bilinear', augment.IM_MEAN).numpy()
   np.testing.assert_allclose(shifted[:, 3:], image[:, :-3], atol=1e-6)
   np.testing.assert_allclose(shifted[:, :3], np.broadcast_to(augment.IM_MEAN, (12, 3, 3)), atol=1e-6)
-  # half a pixel to the right: bilinear averages neighbours, bicubic uses PIL's a = -0.5 kernel
+  # half a pixel to the right: bilinear averages neighbours; bicubic uses the a = -1 kernel of PIL's
+  # transform (weights -1/8, 5/8, 5/8, -1/8) and truncates to 8 bits
   half = augment.warp(image, augment.translation(0.5, 0), (12, 16), 'bilinear', (0, 0, 0)).numpy()
   np.testing.assert_allclose(half[:, 5], (image[:, 4] + image[:, 5]) / 2, atol=1e-6)
   cubic = augment.warp(image, augment.translation(0.5, 0), (12, 16), 'bicubic', (0, 0, 0)).numpy()
-  expected = np.clip(-0.0625 * image[:, 3] + 0.5625 * image[:, 4] + 0.5625 * image[:, 5] - 0.0625 * image[:, 6], 0, 1)
-  np.testing.assert_allclose(cubic[:, 5], expected, atol=1e-6)
+  exact = np.clip(-0.125 * image[:, 3] + 0.625 * image[:, 4] + 0.625 * image[:, 5] - 0.125 * image[:, 6], 0, 1)
+  np.testing.assert_allclose(cubic[:, 5], np.floor(exact * 255 + 1e-3) / 255, atol=1e-6)
 
 
 def test_random_affine_and_resized_crop_follow_torchvision_ranges():
