@@ -104,12 +104,11 @@ def random_resized_crop(seed: tf.Tensor, height, width, scale=(0.08, 1.0), ratio
   return tf.cast(tf.stack([top, left, h, w]), tf.int32)
 
 
-def random_crop(seed: tf.Tensor, height, width, size: int) -> tf.Tensor:
-  """RandomCrop(size) of an image at least `size` on each side, as a translation."""
+def random_window(seed: tf.Tensor, size_in: tf.Tensor, size: int) -> tf.Tensor:
+  """RandomCrop(size)'s corner (top, left) int32 in an image of `size_in (2,)`, at least `size` each side."""
   s = split(seed, 2)
-  top = tf.cast(randint(s[0], tf.cast(height, tf.int32) - size + 1), tf.float32)
-  left = tf.cast(randint(s[1], tf.cast(width, tf.int32) - size + 1), tf.float32)
-  return translation(-left, -top)
+  size_in = tf.cast(size_in, tf.int32)
+  return tf.stack([randint(s[0], size_in[0] - size + 1), randint(s[1], size_in[1] - size + 1)])
 
 
 # ---------------------------------------------------------------- 8-bit results
@@ -182,9 +181,8 @@ def sample(image: tf.Tensor, x: tf.Tensor, y: tf.Tensor, method: str, fill: Sequ
 
   `size` (height, width) is the image's valid region when it is padded (default: all of it). Points
   outside it get `fill`; inside, neighbours past the border repeat the edge (PIL's transform). The first
-  `soft_channels` channels instead read `fill` at every neighbour outside the region, with no hard edge:
-  the image lies on a plane of fill colour, and its border blends into the fill over the kernel's
-  support, as it does when PIL's transform is followed by a resize (the static frame's pass).
+  `soft_channels` channels instead read `fill` at every neighbour outside the region, with no hard edge,
+  as cv2.remap's BORDER_CONSTANT does: the border blends into the fill over the kernel's support.
   """
   size = tf.shape(image)[:2] if size is None else size
   ix, wx = _taps(x, size[1], method)
@@ -204,27 +202,50 @@ def sample(image: tf.Tensor, x: tf.Tensor, y: tf.Tensor, method: str, fill: Sequ
 
 
 def warp(image: tf.Tensor, forward: tf.Tensor, size: tuple[int, int], method: str, fill: Sequence[float],
-         source_size: Optional[tf.Tensor] = None, soft_channels: int = 0) -> tf.Tensor:
-  """Resamples `image (H, W, C)` through `forward` (source -> output) into the static `size (h, w)`.
+         source_size: Optional[tf.Tensor] = None) -> tf.Tensor:
+  """Resamples `image (H, W, C)` through `forward` (source -> output) into the `size (h, w)`.
 
-  `source_size` and `soft_channels` as in `sample`. Bicubic results are written as PIL's transform writes 8-bit pixels:
+  `source_size` as in `sample`. Bicubic results are written as PIL's transform writes 8-bit pixels:
   clamped and truncated (`to_8bit`); nearest ones are the source's values.
   """
   ys, xs = tf.meshgrid(tf.range(size[0], dtype=tf.float32) + 0.5, tf.range(size[1], dtype=tf.float32) + 0.5,
                        indexing='ij')
   x, y = _apply(tf.linalg.inv(forward), xs, ys)
-  out = sample(image, x, y, method, fill, source_size, soft_channels)
+  out = sample(image, x, y, method, fill, source_size)
   return to_8bit(out, 'truncate') if method == 'bicubic' else out
 
 
-def resize_short_side(image: tf.Tensor, size: int, method: str) -> tf.Tensor:
-  """Resize(size): the shorter side becomes `size`, the longer one int(size · long / short) (torchvision)."""
-  height, width = tf.shape(image)[0], tf.shape(image)[1]
+def short_side(height: tf.Tensor, width: tf.Tensor, size: int) -> tf.Tensor:
+  """Resize(size)'s output (height, width) int32: the shorter side `size`, the longer int(size · long / short)."""
+  height, width = tf.cast(height, tf.int32), tf.cast(width, tf.int32)
   short = tf.minimum(height, width)
-  new = tf.where(height <= width, tf.stack([size, size * width // short]), tf.stack([size * height // short, size]))
-  if method == 'nearest':
-    return tf.image.resize(image, new, 'nearest')
-  return to_8bit(tf.image.resize(image, new, method, antialias=True), 'round')
+  return tf.where(height <= width, tf.stack([size, size * width // short]), tf.stack([size * height // short, size]))
+
+
+def resized_window(image: tf.Tensor, new_size: tf.Tensor, corner: tf.Tensor, size: int) -> tf.Tensor:
+  """PIL's bicubic resize of `image (H, W, C)` to `new_size (2,)` (Keys a = -0.5, widened when shrinking),
+  rounded to 8 bits, and of it only the `size`² window at `corner (2,)`, computed alone -> (size, size, C)."""
+  scale = tf.cast(new_size, tf.float32) / tf.cast(tf.shape(image)[:2], tf.float32)
+  out = tf.raw_ops.ScaleAndTranslate(images=image[None], size=[size, size], scale=scale,
+                                     translation=-tf.cast(corner, tf.float32), kernel_type='keyscubic',
+                                     antialias=True)[0]
+  return to_8bit(out, 'round')
+
+
+def nearest_indices(start: tf.Tensor, length: tf.Tensor, scale: tf.Tensor, size: int) -> tf.Tensor:
+  """Source indices of `size` pixels of a nearest-neighbour resize by `scale` (input pixels per output
+  pixel) from output pixel `start` on, within `length` input pixels: floor((k + ½)·scale) (PIL)."""
+  index = tf.cast(tf.floor((tf.cast(start + tf.range(size), tf.float32) + 0.5) * scale), tf.int32)
+  return tf.minimum(index, length - 1)
+
+
+def nearest_window(image: tf.Tensor, new_size: tf.Tensor, corner: tf.Tensor, size: int) -> tf.Tensor:
+  """PIL's nearest resize of `image (H, W, C)` to `new_size (2,)`, the `size`² window at `corner (2,)`."""
+  size_in = tf.shape(image)[:2]
+  scale = tf.cast(size_in, tf.float32) / tf.cast(new_size, tf.float32)
+  rows = nearest_indices(corner[0], size_in[0], scale[0], size)
+  cols = nearest_indices(corner[1], size_in[1], scale[1], size)
+  return tf.gather(tf.gather(image, rows, axis=0), cols, axis=1)
 
 
 def tps_coords(seed: tf.Tensor, height: int, width: int, points: int = 12, sigma: float = 0.02,

@@ -93,27 +93,68 @@ def _colour(brightness: float, contrast: float, saturation: float, hue: float, g
 
 
 @functools.lru_cache(maxsize=None)
-def _static_frame(size: int, tps_probability: float) -> Callable:
-  """XLA-compiled frame level of the static pipeline: (seed, image_and_mask (H, W, 4) padded, valid_size)
-  -> frame (S, S, 3), mask (S, S, 1): the affine and the crop in one bicubic pass for image and mask (both
-  8-bit in the reference, truncated by PIL's transform), a colour jitter and, w.p. `tps_probability`, the
-  thin-plate-spline warp."""
+def _static_sequence() -> Callable:
+  """XLA-compiled sequence level of the static pipeline, at the image's resolution (padded): (seed,
+  image_and_mask (H, W, 4), valid_size, region (H, W, 1)) -> the same, scaled by RandomAffine(scale (0.8,
+  1.5)) with nearest neighbours (fill IM_MEAN / 0), flipped, then colour-jittered (the fill too, as in the
+  reference) and grayscaled w.p. 0.05."""
 
   @tf.function(jit_compile=True)
-  def frame_of(seed, image_and_mask, valid_size):
+  def sequence_of(seed, image_and_mask, valid_size, region):
     height, width = tf.cast(valid_size[0], tf.float32), tf.cast(valid_size[1], tf.float32)
-    f = augment.split(seed, 5)
-    forward = (augment.random_crop(f[0], height, width, size)
-               @ augment.random_affine(f[1], height, width, degrees=20, scale=(0.9, 1.1), shear=10))
-    # the reference resizes after this affine: the image's border blends into the fill (soft), the mask's not
-    both = augment.warp(image_and_mask, forward, (size, size), 'bicubic', IM_MEAN + (0.0,), valid_size,
-                        soft_channels=3)
-    frame, mask = both[..., :3], both[..., 3:]
-    frame = augment.color_jitter(frame, f[2], 0.1, 0.05, 0.05, 0.0)
-    return tf.cond(augment.bernoulli(f[3], tps_probability), lambda: _tps(f[4], frame, mask, size),
+    s = augment.split(seed, 3)
+    forward = augment.hflip(s[0], width) @ augment.random_affine(s[1], height, width, scale=(0.8, 1.5))
+    both = augment.warp(image_and_mask, forward, tf.shape(image_and_mask)[:2], 'nearest', IM_MEAN + (0.0,),
+                        valid_size)
+    image = _colour(0.1, 0.05, 0.05, 0.05, 0.05)(s[2], both[..., :3], region)
+    return tf.concat([image, both[..., 3:]], -1)
+
+  return sequence_of
+
+
+@functools.lru_cache(maxsize=None)
+def _static_affine() -> Callable:
+  """XLA-compiled frame-level RandomAffine(20°, scale (0.9, 1.1), shear 10) at the image's resolution:
+  (seed, image_and_mask (H, W, 4) padded, valid_size) -> the same, bicubic for image and mask (both 8-bit
+  in the reference, truncated by PIL's transform), fill IM_MEAN / 0."""
+
+  @tf.function(jit_compile=True)
+  def affine(seed, image_and_mask, valid_size):
+    height, width = tf.cast(valid_size[0], tf.float32), tf.cast(valid_size[1], tf.float32)
+    forward = augment.random_affine(seed, height, width, degrees=20, scale=(0.9, 1.1), shear=10)
+    return augment.warp(image_and_mask, forward, tf.shape(image_and_mask)[:2], 'bicubic', IM_MEAN + (0.0,),
+                        valid_size)
+
+  return affine
+
+
+@functools.lru_cache(maxsize=None)
+def _static_finish(size: int, tps_probability: float) -> Callable:
+  """XLA-compiled end of a static frame: (seed, frame (S, S, 3), mask (S, S, 1)) -> a colour jitter and,
+  w.p. `tps_probability`, the thin-plate-spline warp."""
+
+  @tf.function(jit_compile=True)
+  def finish(seed, frame, mask):
+    f = augment.split(seed, 3)
+    frame = augment.color_jitter(frame, f[0], 0.1, 0.05, 0.05, 0.0)
+    return tf.cond(augment.bernoulli(f[1], tps_probability), lambda: _tps(f[2], frame, mask, size),
                    lambda: (frame, mask))
 
-  return frame_of
+  return finish
+
+
+def _static_frame(seed: tf.Tensor, image_and_mask: tf.Tensor, valid_size: tf.Tensor, size: int,
+                  tps_probability: float) -> tuple[tf.Tensor, tf.Tensor]:
+  """One frame of the static pipeline in the reference's order: the affine at the image's resolution,
+  Resize(size) (bicubic; nearest for the mask) and RandomCrop(size) as one resize of the crop's window,
+  then `_static_finish`. -> frame (S, S, 3), mask (S, S, 1)."""
+  f = augment.split(seed, 3)
+  warped = _static_affine()(f[0], image_and_mask, valid_size)[:valid_size[0], :valid_size[1]]
+  new_size = augment.short_side(valid_size[0], valid_size[1], size)
+  corner = augment.random_window(f[1], new_size, size)
+  frame = augment.resized_window(warped[..., :3], new_size, corner, size)
+  mask = augment.nearest_window(warped[..., 3:], new_size, corner, size)
+  return _static_finish(size, tps_probability)(f[2], frame, mask)
 
 
 def _tps(seed: tf.Tensor, frame: tf.Tensor, mask: tf.Tensor, size: int) -> tuple[tf.Tensor, tf.Tensor]:
@@ -129,33 +170,23 @@ def _tps(seed: tf.Tensor, frame: tf.Tensor, mask: tf.Tensor, size: int) -> tuple
 
 def static_clip(seed: tf.Tensor, image_data: tf.Tensor, mask_data: tf.Tensor, mask_name: tf.Tensor,
                 size: int, tps_probability: float = 0.33) -> dict[str, tf.Tensor]:
-  """One image and its 8-bit mask -> a three-frame pseudo-video (spec §4.1).
+  """One image and its 8-bit mask -> a three-frame pseudo-video (spec §4.1), in the reference's order.
 
   The reference scales (nearest), flips and jitters the image, then per frame applies an affine
   (bicubic, image and mask), Resize(size), RandomCrop(size), a colour jitter and, with probability
-  0.33, a thin-plate-spline warp. Here the nearest scale and flip run first, at the image's own
-  resolution as in the reference (scaling up after the resize would blur the content more than the
-  reference does), then Resize (antialiased bicubic; nearest for the mask), which commutes with the
-  frame's centred affine, so every later step works on `size`-sided images; the frame's bicubic affine
-  and its crop are one resampling pass.
+  0.33, a thin-plate-spline warp. The steps before the resize run at the image's own resolution, as
+  there: resizing first changes what the content and the fill's edges look like (measured by the
+  distribution test). Images are padded to multiples of PAD_TO for the XLA-compiled steps.
   """
   image, mask = decode.rgb(image_data), decode.gray(mask_data)
   with tf.control_dependencies(decode.assert_same_size(image, mask, mask_name)):
-    both = tf.concat([image, mask], -1)
-  s = augment.split(seed, 3 + CLIP_FRAMES)
-  # sequence level, the same for the three frames: scale (nearest, as the reference), flip, colour
-  height, width = tf.cast(tf.shape(both)[0], tf.float32), tf.cast(tf.shape(both)[1], tf.float32)
-  forward = augment.hflip(s[0], width) @ augment.random_affine(s[1], height, width, scale=(0.8, 1.5))
-  both = augment.warp(both, forward, tf.shape(both)[:2], 'nearest', IM_MEAN + (0.0,))
-  image = augment.resize_short_side(both[..., :3], size, 'bicubic')
-  mask = augment.resize_short_side(both[..., 3:], size, 'nearest')
-  valid_size = tf.shape(image)[:2]
+    valid_size = tf.shape(image)[:2]
   padded = (valid_size + PAD_TO - 1) // PAD_TO * PAD_TO
+  image_and_mask = tf.image.pad_to_bounding_box(tf.concat([image, mask], -1), 0, 0, padded[0], padded[1])
   region = tf.image.pad_to_bounding_box(tf.ones(tf.concat([valid_size, [1]], 0)), 0, 0, padded[0], padded[1])
-  image = _colour(0.1, 0.05, 0.05, 0.05, 0.05)(s[2], tf.image.pad_to_bounding_box(image, 0, 0, padded[0], padded[1]),
-                                               region)
-  image_and_mask = tf.concat([image, tf.image.pad_to_bounding_box(mask, 0, 0, padded[0], padded[1])], -1)
-  frames, masks = zip(*[_static_frame(size, tps_probability)(s[3 + t], image_and_mask, valid_size)
+  s = augment.split(seed, 1 + CLIP_FRAMES)
+  image_and_mask = _static_sequence()(s[0], image_and_mask, valid_size, region)
+  frames, masks = zip(*[_static_frame(s[1 + t], image_and_mask, valid_size, size, tps_probability)
                         for t in range(CLIP_FRAMES)])
   return _labels(tf.stack(frames), tf.stack(masks)[..., 0], tf.constant(-1), tf.constant(-1), soft=True)
 
@@ -186,13 +217,6 @@ def _augment_video(seed: tf.Tensor, frames: tf.Tensor, ids: tf.Tensor, size: int
   return tf.stack([f for f, _ in out]), tf.stack([i for _, i in out])
 
 
-def _nearest_indices(start: tf.Tensor, length: tf.Tensor, size: int) -> tf.Tensor:
-  """Source indices of a nearest-neighbour resize of [start, start + length) to `size` (pixel centres)."""
-  scale = tf.cast(length, tf.float32) / size
-  index = start + tf.cast(tf.floor((tf.range(size, dtype=tf.float32) + 0.5) * scale), tf.int32)
-  return tf.minimum(index, start + length - 1)
-
-
 def _crop_resize(box: tf.Tensor, images: tf.Tensor, ids: tf.Tensor, size: int) -> tuple[tf.Tensor, tf.Tensor]:
   """RandomResizedCrop's resize to S×S: images (T, h, w, 3) already cropped to `box` shrink with
   antialiasing as PIL does (plain bicubic when they grow), rounded to 8 bits as PIL's resize rounds; ids
@@ -200,7 +224,8 @@ def _crop_resize(box: tf.Tensor, images: tf.Tensor, ids: tf.Tensor, size: int) -
   grows = tf.reduce_all(box[2:] <= size)
   images = tf.cond(grows, lambda: tf.image.resize(images, (size, size), 'bicubic'),
                    lambda: tf.image.resize(images, (size, size), 'bicubic', antialias=True))
-  rows, cols = _nearest_indices(box[0], box[2], size), _nearest_indices(box[1], box[3], size)
+  rows = box[0] + augment.nearest_indices(0, box[2], tf.cast(box[2], tf.float32) / size, size)
+  cols = box[1] + augment.nearest_indices(0, box[3], tf.cast(box[3], tf.float32) / size, size)
   ids = tf.gather(tf.gather(ids, rows, axis=1), cols, axis=2)
   return augment.to_8bit(images, 'round'), tf.cast(ids, tf.float32)
 

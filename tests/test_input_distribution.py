@@ -72,12 +72,22 @@ def test_bicubic_warp_is_pils_transform(photo):
   assert difference.max() <= 1 and (difference > 0).mean() < 0.005  # float32 here, double in PIL
 
 
-def test_resize_rounds_like_pils():
-  image = np.random.default_rng(2).integers(0, 256, (100, 150, 3), dtype=np.uint8)
-  expected = np.asarray(Image.fromarray(image).resize((96, 64), Image.BICUBIC)).astype(np.float64)
-  got = augment.resize_short_side(tf.constant(image / 255, tf.float32), 64, 'bicubic').numpy() * 255
-  assert got.shape == expected.shape and np.array_equal(got, np.round(got))
-  assert abs((got - expected).mean()) < 0.05 and np.abs(got - expected).mean() < 0.6
+@pytest.mark.parametrize('shape', [(100, 150), (60, 50)])  # shrinking (antialiased), growing
+def test_resized_window_is_pils_resize_and_crop(shape):
+  rng = np.random.default_rng(2)
+  smooth = cv2.resize(rng.normal(size=(shape[0] // 6, shape[1] // 6, 3)), shape[::-1], interpolation=cv2.INTER_CUBIC)
+  image = np.clip(128 + 60 * smooth, 0, 255).astype(np.uint8)
+  new_size = augment.short_side(*shape, 64).numpy()
+  assert tuple(new_size) == ((64, 96) if shape[0] == 100 else (76, 64))  # torchvision's Resize(64)
+  corner = np.array([(new_size[0] - 64) // 2, new_size[1] - 64])
+  resized = np.asarray(Image.fromarray(image).resize(tuple(new_size[::-1]), Image.BICUBIC))
+  expected = resized[corner[0]:corner[0] + 64, corner[1]:corner[1] + 64].astype(np.float64)
+  got = augment.resized_window(tf.constant(image / 255, tf.float32), new_size, corner, 64).numpy() * 255
+  assert got.shape == (64, 64, 3) and np.array_equal(got, np.round(got))
+  assert np.abs(got - expected).max() <= 2 and abs((got - expected).mean()) < 0.05  # PIL rounds fixed point
+  nearest = np.asarray(Image.fromarray(image[..., 0]).resize(tuple(new_size[::-1]), Image.NEAREST))
+  window = augment.nearest_window(tf.constant(image[..., :1]), new_size, corner, 64).numpy()[..., 0]
+  np.testing.assert_array_equal(window, nearest[corner[0]:corner[0] + 64, corner[1]:corner[1] + 64])
 
 
 # ---------------------------------------------------------------- 2. clips of both stages
