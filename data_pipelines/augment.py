@@ -187,16 +187,18 @@ def sample(image: tf.Tensor, x: tf.Tensor, y: tf.Tensor, method: str, fill: Sequ
   size = tf.shape(image)[:2] if size is None else size
   ix, wx = _taps(x, size[1], method)
   iy, wy = _taps(y, size[0], method)
-  tap_x, tap_y = ix[..., None, :], iy[..., :, None]  # (h, w, 1, n), (h, w, n, 1)
-  index = (tf.cast(_clamp(tap_y, size[0]), tf.int32) * tf.shape(image)[1]
-           + tf.cast(_clamp(tap_x, size[1]), tf.int32))
-  taps = tf.gather(tf.reshape(image, [-1, image.shape[-1]]), index)  # (h, w, n, n, C)
+  flat = tf.reshape(image, [-1, image.shape[-1]])
   fill = tf.constant(fill, tf.float32)
-  if soft_channels:
-    outside = tf.logical_not(_inside(tap_x + 0.5, tap_y + 0.5, size))[..., None]
-    soft = tf.where(outside, fill[:soft_channels], taps[..., :soft_channels])
-    taps = tf.concat([soft, taps[..., soft_channels:]], -1)
-  out = tf.reduce_sum(taps * (wy[..., :, None] * wx[..., None, :])[..., None], axis=[-3, -2])
+  out = 0.0
+  for j in range(iy.shape[-1]):  # one gather per tap: XLA fuses it with the sum (2× the speed of one big gather)
+    row = tf.cast(_clamp(iy[..., j], size[0]), tf.int32) * tf.shape(image)[1]
+    for i in range(ix.shape[-1]):
+      tap = tf.gather(flat, row + tf.cast(_clamp(ix[..., i], size[1]), tf.int32))
+      if soft_channels:
+        outside = tf.logical_not(_inside(ix[..., i] + 0.5, iy[..., j] + 0.5, size))[..., None]
+        tap = tf.concat([tf.where(outside, fill[:soft_channels], tap[..., :soft_channels]),
+                         tap[..., soft_channels:]], -1)
+      out += tap * (wy[..., j] * wx[..., i])[..., None]
   hard = tf.where(_inside(x, y, size)[..., None], out, fill)
   return tf.concat([out[..., :soft_channels], hard[..., soft_channels:]], -1) if soft_channels else hard
 
@@ -222,14 +224,45 @@ def short_side(height: tf.Tensor, width: tf.Tensor, size: int) -> tf.Tensor:
   return tf.where(height <= width, tf.stack([size, size * width // short]), tf.stack([size * height // short, size]))
 
 
-def resized_window(image: tf.Tensor, new_size: tf.Tensor, corner: tf.Tensor, size: int) -> tf.Tensor:
-  """PIL's bicubic resize of `image (H, W, C)` to `new_size (2,)` (Keys a = -0.5, widened when shrinking),
-  rounded to 8 bits, and of it only the `size`² window at `corner (2,)`, computed alone -> (size, size, C)."""
-  scale = tf.cast(new_size, tf.float32) / tf.cast(tf.shape(image)[:2], tf.float32)
-  out = tf.raw_ops.ScaleAndTranslate(images=image[None], size=[size, size], scale=scale,
-                                     translation=-tf.cast(corner, tf.float32), kernel_type='keyscubic',
-                                     antialias=True)[0]
-  return to_8bit(out, 'round')
+def _resample(image: tf.Tensor, size_in: tf.Tensor, new: tf.Tensor, start: tf.Tensor, count: int,
+              axis: int) -> tf.Tensor:
+  """PIL's resampling along `axis` (0 or 1) of `image (H, W, C)` (Resample.c): output pixels start …
+  start+count-1 of a resize of the first `size_in` pixels to `new`, rounded to 8 bits.
+
+  Keys' cubic (a = -0.5), widened by the scale when shrinking (antialiasing), normalised to sum 1. The
+  taps are a loop (their number follows the scale), one gather each, which XLA fuses with the sum."""
+  size_in = tf.cast(size_in, tf.float32)
+  scale = size_in / tf.cast(new, tf.float32)
+  widen = tf.maximum(scale, 1.0)
+  centre = (tf.cast(start + tf.range(count), tf.float32) + 0.5) * scale
+  first = tf.maximum(tf.floor(centre - 2.0 * widen + 0.5), 0.0)
+  last = tf.minimum(tf.floor(centre + 2.0 * widen + 0.5), size_in)  # exclusive
+
+  def weight(k):
+    t = tf.abs((first + k - centre + 0.5) / widen)
+    cubic = tf.where(t < 1, (1.5 * t - 2.5) * t * t + 1, tf.where(t < 2, ((-0.5 * t + 2.5) * t - 4) * t + 2, 0.0))
+    return tf.where(first + k < last, cubic, 0.0)
+
+  def tap(k):
+    index = tf.cast(tf.minimum(first + k, size_in - 1), tf.int32)
+    shape = [-1, 1, 1] if axis == 0 else [1, -1, 1]
+    return tf.gather(image, index, axis=axis) * tf.reshape(weight(k), shape)
+
+  taps = tf.cast(tf.floor(4.0 * widen), tf.int32) + 2
+  total = tf.while_loop(lambda k, w: k < taps, lambda k, w: (k + 1, w + weight(tf.cast(k, tf.float32))),
+                        (tf.constant(0), tf.zeros([count])))[1]
+  out = tf.while_loop(lambda k, acc: k < taps, lambda k, acc: (k + 1, acc + tap(tf.cast(k, tf.float32))),
+                      (tf.constant(1), tap(0.0)))[1]
+  return to_8bit(out / tf.reshape(total, [-1, 1, 1] if axis == 0 else [1, -1, 1]), 'round')
+
+
+def resized_window(image: tf.Tensor, size_in: tf.Tensor, new_size: tf.Tensor, corner: tf.Tensor,
+                   size: int) -> tf.Tensor:
+  """PIL's bicubic resize of the `size_in (2,)` top-left region of `image (H, W, C)` (padded) to
+  `new_size (2,)`, of which only the `size`² window at `corner (2,)` is computed -> (size, size, C):
+  a horizontal pass, rounded to 8 bits, then a vertical one, as PIL does (`_resample`)."""
+  across = _resample(image, size_in[1], new_size[1], corner[1], size, axis=1)  # (H, size, C)
+  return _resample(across, size_in[0], new_size[0], corner[0], size, axis=0)
 
 
 def nearest_indices(start: tf.Tensor, length: tf.Tensor, scale: tf.Tensor, size: int) -> tf.Tensor:
@@ -239,9 +272,11 @@ def nearest_indices(start: tf.Tensor, length: tf.Tensor, scale: tf.Tensor, size:
   return tf.minimum(index, length - 1)
 
 
-def nearest_window(image: tf.Tensor, new_size: tf.Tensor, corner: tf.Tensor, size: int) -> tf.Tensor:
-  """PIL's nearest resize of `image (H, W, C)` to `new_size (2,)`, the `size`² window at `corner (2,)`."""
-  size_in = tf.shape(image)[:2]
+def nearest_window(image: tf.Tensor, size_in: tf.Tensor, new_size: tf.Tensor, corner: tf.Tensor,
+                   size: int) -> tf.Tensor:
+  """PIL's nearest resize of the `size_in (2,)` top-left region of `image (H, W, C)` to `new_size (2,)`, the
+  `size`² window at `corner (2,)`."""
+  size_in = tf.cast(size_in, tf.int32)
   scale = tf.cast(size_in, tf.float32) / tf.cast(new_size, tf.float32)
   rows = nearest_indices(corner[0], size_in[0], scale[0], size)
   cols = nearest_indices(corner[1], size_in[1], scale[1], size)

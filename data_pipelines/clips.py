@@ -113,10 +113,15 @@ def _static_sequence() -> Callable:
 
 
 @functools.lru_cache(maxsize=None)
-def _static_affine() -> Callable:
-  """XLA-compiled frame-level RandomAffine(20°, scale (0.9, 1.1), shear 10) at the image's resolution:
-  (seed, image_and_mask (H, W, 4) padded, valid_size) -> the same, bicubic for image and mask (both 8-bit
-  in the reference, truncated by PIL's transform), fill IM_MEAN / 0."""
+def _static_frame(size: int, tps_probability: float) -> Callable:
+  """The frame level of the static pipeline, in the reference's order: (seed, image_and_mask (H, W, 4)
+  padded, valid_size) -> frame (S, S, 3), mask (S, S, 1).
+
+  RandomAffine(20°, scale (0.9, 1.1), shear 10) at the image's resolution (bicubic for image and mask,
+  both 8-bit in the reference and truncated by PIL's transform; fill IM_MEAN / 0); then Resize(S)
+  (bicubic; nearest for the mask) and RandomCrop(S) as one resize that computes only the crop's window;
+  a colour jitter and, w.p. `tps_probability`, the thin-plate-spline warp. Two XLA programs: in one, XLA
+  would recompute the affine for every tap of the resize."""
 
   @tf.function(jit_compile=True)
   def affine(seed, image_and_mask, valid_size):
@@ -125,36 +130,22 @@ def _static_affine() -> Callable:
     return augment.warp(image_and_mask, forward, tf.shape(image_and_mask)[:2], 'bicubic', IM_MEAN + (0.0,),
                         valid_size)
 
-  return affine
-
-
-@functools.lru_cache(maxsize=None)
-def _static_finish(size: int, tps_probability: float) -> Callable:
-  """XLA-compiled end of a static frame: (seed, frame (S, S, 3), mask (S, S, 1)) -> a colour jitter and,
-  w.p. `tps_probability`, the thin-plate-spline warp."""
-
   @tf.function(jit_compile=True)
-  def finish(seed, frame, mask):
-    f = augment.split(seed, 3)
-    frame = augment.color_jitter(frame, f[0], 0.1, 0.05, 0.05, 0.0)
-    return tf.cond(augment.bernoulli(f[1], tps_probability), lambda: _tps(f[2], frame, mask, size),
+  def crop_and_finish(seed, warped, valid_size):
+    f = augment.split(seed, 4)
+    new_size = augment.short_side(valid_size[0], valid_size[1], size)
+    corner = augment.random_window(f[0], new_size, size)
+    frame = augment.resized_window(warped[..., :3], valid_size, new_size, corner, size)
+    mask = augment.nearest_window(warped[..., 3:], valid_size, new_size, corner, size)
+    frame = augment.color_jitter(frame, f[1], 0.1, 0.05, 0.05, 0.0)
+    return tf.cond(augment.bernoulli(f[2], tps_probability), lambda: _tps(f[3], frame, mask, size),
                    lambda: (frame, mask))
 
-  return finish
+  def frame_of(seed, image_and_mask, valid_size):
+    s = augment.split(seed, 2)
+    return crop_and_finish(s[1], affine(s[0], image_and_mask, valid_size), valid_size)
 
-
-def _static_frame(seed: tf.Tensor, image_and_mask: tf.Tensor, valid_size: tf.Tensor, size: int,
-                  tps_probability: float) -> tuple[tf.Tensor, tf.Tensor]:
-  """One frame of the static pipeline in the reference's order: the affine at the image's resolution,
-  Resize(size) (bicubic; nearest for the mask) and RandomCrop(size) as one resize of the crop's window,
-  then `_static_finish`. -> frame (S, S, 3), mask (S, S, 1)."""
-  f = augment.split(seed, 3)
-  warped = _static_affine()(f[0], image_and_mask, valid_size)[:valid_size[0], :valid_size[1]]
-  new_size = augment.short_side(valid_size[0], valid_size[1], size)
-  corner = augment.random_window(f[1], new_size, size)
-  frame = augment.resized_window(warped[..., :3], new_size, corner, size)
-  mask = augment.nearest_window(warped[..., 3:], new_size, corner, size)
-  return _static_finish(size, tps_probability)(f[2], frame, mask)
+  return frame_of
 
 
 def _tps(seed: tf.Tensor, frame: tf.Tensor, mask: tf.Tensor, size: int) -> tuple[tf.Tensor, tf.Tensor]:
@@ -186,7 +177,7 @@ def static_clip(seed: tf.Tensor, image_data: tf.Tensor, mask_data: tf.Tensor, ma
   region = tf.image.pad_to_bounding_box(tf.ones(tf.concat([valid_size, [1]], 0)), 0, 0, padded[0], padded[1])
   s = augment.split(seed, 1 + CLIP_FRAMES)
   image_and_mask = _static_sequence()(s[0], image_and_mask, valid_size, region)
-  frames, masks = zip(*[_static_frame(s[1 + t], image_and_mask, valid_size, size, tps_probability)
+  frames, masks = zip(*[_static_frame(size, tps_probability)(s[1 + t], image_and_mask, valid_size)
                         for t in range(CLIP_FRAMES)])
   return _labels(tf.stack(frames), tf.stack(masks)[..., 0], tf.constant(-1), tf.constant(-1), soft=True)
 
