@@ -218,9 +218,9 @@ def pipeline_clips(config, count: int, seed: int, step: int, total_steps: int, b
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+  parser = argparse.ArgumentParser(prog='python -m data_pipelines.stats', description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('root', help='dataset folder (see above)')
+  parser.add_argument('root', help='dataset folder (see ROOT above)')
   parser.add_argument('--stage', choices=('vos', 'static'), required=True)
   parser.add_argument('--clips', type=int, default=200, help='clips to draw (default 200)')
   parser.add_argument('--seed', type=int, default=0)

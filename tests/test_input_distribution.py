@@ -238,7 +238,7 @@ def test_stats_command_prints_statistics_and_draws_clips(dim_root, tmp_path, cap
 ])
 def test_stats_command_mistakes(make_args, expected, dim_root, tmp_path, capsys):
   with pytest.raises(SystemExit) as exit_:
-    stats.main(make_args(dim_root, tmp_path))
+    stats.main(make_args(dim_root, tmp_path) + ['--out', str(tmp_path / 'out')])
   errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error: ')]
   assert exit_.value.code == 2 and len(errors) == 1 and expected in errors[0], errors
   assert not (tmp_path / 'out').exists()
