@@ -209,8 +209,8 @@ def test_pipeline_clips_have_the_reference_distribution(drawn):
 def test_a_one_level_brighter_pipeline_fails_the_comparison(drawn):
   stage, official, _, brighter = drawn
   result = stats.compare(official, brighter)
-  for t in range(stats.FRAMES):
-    assert result[f'brightness_f{t}']['p'] < THRESHOLD, f'{stage}\n{_report(result)}'
+  differ = [name for name, r in result.items() if r['p'] < THRESHOLD]
+  assert differ and all(name.startswith('brightness_') for name in differ), f'{stage}\n{_report(result)}'
 
 
 # ---------------------------------------------------------------- the statistics command
