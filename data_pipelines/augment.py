@@ -243,17 +243,20 @@ def _resample(image: tf.Tensor, size_in: tf.Tensor, new: tf.Tensor, start: tf.Te
     cubic = tf.where(t < 1, (1.5 * t - 2.5) * t * t + 1, tf.where(t < 2, ((-0.5 * t + 2.5) * t - 4) * t + 2, 0.0))
     return tf.where(first + k < last, cubic, 0.0)
 
+  shape = [-1, 1, 1] if axis == 0 else [1, -1, 1]
+
   def tap(k):
     index = tf.cast(tf.minimum(first + k, size_in - 1), tf.int32)
-    shape = [-1, 1, 1] if axis == 0 else [1, -1, 1]
-    return tf.gather(image, index, axis=axis) * tf.reshape(weight(k), shape)
+    w = weight(k)
+    return tf.gather(image, index, axis=axis) * tf.reshape(w, shape), w
+
+  def add(k, out, total):
+    value, w = tap(tf.cast(k, tf.float32))
+    return k + 1, out + value, total + w
 
   taps = tf.cast(tf.floor(4.0 * widen), tf.int32) + 2
-  total = tf.while_loop(lambda k, w: k < taps, lambda k, w: (k + 1, w + weight(tf.cast(k, tf.float32))),
-                        (tf.constant(0), tf.zeros([count])))[1]
-  out = tf.while_loop(lambda k, acc: k < taps, lambda k, acc: (k + 1, acc + tap(tf.cast(k, tf.float32))),
-                      (tf.constant(1), tap(0.0)))[1]
-  return to_8bit(out / tf.reshape(total, [-1, 1, 1] if axis == 0 else [1, -1, 1]), 'round')
+  _, out, total = tf.while_loop(lambda k, *_: k < taps, add, (tf.constant(1), *tap(0.0)))
+  return to_8bit(out / tf.reshape(total, shape), 'round')
 
 
 def resized_window(image: tf.Tensor, size_in: tf.Tensor, new_size: tf.Tensor, corner: tf.Tensor,
@@ -402,17 +405,18 @@ def jitter_plan(seed: tf.Tensor, brightness: float, contrast: float, saturation:
 
 
 def _jitter_op(levels: tf.Tensor, plan: JitterPlan, op: tf.Tensor, hue: bool, weight: tf.Tensor) -> tf.Tensor:
-  """One op of a ColorJitter on 8-bit `levels (…, H, W, 3)`: brightness blends with black, contrast with
-  the rounded mean luma over `weight (…, H, W, 1)`, saturation with the luma, hue shifts (when `hue`)."""
-  luma = luma_8bit(levels)
-  total = tf.reduce_sum(tf.cast(luma, tf.int32) * weight, [-3, -2, -1], keepdims=True)
-  mean = _round_half_up(tf.cast(total, tf.float64) / tf.cast(tf.reduce_sum(weight, [-3, -2, -1], keepdims=True),
-                                                             tf.float64))
-  base = tf.where(op == 1, tf.cast(mean, tf.float32), 0.0) + tf.where(op == 2, luma, 0.0)
-  blended = blend_8bit(base, levels, tf.gather(plan.factors, tf.minimum(op, 2)))
-  if not hue:
-    return blended
-  return tf.cond(op == 3, lambda: hue_shift_8bit(levels, plan.shift), lambda: blended)
+  """Op `op` of a ColorJitter on 8-bit `levels (…, H, W, 3)`: brightness blends with black, contrast with
+  the rounded mean luma over `weight (…, H, W, 1)`, saturation with the luma, hue shifts (built only
+  when the jitter has a `hue` range)."""
+  def contrast():
+    total = tf.reduce_sum(tf.cast(luma_8bit(levels), tf.int32) * weight, [-3, -2, -1], keepdims=True)
+    count = tf.reduce_sum(weight, [-3, -2, -1], keepdims=True)
+    mean = _round_half_up(tf.cast(total, tf.float64) / tf.cast(count, tf.float64))
+    return blend_8bit(tf.cast(mean, tf.float32), levels, plan.factors[1])
+
+  branches = [lambda: blend_8bit(0.0, levels, plan.factors[0]), contrast,
+              lambda: blend_8bit(luma_8bit(levels), levels, plan.factors[2])]
+  return tf.switch_case(op, branches + ([lambda: hue_shift_8bit(levels, plan.shift)] if hue else []))
 
 
 def color_jitter(image: tf.Tensor, seed: tf.Tensor, brightness: float, contrast: float, saturation: float,

@@ -34,6 +34,8 @@ from typing import Optional
 import numpy as np
 from scipy import stats as scipy_stats
 
+from gsfm_jax import visualize
+
 FRAMES = 3
 RATES = ('second', 'empty', 'grayscale')
 FILL = np.array([124, 116, 104]) / 255  # the reference's fill colour
@@ -109,14 +111,6 @@ def clip_statistics(frames: np.ndarray, gt: np.ndarray, sec_gt: np.ndarray, sele
   return out
 
 
-def denormalise(frames: np.ndarray) -> np.ndarray:
-  """Pipeline frames (ImageNet-normalised) -> [0, 1] RGB on the 8-bit grid (the pipeline's frames are 8-bit
-  values before normalisation; rounding removes the float error of the normalisation)."""
-  from data_pipelines import augment  # TensorFlow only where the pipeline runs
-  rgb = np.asarray(frames, np.float64) * augment.IMAGENET_STD + augment.IMAGENET_MEAN
-  return np.round(np.clip(rgb, 0, 1) * 255) / 255
-
-
 def table(rows: list[dict]) -> dict[str, np.ndarray]:
   """Per-clip dicts -> {name: (N,) values}."""
   return {name: np.array([row[name] for row in rows], np.float64) for name in statistic_names()}
@@ -156,19 +150,16 @@ def summary_lines(values: dict[str, np.ndarray]) -> list[str]:
   return lines
 
 
-def clip_grid(clips: list[tuple[np.ndarray, np.ndarray, np.ndarray]], alpha: float = 0.45) -> np.ndarray:
+def clip_grid(clips: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
   """(frames (T, S, S, 3) [0, 1], gt, sec_gt (T, S, S)) per clip -> one uint8 picture, a clip per row, the
-  target tinted red and the second object green, with a 2-pixel gap."""
+  target and the second object in the DAVIS colours of objects 1 (red) and 2 (green), a 2-pixel gap."""
   rows = []
   for frames, gt, sec_gt in clips:
-    tiles = []
-    for t in range(frames.shape[0]):
-      tile = frames[t].astype(np.float64).copy()
-      for mask, colour in ((gt[t] > 0.5, (1.0, 0.1, 0.1)), (sec_gt[t] > 0.5, (0.1, 1.0, 0.1))):
-        tile[mask] = (1 - alpha) * tile[mask] + alpha * np.array(colour)
-      tiles.append(np.pad(tile, ((2, 2), (2, 2), (0, 0)), constant_values=1.0))
+    ids = visualize.labels(np.stack([gt, sec_gt], -1))
+    tiles = [np.pad(visualize.overlay(np.round(f * 255).astype(np.uint8), i), ((2, 2), (2, 2), (0, 0)),
+                    constant_values=255) for f, i in zip(frames, ids)]
     rows.append(np.concatenate(tiles, 1))
-  return np.round(np.concatenate(rows, 0) * 255).astype(np.uint8)
+  return np.concatenate(rows, 0)
 
 
 # ---------------------------------------------------------------- the command line
@@ -212,8 +203,8 @@ def pipeline_clips(config, count: int, seed: int, step: int, total_steps: int, b
     for i in range(batch):
       if produced == count:
         return
-      yield (denormalise(batch_arrays['frames'][i]), batch_arrays['gt'][i], batch_arrays['sec_gt'][i],
-             batch_arrays['selector'][i])
+      yield (visualize.denormalise(batch_arrays['frames'][i]) / 255.0, batch_arrays['gt'][i],
+             batch_arrays['sec_gt'][i], batch_arrays['selector'][i])
       produced += 1
 
 
