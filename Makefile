@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # 8 virtual CPU devices, so that sharding code paths run on a machine without accelerators
-TEST_ENV := XLA_FLAGS=--xla_force_host_platform_device_count=8 TF_CPP_MIN_LOG_LEVEL=2
+# (JAX_PLATFORMS=cpu: the tpu extra's libtpu is there for compile-only TPU targets, not to be opened as a backend)
+TEST_ENV := XLA_FLAGS=--xla_force_host_platform_device_count=8 TF_CPP_MIN_LOG_LEVEL=2 JAX_PLATFORMS=cpu
 
-.PHONY: setup test run demo-figures clean
+.PHONY: setup setup-tpu test run demo-figures clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +21,17 @@ $(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
 	$(PY) -m pip install --quiet --retries 1 -r requirements-test.txt
 	touch $@
 
+# the tpu extra: libtpu (684 MB), to compile for TPU slices on this host (python -m gsfm_jax.aot); no TPU needed
+$(VENV)/.installed-tpu: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install --quiet -e '.[tpu]'
+	touch $@
+
 setup: $(VENV)/.installed
 
-test: $(VENV)/.installed-test
+setup-tpu: $(VENV)/.installed-tpu
+
+# the tests include one real compile for a TPU slice, so they install the tpu extra too
+test: $(VENV)/.installed-test $(VENV)/.installed-tpu
 	$(TEST_ENV) $(PY) -m pytest tests
 
 # the built-in demo: writes data/builtin if absent, trains on it (CPU: about 20 min), logs to runs/demo

@@ -10,7 +10,7 @@ source "$(dirname "$0")/common.sh"
 usage() {
   cat <<'USAGE'
 usage: launch/tpu_pod.sh --tpu NAME --zone ZONE --config NAME --workdir gs://BUCKET/RUN
-                         [--project P] [--skip-setup] [--dry-run] [-- FLAG…]
+                         [--project P] [--skip-setup] [--preflight] [--dry-run] [-- FLAG…]
 
   --tpu NAME       TPU VM name (gcloud compute tpus tpu-vm list)
   --zone ZONE      its zone, e.g. us-central2-b
@@ -18,6 +18,9 @@ usage: launch/tpu_pod.sh --tpu NAME --zone ZONE --config NAME --workdir gs://BUC
   --config NAME    configs/NAME.py (main, pretrain, ablation:t5_lfm, …)
   --workdir DIR    run folder shared by every worker (gs://…); the run resumes from it
   --skip-setup     code is copied, the environment is not reinstalled
+  --preflight      before starting, compile the config's train step for this slice on worker 0
+                   (python -m gsfm_jax.aot, slice type from the VM's metadata) and stop if it does not
+                   fit the chips' HBM or does not compile
   --dry-run        print the commands instead of running them
   -- FLAG…         passed to gsfm_jax.train, e.g. -- --config.data.tfds_dir=gs://bucket/tfds
 
@@ -25,7 +28,7 @@ Logs: ~/gsfm_jax/train.log on each worker. Data must be readable from every work
 USAGE
 }
 
-tpu="" zone="" project="" config="" workdir="" setup=1 extra=()
+tpu="" zone="" project="" config="" workdir="" setup=1 preflight=0 extra=()
 while (($#)); do
   case "$1" in
     --tpu) tpu="${2:?--tpu needs a value}"; shift 2 ;;
@@ -34,6 +37,7 @@ while (($#)); do
     --config) config="${2:?--config needs a value}"; shift 2 ;;
     --workdir) workdir="${2:?--workdir needs a value}"; shift 2 ;;
     --skip-setup) setup=0; shift ;;
+    --preflight) preflight=1; shift ;;
     --dry-run) DRY_RUN=1; shift ;;
     -h|--help) usage; exit 0 ;;
     --) shift; extra=("$@"); break ;;
@@ -59,12 +63,23 @@ trap 'rm -f "$archive"' EXIT
 run tar -C "$repo" --exclude=.venv --exclude=.git --exclude=data --exclude=runs --exclude=out -czf "$archive" .
 run "${gc[@]}" scp "$archive" "$tpu:~/gsfm_jax.tar.gz" "${where[@]}" --worker=all
 on_all "rm -rf ~/gsfm_jax && mkdir ~/gsfm_jax && tar -C ~/gsfm_jax -xzf ~/gsfm_jax.tar.gz"
-# 3. the environment: the pinned CPU set, then the TPU build of jax
+# 3. the environment: the pinned CPU set, then the tpu extra (jax's TPU build, libtpu, of the same jax version)
 if ((setup)); then
   on_all "cd ~/gsfm_jax && python3 -m venv .venv && .venv/bin/pip install -q -r requirements.txt \
-    && .venv/bin/pip install -q 'jax[tpu]' -f https://storage.googleapis.com/jax-releases/libtpu_releases.html"
+    && .venv/bin/pip install -q -e '.[tpu]' -f https://storage.googleapis.com/jax-releases/libtpu_releases.html"
 fi
-# 4. the same command on every worker, at once
+# 4. the preflight: the train step compiled for this slice type (compile-only: the TPU is not opened), with the
+#    run's --config.* overrides; a step that does not fit stops here, before any worker starts
+if ((preflight)); then
+  overrides=()
+  for flag in "${extra[@]}"; do [[ "$flag" == --config.* ]] && overrides+=("$flag"); done
+  # shellcheck disable=SC2016  # expanded on the worker, not here
+  slice='$(curl -s -H Metadata-Flavor:Google http://metadata.google.internal/computeMetadata/v1/instance/attributes/accelerator-type)'
+  run "${gc[@]}" ssh "$tpu" "${where[@]}" --worker=0 --command "cd ~/gsfm_jax && .venv/bin/python -m gsfm_jax.aot \
+--config=$(printf '%q' "$config") --topology=$slice $(printf '%q ' "${overrides[@]}")" \
+    || die "preflight: the train step of --config $config does not fit or does not compile on $tpu (the table or error above); lower --config.global_batch or raise --config.grad_accum"
+fi
+# 5. the same command on every worker, at once
 flags=("--config=$config" "--workdir=$workdir" --distributed "${extra[@]}")
 on_all "cd ~/gsfm_jax && nohup .venv/bin/python -m gsfm_jax.train $(printf '%q ' "${flags[@]}")> train.log 2>&1 &"
 echo "started on every worker of $tpu; follow with: ${gc[*]} ssh $tpu ${where[*]} --worker=0 --command 'tail -f ~/gsfm_jax/train.log'"

@@ -56,6 +56,31 @@ def test_tpu_pod_dry_run_stops_syncs_sets_up_and_starts_every_worker():
   assert local.returncode == 2 and 'must be a gs:// path' in local.stderr
 
 
+def test_tpu_pod_preflight_compiles_for_the_slice_first_and_stops_when_it_does_not_fit(tmp_path):
+  """--preflight: `gsfm_jax.aot` for the VM's slice type on worker 0 with the run's --config.* flags, before the
+  start; a failing preflight (a stand-in gcloud whose worker-0 command exits 1) stops the launch with one line."""
+  flags = ['--tpu', 'pod', '--zone', 'z', '--config', 'main', '--workdir', 'gs://b/r', '--skip-setup', '--preflight',
+           '--', '--config.global_batch=32', '--profile_steps=3']
+  result = launch('launch/tpu_pod.sh', '--dry-run', *flags)
+  assert result.returncode == 0, result.stderr
+  ssh = [l for l in result.stdout.splitlines() if l.startswith('gcloud compute tpus tpu-vm ssh pod ')]
+  assert len(ssh) == 4 and '--worker=0' in ssh[2] and 'gsfm_jax.train' in ssh[3]
+  assert r'gsfm_jax.aot\ --config=main\ --topology=\$\(curl' in ssh[2] and 'accelerator-type' in ssh[2]
+  assert r'--config.global_batch=32' in ssh[2] and 'profile_steps' not in ssh[2]
+  log = tmp_path / 'gcloud.log'
+  fake = tmp_path / 'bin' / 'gcloud'
+  fake.parent.mkdir()
+  fake.write_text(f'#!/usr/bin/env bash\necho "$*" >> {log}\n'
+                  '[[ "$*" == *--worker=0* ]] && { echo "| train … | no: needs 17.86 GiB |"; exit 1; }\nexit 0\n')
+  fake.chmod(0o755)
+  stopped = subprocess.run(['launch/tpu_pod.sh', *flags], cwd=REPO, capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, PATH=f'{fake.parent}:{os.environ["PATH"]}'))
+  assert stopped.returncode == 2 and 'no: needs 17.86 GiB' in stopped.stdout
+  assert stopped.stderr.strip().splitlines()[-1].startswith('error: preflight: the train step of --config main does '
+                                                             'not fit or does not compile on pod')
+  assert 'python -m gsfm_jax.train' not in log.read_text() and 'gsfm_jax.aot' in log.read_text()
+
+
 @pytest.mark.parametrize('mode,tasks', [('node', 1), ('gpu', 4)])
 def test_slurm_dry_run_writes_the_batch_script(mode, tasks):
   result = launch('launch/slurm.sh', '--dry-run', '--nodes', '2', '--gpus-per-node', '4', '--mode', mode,
