@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gsfm_jax import tpu_topologies
+
 # Dense peak FLOP/s per device from the vendors' data sheets: (device_kind substring, {dtype: FLOP/s}).
 # float32 is the plain (non-tensor-core) rate; XLA's default precision may use TF32 on GPUs, which is faster.
 PEAK_FLOPS = (
@@ -16,11 +18,7 @@ PEAK_FLOPS = (
     ('H100', {'bfloat16': 989e12, 'float32': 67e12}),   # SXM
     ('A100', {'bfloat16': 312e12, 'float32': 19.5e12}),
     ('V100', {'bfloat16': 125e12, 'float32': 15.7e12}),  # fp16 tensor cores (V100 has no bf16)
-    ('TPU v6', {'bfloat16': 918e12, 'float32': 918e12 / 4}),
-    ('TPU v5p', {'bfloat16': 459e12, 'float32': 459e12 / 4}),
-    ('TPU v5', {'bfloat16': 197e12, 'float32': 197e12 / 4}),   # v5e / v5 lite
-    ('TPU v4', {'bfloat16': 275e12, 'float32': 275e12 / 4}),
-)
+)   # TPUs: gsfm_jax.tpu_topologies.CHIPS
 
 
 def median_seconds(fn: Callable, *args, repeats: int) -> float:
@@ -76,6 +74,9 @@ def peak_flops(dtype: str, repeats: int = 5) -> tuple[float, str]:
   matmul measured here, so that the MFU of a CPU run says how far the step is from the matmul rate.
   """
   kind = jax.devices()[0].device_kind
+  chip = tpu_topologies.chip_of_kind(kind)
+  if chip:
+    return chip.peak_bf16 / (1 if dtype == 'bfloat16' else 4), f'{chip.generation} data sheet'
   for name, rates in PEAK_FLOPS:
     if name in kind:
       return rates[dtype], f'{name} data sheet'

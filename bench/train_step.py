@@ -30,37 +30,33 @@ import numpy as np  # noqa: E402
 from common import (device_memory_bytes, flops_of, footprint, largest_within, machine,  # noqa: E402
                     median_seconds, peak_flops, synthetic_clips)
 from configs import main as main_config, pretrain as pretrain_config  # noqa: E402
-from gsfm_jax import sharding  # noqa: E402
+from gsfm_jax import aot, sharding  # noqa: E402
 from gsfm_jax.models import build_model, init_variables  # noqa: E402
 from gsfm_jax.train_step import make_train_step, optimizer, place_state  # noqa: E402
 from profile_ops import print_parts, profile  # noqa: E402
 
 CONFIGS = {'main': main_config.get_config, 'pretrain': pretrain_config.get_config}
-FRAMES = 3
+FRAMES = aot.TRAIN_FRAMES
 
 
-def _config(name: str, dtype: str, width_divisor: int, global_batch: int):
+def _config(name: str, dtype: str, width_divisor: int, size: int, global_batch: int):
   config = CONFIGS[name]()
   config.model.dtype, config.model.width_divisor, config.global_batch = dtype, width_divisor, global_batch
+  config.data.size = size
   return config
 
 
-def _lowered(config_name: str, dtype: str, width_divisor: int, size: int, batch_per_device: int, devices: list,
-             placed: bool) -> tuple[Any, tuple]:
-  """The lowered train step and its arguments (state, batch, p, num_kept): placed on the devices' mesh, or
-  abstract (to compile without running)."""
-  config = _config(config_name, dtype, width_divisor, batch_per_device * len(devices))
+def _lowered(config_name: str, dtype: str, width_divisor: int, size: int, batch_per_device: int,
+             devices: list) -> tuple[Any, tuple]:
+  """The lowered train step and its arguments (state, batch, p, num_kept), placed on the devices' mesh."""
+  config = _config(config_name, dtype, width_divisor, size, batch_per_device * len(devices))
   mesh = sharding.make_mesh(devices)
   model = build_model(config.model)
-  init = lambda: init_variables(model, jax.random.PRNGKey(0))
-  clips = synthetic_clips(config.global_batch, FRAMES, size)
+  variables = jax.device_get(init_variables(model, jax.random.PRNGKey(0)))
+  state = place_state(sharding.put_replicated(variables, mesh), optimizer(config), mesh)
   scalars = (np.float32(0.15), np.int32(size * size * 15 // 100))
-  if placed:
-    state = place_state(sharding.put_replicated(jax.device_get(init()), mesh), optimizer(config), mesh)
-    args = (state, sharding.global_batch(clips, mesh), *sharding.put_replicated(scalars, mesh))
-  else:
-    state = jax.eval_shape(lambda: place_state(init(), optimizer(config), mesh))
-    args = (state, *jax.tree.map(lambda v: jax.ShapeDtypeStruct(np.shape(v), v.dtype), (clips, *scalars)))
+  args = (state, sharding.global_batch(synthetic_clips(config.global_batch, FRAMES, size), mesh),
+          *sharding.put_replicated(scalars, mesh))
   return make_train_step(model, config, mesh).lower(*args), args
 
 
@@ -70,7 +66,7 @@ class Step:
   def __init__(self, config_name: str, dtype: str, width_divisor: int, size: int, batch_per_device: int,
                devices: list):
     lowered, (self.state, self.batch, *self.scalars) = _lowered(config_name, dtype, width_divisor, size,
-                                                                batch_per_device, devices, placed=True)
+                                                                batch_per_device, devices)
     self.clips = batch_per_device * len(devices)
     self.flops = flops_of(lowered.cost_analysis())
     start = time.perf_counter()
@@ -85,8 +81,8 @@ class Step:
 
 def step_footprint(config_name: str, dtype: str, width_divisor: int, size: int, batch_per_device: int) -> float:
   """Bytes one device needs for the step at this per-device batch (compiled on one device, not run)."""
-  lowered, _ = _lowered(config_name, dtype, width_divisor, size, batch_per_device, jax.devices()[:1], placed=False)
-  return footprint(lowered.compile())
+  config = _config(config_name, dtype, width_divisor, size, batch_per_device)
+  return footprint(aot.train_lowered(config, jax.devices()[:1], batch_per_device).compile())
 
 
 def time_rows(args: argparse.Namespace) -> None:

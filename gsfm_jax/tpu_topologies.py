@@ -7,7 +7,7 @@ HBM and peak bf16 FLOP/s per chip are Google's data-sheet figures (cloud.google.
 architecture" pages of each generation).
 """
 import re
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 GIB = 2 ** 30
 
@@ -21,13 +21,14 @@ class Chip(NamedTuple):
   grid_dims: int             # 3: a 3-D torus (v4, v5p); 2: a 2-D grid (v5e, v6e)
   chips_per_host: int        # chips on one host of a multi-host slice
   accelerator_type: str      # the name's prefix in TPU_ACCELERATOR_TYPE ('v5litepod' for v5e)
+  device_kinds: tuple        # jax's Device.device_kind of a chip (compile-only devices of v5p say 'TPU v5')
 
 
 CHIPS = {
-    'v4': Chip('v4', 'v4', 32 * GIB, 275e12, 2, 3, 4, 'v4'),
-    'v5p': Chip('v5p', 'v5', 95 * GIB, 459e12, 2, 3, 4, 'v5p'),
-    'v5e': Chip('v5e', 'v5e', 16 * GIB, 197e12, 1, 2, 4, 'v5litepod'),
-    'v6e': Chip('v6e', 'v6e', 32 * GIB, 918e12, 1, 2, 4, 'v6e'),
+    'v4': Chip('v4', 'v4', 32 * GIB, 275e12, 2, 3, 4, 'v4', ('TPU v4',)),
+    'v5p': Chip('v5p', 'v5', 95 * GIB, 459e12, 2, 3, 4, 'v5p', ('TPU v5p', 'TPU v5')),
+    'v5e': Chip('v5e', 'v5e', 16 * GIB, 197e12, 1, 2, 4, 'v5litepod', ('TPU v5 lite', 'TPU v5e')),
+    'v6e': Chip('v6e', 'v6e', 32 * GIB, 918e12, 1, 2, 4, 'v6e', ('TPU v6 lite', 'TPU v6e')),
 }
 ALIASES = {'v5litepod': 'v5e', 'v5lite': 'v5e', 'v6litepod': 'v6e'}
 
@@ -83,6 +84,11 @@ class Slice(NamedTuple):
     if self.chip.cores_per_name_unit == 2:
       options['chip_config_name'] = 'megacore'
     return list(topologies.get_topology_desc(self.jax_topology, platform='tpu', **options).devices)
+
+
+def chip_of_kind(device_kind: str) -> Optional[Chip]:
+  """The chip whose devices report `device_kind` ('TPU v5 lite' -> v5e), or None."""
+  return next((c for c in CHIPS.values() if device_kind in c.device_kinds), None)
 
 
 def known() -> list[Slice]:

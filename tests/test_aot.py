@@ -34,6 +34,20 @@ def test_slice_names(name, jax_name, chips, hosts, megacore):
   assert piece.accelerator_type.endswith(f'-{chips * piece.chip.cores_per_name_unit}')
 
 
+@pytest.mark.parametrize('name', ['v4-8', 'v5p-8', 'v5e-16', 'v6e-8'])
+def test_compile_only_devices_are_the_slices_chips(name):
+  """libtpu's compile-only devices for the slice: one per chip (v4 and v5p as megacore), of the chip whose
+  peak and HBM the tables use, over the slice's hosts; two slices hold twice the devices."""
+  assert aot.libtpu_installed(), 'libtpu is missing: make test installs the tpu extra (make setup-tpu)'
+  target, piece = aot.make_target(name), tpu_topologies.lookup(name)
+  assert len(target.devices) == piece.chips and target.hosts == piece.hosts
+  assert len({d.process_index for d in target.devices}) == piece.hosts
+  assert {tpu_topologies.chip_of_kind(d.device_kind) for d in target.devices} == {piece.chip}
+  assert (target.hbm_bytes, target.peak_bf16) == (piece.chip.hbm_bytes, piece.chip.peak_bf16)
+  two = aot.make_target(name, slices=2)
+  assert len(two.devices) == 2 * piece.chips and two.name == f'2× {name}'
+
+
 def test_unknown_slice_names_the_known_ones():
   for bad in ('v5e-12', 'v5e:4x4', 'tpu', 'v7-8'):
     with pytest.raises(tpu_topologies.TopologyError, match=r'not a Cloud TPU slice name; known: v4-8, .*v5e-16'):
