@@ -23,18 +23,19 @@ sys.path.insert(0, REPO)
 from gsfm_jax import aot  # noqa: E402
 from gsfm_jax.tpu_topologies import lookup  # noqa: E402
 
-# the reference batch (8 clips per GPU for main, 16 for pretrain) on the four slice types, then the largest
-# that fits, then the inference step
-RUNS = ('main:v5e-16:8', 'main:v5p-8:8', 'pretrain:v5e-16:16', 'main:v4-8:8', 'main:v6e-8:8', 'main:v5e-16:4',
-        'main:v5e-4:infer', 'pretrain:v5p-8:16', 'pretrain:v4-8:16', 'pretrain:v6e-8:16', 'main:v5e-16:search',
-        'main:v5p-8:search', 'main:v4-8:search', 'main:v6e-8:search')
+# the reference batch (8 clips per GPU for main, 16 for pretrain) on the four slice types, the inference step,
+# then the largest batch that fits
+RUNS = ('main:v5e-16:8', 'main:v5p-8:8', 'pretrain:v5e-16:16', 'main:v4-8:8', 'main:v6e-8:8', 'main:v5e-4:infer',
+        'pretrain:v5p-8:16', 'main:v5e-16:search', 'pretrain:v4-8:16', 'pretrain:v6e-8:16', 'main:v5p-8:search',
+        'main:v4-8:search', 'main:v6e-8:search')
+SEARCH_START = 16   # clips per chip: twice main's reference, so that the first probes are cheap failures on v5e
 
 
 def flags_of(run: str) -> list[str]:
   config, slice_name, what = run.split(':')
   flags = [f'--config={config}', f'--topology={slice_name}']
   if what == 'search':
-    return flags + ['--search', '--per_chip=64']
+    return flags + ['--search', f'--per_chip={SEARCH_START}']
   if what == 'infer':
     return flags + ['--what=infer']
   return flags + [f'--per_chip={int(what)}']

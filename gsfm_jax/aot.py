@@ -386,14 +386,14 @@ def main(argv: list[str]) -> int:
   except (ValueError, CompileError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
-  print(f'{target.name}: {len(target.devices)} devices on {target.hosts} host(s), {_gib(target.hbm_bytes)} GiB '
-        f'per device; config {config.model.dtype}, {config.data.size}² crops, {TRAIN_FRAMES} frames per clip')
-  print(format_rows(rows, target))
   if _JSON.value:
     with open(_JSON.value, 'w') as f:
       json.dump({'target': target.name, 'devices': len(target.devices), 'hosts': target.hosts,
                  'hbm_bytes': target.hbm_bytes, 'peak_bf16': target.peak_bf16, 'dtype': config.model.dtype,
                  'size': config.data.size, 'rows': [row_dict(r) for r in rows]}, f, indent=1)
+  print(f'{target.name}: {len(target.devices)} devices on {target.hosts} host(s), {_gib(target.hbm_bytes)} GiB '
+        f'per device; config {config.model.dtype}, {config.data.size}² crops, {TRAIN_FRAMES} frames per clip')
+  print(format_rows(rows, target))
   train = [r.fits for r in rows if r.program == 'train']
   fits = all(r.fits for r in rows if r.program == 'infer') and (any(train) if _SEARCH.value else all(train))
   return 0 if fits else 1   # 1: does not fit (a preflight stops on it); 2: bad input
