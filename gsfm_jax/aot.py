@@ -294,13 +294,13 @@ def format_rows(rows: list[Row], target: Target, label: str = '') -> str:
     fits = 'yes' if r.fits else ('no: needs ' + _gib(r.required) + ' GiB' if r.required else 'no')
     total_flops = r.flops * r.devices if r.flops else None
     items = int(r.unit.split()[2]) if r.program == 'infer' else r.per_chip   # frames of a chunk, clips per chip
-    per_item = f'{r.flops / items / 1e9:.1f}' if r.flops else ''
+    per_item = f'{r.flops / items / 1e9:.4g}' if r.flops else ''
     estimate = (f'{1e3 * r.flops / (MFU_ESTIMATE * target.peak_bf16):.3g} ms'
                 if r.flops and target.peak_bf16 else '')
     lines.append(f'| {label + " " if label else ""}{r.program} ({r.unit}) | {r.topology} | {r.devices} | {r.per_chip} | '
                  f'{_gib(m.get("argument"))} | {_gib(m.get("output"))} | {_gib(m.get("temp"))} | {_gib(m.get("code"))} | '
                  f'{_gib(r.total)} / {_gib(available)} | {fits} | '
-                 f'{"" if total_flops is None else f"{total_flops / 1e12:.2f}"} | {per_item} | '
+                 f'{"" if total_flops is None else f"{total_flops / 1e12:.4g}"} | {per_item} | '
                  f'{_gib(r.bytes_accessed)} | {estimate} | {r.compile_seconds:.0f} |')
   return '\n'.join(lines)
 
@@ -391,8 +391,9 @@ def main(argv: list[str]) -> int:
       json.dump({'target': target.name, 'devices': len(target.devices), 'hosts': target.hosts,
                  'hbm_bytes': target.hbm_bytes, 'peak_bf16': target.peak_bf16, 'dtype': config.model.dtype,
                  'size': config.data.size, 'rows': [row_dict(r) for r in rows]}, f, indent=1)
+  clips = f', training clips of {TRAIN_FRAMES} frames at {config.data.size}²' if 'train' in _WHAT.value else ''
   print(f'{target.name}: {len(target.devices)} devices on {target.hosts} host(s), {_gib(target.hbm_bytes)} GiB '
-        f'per device; config {config.model.dtype}, {config.data.size}² crops, {TRAIN_FRAMES} frames per clip')
+        f'per device; network in {config.model.dtype}{clips}')
   print(format_rows(rows, target))
   train = [r.fits for r in rows if r.program == 'train']
   fits = all(r.fits for r in rows if r.program == 'infer') and (any(train) if _SEARCH.value else all(train))

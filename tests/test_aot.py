@@ -162,7 +162,8 @@ def test_real_compile_for_a_tpu_slice(tmp_path):
   result = _aot('--config=demo', '--topology=v5e-4', *[f'--config.{k}={v}' for k, v in NARROW.items()],
                 f'--json={out}')
   assert result.returncode == 0, result.stderr[-3000:]
-  assert 'v5e-4: 4 devices on 1 host(s), 16.00 GiB per device; config bfloat16' in result.stdout
+  assert ('v5e-4: 4 devices on 1 host(s), 16.00 GiB per device; network in bfloat16, training clips of 3 frames at 32²'
+          in result.stdout)
   assert 'WARNING' not in result.stderr and 'TPU_' not in result.stderr   # libtpu is quiet off a TPU VM
   found = json.loads(out.read_text())
   (row,) = found['rows']
