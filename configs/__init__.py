@@ -1,5 +1,6 @@
 """Config-as-code (ml_collections). `--config=NAME[:ARG]` names `configs/NAME.py` (see `resolve`)."""
 import os
+import sys
 from typing import Sequence
 
 CONFIG_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -26,5 +27,6 @@ def config_path(spec: str) -> str:
   path = os.path.join(CONFIG_DIR, name + '.py')
   if not os.path.exists(path):
     known = sorted(f[:-3] for f in os.listdir(CONFIG_DIR) if f.endswith('.py') and not f.startswith('_'))
-    raise SystemExit(f'--config={spec}: no configs/{name}.py (known: {", ".join(known)})')
+    print(f'error: --config={spec}: no configs/{name}.py (known: {", ".join(known)})', file=sys.stderr)
+    raise SystemExit(2)
   return path + colon + arg
