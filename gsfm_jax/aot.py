@@ -39,23 +39,28 @@ from gsfm_jax.tpu_topologies import GIB
 
 TRAIN_FRAMES = 3            # frames per training clip (data_pipelines.clips.CLIP_FRAMES)
 MFU_ESTIMATE = 0.4          # the utilisation the step-time estimate assumes
+FLAGS = flags.FLAGS
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'configs/NAME.py[:ARG], or NAME[:ARG]', lock_config=False)
-_TOPOLOGY = flags.DEFINE_string('topology', None, 'a Cloud TPU slice (v4-8, v5p-8, v5e-16, v6e-8, …; --list), or '
-                                'host: this machine\'s devices')
-_SLICES = flags.DEFINE_integer('slices', 1, 'slices joined over DCN (multi-slice); the data mesh spans all of them')
-_PER_CHIP = flags.DEFINE_integer('per_chip', None, 'training clips per chip (default: the config\'s global_batch '
-                                 'over the chips)')
-_SEARCH = flags.DEFINE_bool('search', False, 'find the largest clips per chip that fits, by compiling')
-_SEARCH_LIMIT = flags.DEFINE_integer('search_limit', 256, 'the most clips per chip --search tries')
-_WHAT = flags.DEFINE_list('what', ['train'], 'programs to compile: train, infer')
-_INFER_SIZE = flags.DEFINE_string('infer_size', '480x854', 'inference: frame size HxW (DAVIS 480p)')
-_OBJECTS = flags.DEFINE_integer('objects', 3, 'inference: objects per video')
-_CAPACITY = flags.DEFINE_integer('capacity', 16, 'inference: memory frames (bounded memory)')
-_HBM_GIB = flags.DEFINE_float('hbm_gib', None, 'device memory to fit in, GiB (default: the chip\'s data sheet; '
-                              'for host, the allocator\'s limit)')
-_JSON = flags.DEFINE_string('json', None, 'also write the rows to this JSON file')
-_LIST = flags.DEFINE_bool('list', False, 'print the known slices and exit')
+
+def define_flags() -> None:
+  """The command line's flags (defined when it runs, so that importing this module next to gsfm_jax.train,
+  which has its own --config, does not clash)."""
+  config_flags.DEFINE_config_file('config', None, 'configs/NAME.py[:ARG], or NAME[:ARG]', lock_config=False)
+  flags.DEFINE_string('topology', None, 'a Cloud TPU slice (v4-8, v5p-8, v5e-16, v6e-8, …; --list), or '
+                      'host: this machine\'s devices')
+  flags.DEFINE_integer('slices', 1, 'slices joined over DCN (multi-slice); the data mesh spans all of them')
+  flags.DEFINE_integer('per_chip', None, 'training clips per chip (default: the config\'s global_batch '
+                       'over the chips)')
+  flags.DEFINE_bool('search', False, 'find the largest clips per chip that fits, by compiling')
+  flags.DEFINE_integer('search_limit', 256, 'the most clips per chip --search tries')
+  flags.DEFINE_list('what', ['train'], 'programs to compile: train, infer')
+  flags.DEFINE_string('infer_size', '480x854', 'inference: frame size HxW (DAVIS 480p)')
+  flags.DEFINE_integer('objects', 3, 'inference: objects per video')
+  flags.DEFINE_integer('capacity', 16, 'inference: memory frames (bounded memory)')
+  flags.DEFINE_float('hbm_gib', None, 'device memory to fit in, GiB (default: the chip\'s data sheet; '
+                     'for host, the allocator\'s limit)')
+  flags.DEFINE_string('json', None, 'also write the rows to this JSON file')
+  flags.DEFINE_bool('list', False, 'print the known slices and exit')
 
 
 class Target(NamedTuple):
@@ -354,53 +359,55 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def check_flags() -> None:
-  unknown = set(_WHAT.value) - {'train', 'infer'}
-  if unknown or not _WHAT.value:
-    raise ValueError(f'--what={",".join(_WHAT.value)}: expected train, infer or train,infer')
-  for flag in (_PER_CHIP, _SLICES, _OBJECTS, _CAPACITY, _SEARCH_LIMIT):
-    if flag.value is not None and flag.value < 1:
-      raise ValueError(f'--{flag.name}={flag.value}: must be at least 1')
-  if _CONFIG.value is None or not _TOPOLOGY.value:
+  unknown = set(FLAGS.what) - {'train', 'infer'}
+  if unknown or not FLAGS.what:
+    raise ValueError(f'--what={",".join(FLAGS.what)}: expected train, infer or train,infer')
+  for name in ('per_chip', 'slices', 'objects', 'capacity', 'search_limit'):
+    value = getattr(FLAGS, name)
+    if value is not None and value < 1:
+      raise ValueError(f'--{name}={value}: must be at least 1')
+  if FLAGS.config is None or not FLAGS.topology:
     raise ValueError('--config and --topology are required (python -m gsfm_jax.aot --list names the slices)')
 
 
 def main(argv: list[str]) -> int:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  if _LIST.value:
+  if FLAGS.list:
     print(tpu_topologies.table())
     return 0
   try:
     check_flags()
-    size = parse_size(_INFER_SIZE.value)
-    if _TOPOLOGY.value != 'host':
+    size = parse_size(FLAGS.infer_size)
+    if FLAGS.topology != 'host':
       jax.config.update('jax_platforms', 'cpu')   # compile-only: never open this host's accelerators
-    target = make_target(_TOPOLOGY.value, _SLICES.value, _HBM_GIB.value)
-    config = target_config(_CONFIG.value, target)
+    target = make_target(FLAGS.topology, FLAGS.slices, FLAGS.hbm_gib)
+    config = target_config(FLAGS.config, target)
     rows = []
-    if 'train' in _WHAT.value:
-      per_chip = _PER_CHIP.value or default_per_chip(config, len(target.devices))
-      rows += train_rows(config, target, per_chip, _SEARCH.value, _SEARCH_LIMIT.value)
-    if 'infer' in _WHAT.value:
-      rows.append(infer_row(config, target, size, _OBJECTS.value, _CAPACITY.value))
+    if 'train' in FLAGS.what:
+      per_chip = FLAGS.per_chip or default_per_chip(config, len(target.devices))
+      rows += train_rows(config, target, per_chip, FLAGS.search, FLAGS.search_limit)
+    if 'infer' in FLAGS.what:
+      rows.append(infer_row(config, target, size, FLAGS.objects, FLAGS.capacity))
   except (ValueError, CompileError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
-  if _JSON.value:
-    with open(_JSON.value, 'w') as f:
+  if FLAGS.json:
+    with open(FLAGS.json, 'w') as f:
       json.dump({'target': target.name, 'devices': len(target.devices), 'hosts': target.hosts,
                  'hbm_bytes': target.hbm_bytes, 'peak_bf16': target.peak_bf16, 'dtype': config.model.dtype,
                  'size': config.data.size, 'rows': [row_dict(r) for r in rows]}, f, indent=1)
-  clips = f', training clips of {TRAIN_FRAMES} frames at {config.data.size}²' if 'train' in _WHAT.value else ''
+  clips = f', training clips of {TRAIN_FRAMES} frames at {config.data.size}²' if 'train' in FLAGS.what else ''
   print(f'{target.name}: {len(target.devices)} devices on {target.hosts} host(s), {_gib(target.hbm_bytes)} GiB '
         f'per device; network in {config.model.dtype}{clips}')
   print(format_rows(rows, target))
   train = [r.fits for r in rows if r.program == 'train']
-  fits = all(r.fits for r in rows if r.program == 'infer') and (any(train) if _SEARCH.value else all(train))
+  fits = all(r.fits for r in rows if r.program == 'infer') and (any(train) if FLAGS.search else all(train))
   return 0 if fits else 1   # 1: does not fit (a preflight stops on it); 2: bad input
 
 
 def run() -> None:
+  define_flags()
   app.run(lambda argv: sys.exit(main(argv)), argv=configs.resolve(sys.argv))
 
 

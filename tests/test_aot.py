@@ -55,6 +55,13 @@ def test_unknown_slice_names_the_known_ones():
   assert '| v5e-16 | 16 | 4 | v5e:4x4 | 16 | 197 |' in tpu_topologies.table()
 
 
+def test_imports_next_to_the_training_command_line():
+  """aot defines its flags only when its command line runs: gsfm_jax.train's --config does not clash with it."""
+  from absl import flags
+  from gsfm_jax import train
+  assert train.run and 'config' in flags.FLAGS and 'topology' not in flags.FLAGS
+
+
 def test_dtype_follows_the_target():
   config = demo.get_config()
   config.model.dtype = 'auto'
