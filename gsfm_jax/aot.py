@@ -14,10 +14,14 @@ train step over a 1-D data mesh of every chip (parameters replicated), with abst
 weights are made, no data is read). The model dtype follows the target: 'auto' is bfloat16 on a TPU.
 
 Multi-host slices (v5e-16 and up, v4-16 and up) and --slices N (multi-slice, over DCN) compile as the one
-global program every host runs; the figures are per chip. A compile that fits is XLA's buffer assignment
-within the chip's HBM; one that does not fails with RESOURCE_EXHAUSTED and the figure XLA names. Full-width
-compiles take 10–30 min and 10–16 GiB of host RAM on a 2-core host; one that does not fit fails in under a
-minute. `--search` therefore starts high and gallops down with the cheap failures before it bisects.
+global program every host runs; the figures are per chip. The verdict: a step fits when XLA compiles it and
+its whole footprint (arguments + outputs + temporaries + code − donated aliases) is within the chip's HBM.
+A successful compile alone is not enough: XLA:TPU checks its temporaries against the memory it keeps for
+them, so `main` at 16 clips per v5e chip compiles and still needs 16.44 GiB of a 16 GiB chip. A step whose
+temporaries do not fit fails with RESOURCE_EXHAUSTED, and the row gives the figure XLA names. Full-width
+compiles take 6–11 min and 8–12 GiB of host RAM on a 2-core host, and a failure near the limit is not faster
+(XLA tries rematerialisation first); `--search` doubles or halves from --per_chip, then narrows the bracket
+by interpolating the bytes, so a search is about three compiles when the start is near the answer.
 """
 import json
 import math
@@ -244,9 +248,9 @@ def largest_fitting(probe: Callable[[int], Row], start: int, limit: int) -> tupl
   """The largest n in [1, limit] whose probe fits (0 if none) and every probe made, for a footprint that grows
   with n.
 
-  Compiles that fit are slow and failures cheap, so the search brackets from above: it doubles from `start`
-  while n fits, halves while it does not, then narrows [fits, fails] by interpolating the bytes (a fit's
-  total, a failure's required figure) against the limit, alternating with plain bisection.
+  It doubles from `start` while n fits, halves while it does not, then narrows [fits, fails] by interpolating
+  the bytes (a compiled step's total, or a failure's required figure) against the limit, alternating with
+  plain bisection, so that a footprint close to affine in n needs few compiles.
   """
   rows: dict[int, Row] = {}
   def run(n: int) -> Row:
