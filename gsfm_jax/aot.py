@@ -20,8 +20,8 @@ A successful compile alone is not enough: XLA:TPU checks its temporaries against
 them, so `main` at 16 clips per v5e chip compiles and still needs 16.44 GiB of a 16 GiB chip. A step whose
 temporaries do not fit fails with RESOURCE_EXHAUSTED, and the row gives the figure XLA names. Full-width
 compiles take 6–11 min and 8–12 GiB of host RAM on a 2-core host, and a step near the limit is not faster
-(XLA rematerialises to fit its temporaries first); `--search` doubles or halves from --per_chip, then narrows the bracket
-by interpolating the bytes, so a search is about three compiles when the start is near the answer.
+(XLA rematerialises to fit its temporaries first); `--search` doubles or halves from --per_chip, then
+narrows the bracket by interpolating the bytes: about three compiles when the start is near the answer.
 """
 import json
 import math
