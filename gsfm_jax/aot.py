@@ -306,8 +306,9 @@ def format_rows(rows: list[Row], target: Target, label: str = '') -> str:
     per_item = f'{r.flops / items / 1e9:.4g}' if r.flops else ''
     estimate = (f'{1e3 * r.flops / (MFU_ESTIMATE * target.peak_bf16):.3g} ms'
                 if r.flops and target.peak_bf16 else '')
-    lines.append(f'| {label + " " if label else ""}{r.program} ({r.unit}) | {r.topology} | {r.devices} | {r.per_chip} | '
-                 f'{_gib(m.get("argument"))} | {_gib(m.get("output"))} | {_gib(m.get("temp"))} | {_gib(m.get("code"))} | '
+    name = f'{label} {r.program}' if label else r.program
+    lines.append(f'| {name} ({r.unit}) | {r.topology} | {r.devices} | {r.per_chip} | {_gib(m.get("argument"))} | '
+                 f'{_gib(m.get("output"))} | {_gib(m.get("temp"))} | {_gib(m.get("code"))} | '
                  f'{_gib(r.total)} / {_gib(available)} | {fits} | '
                  f'{"" if total_flops is None else f"{total_flops / 1e12:.4g}"} | {per_item} | '
                  f'{_gib(r.bytes_accessed)} | {estimate} | {r.compile_seconds:.0f} |')
@@ -334,7 +335,8 @@ def train_rows(config: ml_collections.ConfigDict, target: Target, per_chip: int,
   def probe(n: int) -> Row:
     _say(f'compiling the train step for {target.name} at {n} clips per chip ({n * len(target.devices)} clips, '
          f'{config.data.size}², {config.model.dtype}) …')
-    row = compile_row(train_lowered(config, target.devices, n), 'train', target, n, f'step of {n * len(target.devices)} clips')
+    lowered = train_lowered(config, target.devices, n)
+    row = compile_row(lowered, 'train', target, n, f'step of {n * len(target.devices)} clips')
     _say(f'  {"fits" if row.fits else "does not fit"}: {_gib(row.total)} GiB per chip, {row.compile_seconds:.0f} s')
     return row
   if not search:

@@ -117,6 +117,7 @@ def table() -> str:
   """The known slices as a Markdown table (what `python -m gsfm_jax.aot --list` prints)."""
   rows = ['| slice | chips | hosts | JAX topology | HBM per chip GiB | peak bf16 TFLOP/s per chip |',
           '|---|---|---|---|---|---|']
-  rows += [f'| {s.name} | {s.chips} | {s.hosts} | {s.jax_topology}{" megacore" if s.chip.cores_per_name_unit == 2 else ""}'
-           f' | {s.chip.hbm_bytes / GIB:.0f} | {s.chip.peak_bf16 / 1e12:.0f} |' for s in known()]
+  megacore = lambda s: ' megacore' if s.chip.cores_per_name_unit == 2 else ''
+  rows += [f'| {s.name} | {s.chips} | {s.hosts} | {s.jax_topology}{megacore(s)} | {s.chip.hbm_bytes / GIB:.0f} | '
+           f'{s.chip.peak_bf16 / 1e12:.0f} |' for s in known()]
   return '\n'.join(rows)
