@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gsfm_jax import tpu_topologies
+from gsfm_jax import aot, tpu_topologies
 
 # Dense peak FLOP/s per device from the vendors' data sheets: (device_kind substring, {dtype: FLOP/s}).
 # float32 is the plain (non-tensor-core) rate; XLA's default precision may use TF32 on GPUs, which is faster.
@@ -54,10 +54,9 @@ def synthetic_clips(batch: int, frames: int, size: int, seed: int = 0) -> dict[s
           'cls_gt': ids, 'selector': np.ones((batch, 2), np.float32)}
 
 
-def flops_of(cost_analysis: Any) -> float:
-  """The 'flops' entry of a `Lowered`/`Compiled.cost_analysis()` (a dict, or a one-element list on old jax)."""
-  cost_analysis = cost_analysis[0] if isinstance(cost_analysis, list) else cost_analysis
-  return float(cost_analysis['flops'])
+def flops_of(program: Any) -> float:
+  """XLA's FLOP count of a `Lowered` or `Compiled` program."""
+  return float(aot.cost_of(program)['flops'])
 
 
 def footprint(compiled: Any) -> float:

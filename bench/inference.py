@@ -102,7 +102,7 @@ def split_times(model: GSFM, variables, height: int, width: int, objects: int, m
   parts = {'encode_key': (encode_key, (variables, frame)),
            'encode_value': (encode_value, (variables, frame, keys.f16, masks)),
            'match': (match, (bank, keys.k16[0])), 'decode': (decode, (variables, keys, memory[None]))}
-  flops = {name: flops_of(fn.lower(*args).cost_analysis()) for name, (fn, args) in parts.items()}
+  flops = {name: flops_of(fn.lower(*args)) for name, (fn, args) in parts.items()}
   frame_flops = sum(flops.values()) - flops['encode_value'] * (1 - 1 / MEM_EVERY)
   return {name: median_seconds(fn, *args, repeats=repeats) for name, (fn, args) in parts.items()}, frame_flops
 

@@ -55,7 +55,7 @@ def main() -> None:
   import jax
   from bench.common import machine
   from configs import demo
-  from gsfm_jax import sharding
+  from gsfm_jax import aot, sharding
   from gsfm_jax.models import build_model, init_variables
   from gsfm_jax.train_step import make_train_step, optimizer, place_state
   print(machine())
@@ -78,8 +78,7 @@ def main() -> None:
     start = time.perf_counter()
     compiled = step.lower(state, batch, *scalars).compile()
     compile_s = time.perf_counter() - start
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
+    cost = aot.cost_of(compiled)
     state, _ = compiled(state, batch, *scalars)
     runs[name] = {'compiled': compiled, 'state': state, 'args': (batch, *scalars), 'times': [],
                   'params': parameters(config.model), 'params_full': parameters(full),

@@ -68,7 +68,7 @@ class Step:
     lowered, (self.state, self.batch, *self.scalars) = _lowered(config_name, dtype, width_divisor, size,
                                                                 batch_per_device, devices)
     self.clips = batch_per_device * len(devices)
-    self.flops = flops_of(lowered.cost_analysis())
+    self.flops = flops_of(lowered)
     start = time.perf_counter()
     self.compiled = lowered.compile()
     self.compile_seconds = time.perf_counter() - start

@@ -217,8 +217,9 @@ def parse_out_of_memory(message: str) -> Optional[tuple[float, float]]:
   return (math.nan, math.nan)
 
 
-def _cost(compiled: Any) -> dict:
-  cost = compiled.cost_analysis()
+def cost_of(program: Any) -> dict:
+  """XLA's cost analysis of a `Lowered` or `Compiled` program as a dict (older jax gave a one-element list)."""
+  cost = program.cost_analysis()
   return (cost[0] if isinstance(cost, list) else cost) or {}
 
 
@@ -238,7 +239,7 @@ def compile_row(lowered: Any, program: str, target: Target, per_chip: int, unit:
   m = compiled.memory_analysis()
   memory = {'argument': m.argument_size_in_bytes, 'output': m.output_size_in_bytes, 'temp': m.temp_size_in_bytes,
             'code': m.generated_code_size_in_bytes, 'alias': m.alias_size_in_bytes}
-  cost = _cost(compiled)
+  cost = cost_of(compiled)
   row = Row(fits=True, memory=memory, required=None, available=target.hbm_bytes, flops=cost.get('flops'),
             bytes_accessed=cost.get('bytes accessed'), compile_seconds=seconds, **common)
   return row._replace(fits=row.total <= target.hbm_bytes)

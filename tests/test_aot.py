@@ -178,6 +178,5 @@ def test_real_compile_for_a_tpu_slice(tmp_path):
   assert 0 < row['total'] < 2 ** 30 and row['memory']['code'] > 0
   config = _narrow_config()
   config.model.dtype = 'bfloat16'
-  host = aot.train_lowered(config, jax.devices()[:1], 4).cost_analysis()
-  host = host[0] if isinstance(host, list) else host
+  host = aot.cost_of(aot.train_lowered(config, jax.devices()[:1], 4))
   assert row['flops'] * 4 == pytest.approx(host['flops'], rel=0.25)
