@@ -41,8 +41,8 @@ if [ "$tiny" = 1 ]; then
   export JAX_PLATFORMS=cpu XLA_FLAGS=--xla_force_host_platform_device_count=2
   # every part's code path once, at toy sizes (compilation is most of the time)
   tests=(tests/test_inference.py -k "schedule or resize_matrices")
-  train=(--configs main --dtypes bfloat16 --size 32 --batch-per-device 1 --width-divisor 4 --repeats 1 --devices 1)
-  inference=(--height 32 --width 48 --frames 4 --chunk 4 --objects 2 --dtypes bfloat16 --repeats 1 --width-divisor 4)
+  train=(--configs main --dtypes bfloat16 --size 32 --batch_per_device 1 --width_divisor 4 --repeats 1 --devices 1)
+  inference=(--height 32 --width 48 --frames 4 --chunk 4 --objects 2 --dtypes bfloat16 --repeats 1 --width_divisor 4)
   videos=(--tiny --devices 1 2)
   limits=(300 300 300 300)
 else

@@ -6,7 +6,6 @@ folder's training-step cases (official weights, official batches).
 
 Prints, per case and per tensor group, the smallest cosine and the norm ratio range, and the losses.
 """
-import argparse
 import os
 import sys
 
@@ -14,8 +13,9 @@ import jax
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
+from gsfm_jax import cli  # noqa: E402
 from bench.common import machine  # noqa: E402
-from gsfm_jax import gradients  # noqa: E402
+from gsfm_jax.analysis import gradients  # noqa: E402
 
 PARITY_DIR = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'reference', 'parity')
 
@@ -47,7 +47,7 @@ def compare(fp32: dict[str, np.ndarray], bf16: dict[str, np.ndarray]) -> dict[st
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.Parser(__doc__)
   parser.add_argument('--cases', default=','.join(os.path.join(PARITY_DIR, f'grad_case{i}.npz') for i in (0, 1)))
   args = parser.parse_args()
   print(machine())

@@ -93,7 +93,7 @@ def device_memory_bytes(default_gib: Optional[float] = None) -> tuple[float, str
   if 'bytes_limit' in stats:
     return float(stats['bytes_limit']), 'allocator bytes_limit'
   if default_gib:
-    return default_gib * 2 ** 30, f'--memory-gib {default_gib}'
+    return default_gib * 2 ** 30, f'--memory_gib {default_gib}'
   return float(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')), 'host RAM'
 
 

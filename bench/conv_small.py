@@ -8,7 +8,6 @@ the baseline being XLA's convolution; `layers.MATMUL_MAX_PIXELS` is the crossove
 --step also times the whole jitted train step (batch 4, 32² crops, one device) with the matmul form
 switched off (the baseline) and on, with compile times.
 """
-import argparse
 import os
 import sys
 
@@ -18,6 +17,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from gsfm_jax import cli  # noqa: E402
 from gsfm_jax.models import layers  # noqa: E402
 from common import machine, median_seconds  # noqa: E402  (bench/ is on the path when run as a script)
 
@@ -57,7 +57,7 @@ def time_step(repeats: int) -> None:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.Parser(__doc__)
   parser.add_argument('--repeats', type=int, default=10)
   parser.add_argument('--step', action='store_true', help='also time the whole train step')
   args = parser.parse_args()

@@ -32,6 +32,7 @@ else:
 import tensorflow as tf  # noqa: E402
 
 from configs import data  # noqa: E402
+from gsfm_jax import cli  # noqa: E402
 from data_pipelines import augment, clips, decode, input_pipeline, synthetic  # noqa: E402
 
 
@@ -124,7 +125,7 @@ def compare_revisions(args, root: str, workers: int) -> None:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.Parser(__doc__)
   parser.add_argument('--size', type=int, default=384)
   parser.add_argument('--seconds', type=float, default=20.0)
   parser.add_argument('--workers', type=int, default=0, help='parallel clips (default: one per core)')

@@ -9,7 +9,6 @@
    every frame, the baselines;
 3. copies the training curves and a held-out video's last-frame overlay to docs/, and writes OUT/figures.json.
 """
-import argparse
 import json
 import os
 import shutil
@@ -18,6 +17,8 @@ import sys
 import time
 
 import numpy as np
+
+from gsfm_jax import cli
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,20 +63,20 @@ def untrained(workdir: str, out: str) -> str:
   """The network before training: the demo's step-0 weights (its scratch init) in a folder with its config."""
   import jax
   from configs import demo
-  from gsfm_jax import checkpoint
-  from gsfm_jax.export import save_npz
+  from gsfm_jax.weights.files import save_npz
+  from gsfm_jax.weights.start import initial_variables
   from gsfm_jax.models import build_model
   config = demo.get_config()
   folder = os.path.join(out, 'untrained')
   os.makedirs(folder, exist_ok=True)
   shutil.copy(os.path.join(workdir, 'config.json'), folder)
-  variables = checkpoint.initial_variables(config.init, build_model(config.model), config.seed)
+  variables = initial_variables(config.init, build_model(config.model), config.seed)
   save_npz(jax.device_get(variables), os.path.join(folder, 'weights.npz'), overwrite=True)
   return os.path.join(folder, 'weights.npz')
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.Parser(__doc__)
   parser.add_argument('--workdir', default='runs/demo')
   parser.add_argument('--out', default='out/demo_figures')
   args = parser.parse_args()

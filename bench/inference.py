@@ -25,7 +25,6 @@ most memory frames, so the longest video (× mem_every frames), that fits in 90 
 with the weights kept on the device (what the engine does) against host weights sent with every chunk call
 (what it did with weights loaded from a file, before 2026-11-22), in the same run.
 """
-import argparse
 import functools
 import os
 import sys
@@ -37,6 +36,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from gsfm_jax import cli  # noqa: E402
 from common import (device_memory_bytes, flops_of, footprint, largest_within, machine,  # noqa: E402
                     median_seconds, peak_flops)
 from gsfm_jax.inference import Propagator, Protocol, memory_bank  # noqa: E402
@@ -147,7 +147,7 @@ def host_transfers(engine: RecordingEngine, video: np.ndarray, labels: np.ndarra
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.Parser(__doc__)
   parser.add_argument('--height', type=int, default=480)
   parser.add_argument('--width', type=int, default=864)
   parser.add_argument('--frames', type=int, default=60)
@@ -155,11 +155,11 @@ def main() -> None:
   parser.add_argument('--dtypes', nargs='+', default=['float32', 'bfloat16'])
   parser.add_argument('--repeats', type=int, default=5)
   parser.add_argument('--chunk', type=int, default=16)
-  parser.add_argument('--width-divisor', type=int, default=1, help='1: GSFM; 4: the demo network')
+  parser.add_argument('--width_divisor', type=int, default=1, help='1: GSFM; 4: the demo network')
   parser.add_argument('--profile', help='write traces here and print where the time goes')
   parser.add_argument('--longest', action='store_true', help='the longest video that fits, instead of speed')
   parser.add_argument('--capacity', type=int, default=8, help='memory frames kept in bounded mode (--longest)')
-  parser.add_argument('--memory-gib', type=float, help='device memory on a CPU (default: the host RAM)')
+  parser.add_argument('--memory_gib', type=float, help='device memory on a CPU (default: the host RAM)')
   parser.add_argument('--transfers', action='store_true',
                       help='host↔device bytes per chunk, and weights kept on the device vs sent per chunk')
   args = parser.parse_args()

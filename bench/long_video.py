@@ -3,10 +3,10 @@ the same synthetic content at several lengths, with a bounded memory (`--capacit
 bytes (where the backend reports them), the peak bytes of live jax.Arrays (sampled every 0.25 s; on a CPU
 this is the device side of the RSS) and frames/s after compilation.
 
-  JAX_PLATFORMS=cpu python bench/long_video.py --frames 50 500 5000 [--width-divisor 8] [--size 480 854]
+  JAX_PLATFORMS=cpu python bench/long_video.py --frames 50 500 5000 [--width_divisor 8] [--size 480 854]
 
 The video is an .mp4 of textured shapes moving over a background (written once per length, decoded by
-predict chunk by chunk); the network is GSFM with random weights, at `--width-divisor` of its width on a CPU
+predict chunk by chunk); the network is GSFM with random weights, at `--width_divisor` of its width on a CPU
 (the full network runs a 480p frame in about 5 s here; memory behaviour does not depend on the width).
 """
 import argparse
@@ -20,6 +20,8 @@ import threading
 import time
 
 import numpy as np
+
+from gsfm_jax import cli
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -85,7 +87,7 @@ def weights(folder: str, width_divisor: int) -> str:
   """Random GSFM weights at `width_divisor` as an .npz beside a run config.json that names the width."""
   import jax
   from configs import model as model_config
-  from gsfm_jax.export import save_npz
+  from gsfm_jax.weights.files import save_npz
   from gsfm_jax.models import GSFM, init_variables
   config = model_config.get_config()
   config.width_divisor = width_divisor
@@ -97,10 +99,10 @@ def weights(folder: str, width_divisor: int) -> str:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.Parser(__doc__)
   parser.add_argument('--frames', type=int, nargs='+', default=[50, 500, 5000])
   parser.add_argument('--size', type=int, nargs=2, default=[480, 854], metavar=('H', 'W'))
-  parser.add_argument('--width-divisor', type=int, default=8)
+  parser.add_argument('--width_divisor', type=int, default=8)
   parser.add_argument('--capacity', type=int, default=8, help='memory frames kept')
   parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
   for name in ('checkpoint', 'video', 'mask', 'out'):

@@ -4,7 +4,7 @@
 
   python bench/multi_video.py                              # GPU/TPU host: 1, 2, 4, 8 devices (those it has)
   XLA_FLAGS=--xla_force_host_platform_device_count=8 JAX_PLATFORMS=cpu python bench/multi_video.py \
-      --height 96 --width 160 --width-divisor 4 --videos 8 --frames 8 16 --processes 2   # this VM's table
+      --height 96 --width 160 --width_divisor 4 --videos 8 --frames 8 16 --processes 2   # this VM's table
   python bench/multi_video.py --tiny                       # seconds: the accelerator check's CI mode
 
 --videos synthetic videos (random texture, --objects moving boxes, memory every 3rd frame, top-k 50, random
@@ -28,6 +28,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
+
+from gsfm_jax import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -100,7 +102,7 @@ def processes(args, devices: int) -> tuple[list[float], int]:
   per = max(1, devices // args.processes)
   env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={per}', PYTHONPATH=ROOT)
   command = [sys.executable, os.path.abspath(__file__), *sys.argv[1:], '--worker', '--coordinator', coordinator]
-  procs = [subprocess.Popen(command + ['--process-id', str(p)], env=env, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+  procs = [subprocess.Popen(command + ['--process_id', str(p)], env=env, stdout=subprocess.PIPE, text=True, cwd=ROOT)
            for p in range(args.processes)]
   results = []
   for proc in procs:
@@ -112,14 +114,14 @@ def processes(args, devices: int) -> tuple[list[float], int]:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.Parser(__doc__)
   parser.add_argument('--height', type=int, default=480)
   parser.add_argument('--width', type=int, default=864)
   parser.add_argument('--videos', type=int, default=16)
   parser.add_argument('--frames', type=int, nargs=2, default=[30, 60], metavar=('MIN', 'MAX'))
   parser.add_argument('--objects', type=int, default=2)
   parser.add_argument('--dtype', default='bfloat16')
-  parser.add_argument('--width-divisor', type=int, default=1, help='1: GSFM; 4: the demo network')
+  parser.add_argument('--width_divisor', type=int, default=1, help='1: GSFM; 4: the demo network')
   parser.add_argument('--devices', type=int, nargs='+', default=[1, 2, 4, 8])
   parser.add_argument('--processes', type=int, default=0, help='also P jax.distributed processes (0: not)')
   parser.add_argument('--repeats', type=int, default=3)
@@ -127,7 +129,7 @@ def main() -> None:
   parser.add_argument('--out', help='also write the table as JSON here')
   parser.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
   parser.add_argument('--coordinator', help=argparse.SUPPRESS)
-  parser.add_argument('--process-id', type=int, help=argparse.SUPPRESS)
+  parser.add_argument('--process_id', type=int, help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.tiny:
     args.height, args.width, args.videos, args.frames, args.width_divisor, args.repeats = 32, 48, 4, [2, 4], 4, 1

@@ -11,7 +11,6 @@ The demo-width network (width divisor 4, random weights) on 64×96 frames, 2 obj
 operations are those of GSFM at any size. Prints OK / FAIL per part with the converter's or the runtime's
 message (jax2onnx and onnxruntime are not project requirements: they pin other orbax versions).
 """
-import argparse
 import os
 import sys
 import time
@@ -24,11 +23,12 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from gsfm_jax import cli  # noqa: E402
 from gsfm_jax.inference import memory_bank  # noqa: E402
 from gsfm_jax.inference.engine import Propagator, geometry  # noqa: E402
 from gsfm_jax.inference.schedule import Protocol  # noqa: E402
 from gsfm_jax.models import GSFM, init_variables, resnet  # noqa: E402
-from gsfm_jax.program import chunk_step, step_arguments  # noqa: E402
+from gsfm_jax.inference.program import chunk_step, step_arguments  # noqa: E402
 
 
 def decompose() -> None:
@@ -68,7 +68,7 @@ def parts() -> dict:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.Parser(__doc__)
   parser.add_argument('--decompose', action='store_true', help='rewrite the 2-D FFTs and the max-pool first')
   args = parser.parse_args()
   import jax2onnx

@@ -10,7 +10,6 @@ function). Prints the median wall time of a jitted forward and of forward+backwa
 layout transposes of each compiled forward, with the machine named; then the time of an rfft2/irfft2 pair
 at the model's map sizes against the next power-of-two sizes (are the FFT sizes slow?).
 """
-import argparse
 import os
 import sys
 
@@ -20,6 +19,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from gsfm_jax import cli  # noqa: E402
 from common import machine, median_seconds  # noqa: E402
 from gsfm_jax.models.frequency import SpectralFilter, frequency_filter, half_spectrum_filters  # noqa: E402
 from profile_ops import transposing_ops  # noqa: E402
@@ -67,7 +67,7 @@ def forward_of(form: str, kind: str):
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.Parser(__doc__)
   parser.add_argument('--repeats', type=int, default=20)
   parser.add_argument('--batch', type=int, default=2, help='N; training runs B·T = 24 key frames per GPU')
   args = parser.parse_args()

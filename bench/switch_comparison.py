@@ -10,13 +10,13 @@ finished one is reused; `gsfm` reuses `runs/demo` when that run is finished), th
 --benchmark davis17` segments the held-out `val` videos and the DAVIS toolkit's rules score them. Writes
 OUT/comparison.json and prints a markdown table with the spread of the two GSFM seeds.
 """
-import argparse
 import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from gsfm_jax import cli  # noqa: E402
 from bench.demo_figures import ROOT, evaluate, run  # noqa: E402
 
 # name -> (seed, train flags beyond --config=demo)
@@ -55,7 +55,7 @@ def train(name: str, runs: str) -> tuple[str, float]:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.Parser(__doc__)
   parser.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=list(VARIANTS))
   parser.add_argument('--runs', default=os.path.join('runs', 'compare'))
   parser.add_argument('--out', default=os.path.join('out', 'switch_comparison'))

@@ -2,17 +2,18 @@
 network), FLOPs of the jitted train step (XLA's cost analysis), its compile time and its step time (median
 over interleaved rounds, so every variant sees the same machine load):
 
-  python bench/switch_cost.py [--rounds 10] [--size 64] [--batch 4] [--width-divisor 4]
+  python bench/switch_cost.py [--rounds 10] [--size 64] [--batch 4] [--width_divisor 4]
 
 The train step is the project's own (`train_step.make_train_step`, the demo config: clips of 3 frames,
 2 objects), on one device.
 """
-import argparse
 import os
 import sys
 import time
 
 import numpy as np
+
+from gsfm_jax import cli
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -46,11 +47,11 @@ def clip_batch(size: int, batch: int) -> dict[str, np.ndarray]:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.Parser(__doc__)
   parser.add_argument('--rounds', type=int, default=10)
   parser.add_argument('--size', type=int, default=64)
   parser.add_argument('--batch', type=int, default=4)
-  parser.add_argument('--width-divisor', type=int, default=4)
+  parser.add_argument('--width_divisor', type=int, default=4)
   args = parser.parse_args()
   import jax
   from bench.common import machine

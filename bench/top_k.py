@@ -1,7 +1,7 @@
 """The memory read's top-k: exact `lax.top_k` against `lax.approx_max_k`, and a dense readout against a
 gathered one, for speed and for accuracy.
 
-  python bench/top_k.py [--memory-frames 5 20 80] [--objects 2] [--repeats 5]
+  python bench/top_k.py [--memory_frames 5 20 80] [--objects 2] [--repeats 5]
 
 One query frame of DAVIS 480p (30×54 positions at 1/16, keys of 64 channels) reads a memory of T frames
 (N = T·1620 entries, values of 512 channels per object), keeping the top 50 per query (spec §1.7):
@@ -17,7 +17,6 @@ One query frame of DAVIS 480p (30×54 positions at 1/16, keys of 64 channels) re
 Accuracy: the largest absolute difference of the readout from the baseline, and the recall of the
 top-k index sets. Medians of --repeats jitted calls, compile excluded.
 """
-import argparse
 import os
 import sys
 
@@ -27,6 +26,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from gsfm_jax import cli  # noqa: E402
 from common import machine, median_seconds  # noqa: E402
 from gsfm_jax.models.memory import affinity_logits, memory_softmax, readout, top_k_read  # noqa: E402
 
@@ -66,8 +66,8 @@ def recall(found: np.ndarray, exact: np.ndarray) -> float:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--memory-frames', type=int, nargs='+', default=[5, 20, 80])
+  parser = cli.Parser(__doc__)
+  parser.add_argument('--memory_frames', type=int, nargs='+', default=[5, 20, 80])
   parser.add_argument('--objects', type=int, default=2)
   parser.add_argument('--repeats', type=int, default=5)
   args = parser.parse_args()

@@ -4,13 +4,12 @@ so that an interrupted run resumes, and one Markdown table of them all.
 
   python bench/tpu_compile.py                      # the list below (hours on a 2-core host)
   python bench/tpu_compile.py --runs main:v5e-16:8 pretrain:v5p-8:search --out out/tpu_compile
-  python bench/tpu_compile.py --table-only         # the table of what has been measured
+  python bench/tpu_compile.py --table_only         # the table of what has been measured
 
 A run is CONFIG:SLICE:N (N clips per chip), CONFIG:SLICE:search (the largest that fits, by compiling) or
 CONFIG:SLICE:infer (the inference chunk step at 480×854, 3 objects, 16 memory frames). Needs libtpu
 (`make setup-tpu`); no TPU.
 """
-import argparse
 import json
 import os
 import subprocess
@@ -20,6 +19,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from gsfm_jax import cli  # noqa: E402
 from gsfm_jax import aot  # noqa: E402
 from gsfm_jax.tpu_topologies import lookup  # noqa: E402
 
@@ -67,10 +67,10 @@ def table(out: str) -> str:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.Parser(__doc__)
   parser.add_argument('--runs', nargs='+', default=list(RUNS))
   parser.add_argument('--out', default='out/tpu_compile')
-  parser.add_argument('--table-only', action='store_true')
+  parser.add_argument('--table_only', action='store_true')
   args = parser.parse_args()
   for run in args.runs:
     lookup(run.split(':')[1])   # a wrong name fails before hours of compiling

@@ -2,9 +2,9 @@
 
   python bench/train_step.py                       # main and pretrain configs (8 clips per device, 384²,
                                                    # 3 frames), float32 and bfloat16, on every device
-  python bench/train_step.py --configs main --dtypes float32 --size 96 --batch-per-device 2 --width-divisor 4
+  python bench/train_step.py --configs main --dtypes float32 --size 96 --batch_per_device 2 --width_divisor 4
   python bench/train_step.py --devices 1 2 4 8 --profile /tmp/trace    # scaling and the all-reduce share
-  python bench/train_step.py --max-batch           # the largest per-device batch whose step fits the device
+  python bench/train_step.py --max_batch           # the largest per-device batch whose step fits the device
 
 Each row: the jitted, sharded train step of `gsfm_jax.train_step` (what `gsfm_jax.train` runs) on a
 synthetic batch (random frames, two rectangle objects), the median of --repeats steps after a warm-up
@@ -12,7 +12,7 @@ step. FLOPs are XLA's cost analysis of the lowered (unpartitioned) step, so they
 the global batch (forward, backward and Adam; no rematerialisation); MFU = FLOPs / step time / (devices ×
 peak FLOP/s of one device), the peak from the data sheet (`common.PEAK_FLOPS`), or on a CPU the measured
 rate of a large matmul. Memory is XLA's buffer assignment of the compiled step for one device (arguments
-+ outputs + temporaries − donated aliases). --profile adds a JAX profiler trace of --profile-steps steps,
++ outputs + temporaries − donated aliases). --profile adds a JAX profiler trace of --profile_steps steps,
 the time per network part (largest first) and the collectives' share of the op time.
 """
 import argparse
@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from gsfm_jax import cli  # noqa: E402
 from common import (device_memory_bytes, flops_of, footprint, largest_within, machine,  # noqa: E402
                     median_seconds, peak_flops, synthetic_clips)
 from configs import main as main_config, pretrain as pretrain_config  # noqa: E402
@@ -135,19 +136,19 @@ def max_batch_rows(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.Parser(__doc__)
   parser.add_argument('--configs', nargs='+', default=['main', 'pretrain'], choices=sorted(CONFIGS))
   parser.add_argument('--dtypes', nargs='+', default=['float32', 'bfloat16'], choices=['float32', 'bfloat16'])
   parser.add_argument('--size', type=int, default=384, help='crop side (the reference: 384)')
-  parser.add_argument('--batch-per-device', type=int, default=8, help='the reference: 8 clips per GPU')
-  parser.add_argument('--width-divisor', type=int, default=1, help='1: GSFM; 4: the demo network')
+  parser.add_argument('--batch_per_device', type=int, default=8, help='the reference: 8 clips per GPU')
+  parser.add_argument('--width_divisor', type=int, default=1, help='1: GSFM; 4: the demo network')
   parser.add_argument('--devices', type=int, nargs='+', default=[len(jax.devices())],
                       help='device counts to run on (the first N devices), fixed clips per device')
   parser.add_argument('--repeats', type=int, default=10)
   parser.add_argument('--profile', help='write traces here and print where the time goes')
-  parser.add_argument('--profile-steps', type=int, default=3)
-  parser.add_argument('--max-batch', action='store_true', help='search the largest batch per device instead')
-  parser.add_argument('--memory-gib', type=float, help='device memory on a CPU (default: the host RAM)')
+  parser.add_argument('--profile_steps', type=int, default=3)
+  parser.add_argument('--max_batch', action='store_true', help='search the largest batch per device instead')
+  parser.add_argument('--memory_gib', type=float, help='device memory on a CPU (default: the host RAM)')
   args = parser.parse_args()
   print(f'machine: {machine()}')
   print(f'{FRAMES} frames of {args.size}², width divisor {args.width_divisor}, median of {args.repeats} steps')

@@ -24,9 +24,9 @@ from typing import NamedTuple, Optional, Sequence
 
 import tensorflow as tf
 
+from gsfm_jax.models.normalisation import IMAGENET_MEAN, IMAGENET_STD
+
 IM_MEAN = (124 / 255, 116 / 255, 104 / 255)  # fill colour of affine warps and crops
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 CUBIC_A = -1.0  # the bicubic kernel of PIL's Image.transform (its resize uses -0.5: TF's resize does too)
 LEVELS = 255.0  # 8-bit images: value k/255
 

@@ -9,7 +9,6 @@ than their frame, video masks that are not palette-indexed, annotations without 
 a mask (static), videos shorter than three frames and empty or missing first-frame annotations.
 Exit status 1 when anything is wrong.
 """
-import argparse
 import concurrent.futures
 import os
 import sys
@@ -18,6 +17,8 @@ from typing import Iterator, Optional
 
 import numpy as np
 from PIL import Image
+
+from gsfm_jax import cli
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg')
 MIN_FRAMES = 3
@@ -154,7 +155,7 @@ def check_roots(roots: list[str], workers: int = 8) -> tuple[list[Problem], int]
 
 
 def main() -> int:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.Parser(__doc__)
   parser.add_argument('roots', nargs='+', metavar='ROOT')
   parser.add_argument('--workers', type=int, default=8, help='decoding threads (default: %(default)s)')
   args = parser.parse_args()

@@ -1,7 +1,7 @@
 """What training will see: per-clip statistics of the input pipeline, and a picture of sample clips.
 
   python -m data_pipelines.stats ROOT --stage vos|static [--clips 200] [--seed 0] [--size 384]
-                                 [--step 0] [--total-steps 30000] [--out DIR] [--json FILE]
+                                 [--step 0] [--total_steps 30000] [--out DIR] [--json FILE]
 
 ROOT is a dataset as training reads it: for `vos` a DAVIS root (`2017/trainval/…`), a YouTube-VOS root
 (`train_480p/…`), a `{JPEGImages,Annotations}` root of your own videos, or a folder holding `DAVIS/` (the
@@ -24,7 +24,6 @@ The statistics of one clip (`clip_statistics`), on the frames before normalisati
 `compare` tests two sets of clips statistic by statistic (two-sample Kolmogorov–Smirnov for values,
 a two-proportion z-test for rates).
 """
-import argparse
 import json
 import math
 import os
@@ -34,7 +33,9 @@ from typing import Optional
 import numpy as np
 from scipy import stats as scipy_stats
 
+from gsfm_jax import cli
 from gsfm_jax import visualize
+from gsfm_jax.models import normalisation
 
 FRAMES = 3
 RATES = ('second', 'empty', 'grayscale')
@@ -203,21 +204,20 @@ def pipeline_clips(config, count: int, seed: int, step: int, total_steps: int, b
     for i in range(batch):
       if produced == count:
         return
-      yield (visualize.denormalise(batch_arrays['frames'][i]) / 255.0, batch_arrays['gt'][i],
+      yield (normalisation.denormalise(batch_arrays['frames'][i]) / 255.0, batch_arrays['gt'][i],
              batch_arrays['sec_gt'][i], batch_arrays['selector'][i])
       produced += 1
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-  parser = argparse.ArgumentParser(prog='python -m data_pipelines.stats', description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.Parser(__doc__, prog='python -m data_pipelines.stats')
   parser.add_argument('root', help='dataset folder (see ROOT above)')
   parser.add_argument('--stage', choices=('vos', 'static'), required=True)
   parser.add_argument('--clips', type=int, default=200, help='clips to draw (default 200)')
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--size', type=int, default=384, help='crop side (default 384, as training)')
   parser.add_argument('--step', type=int, default=0, help='training step to draw from (the max-skip curriculum)')
-  parser.add_argument('--total-steps', type=int, default=30000)
+  parser.add_argument('--total_steps', type=int, default=30000)
   parser.add_argument('--rows', type=int, default=8, help='clips in the picture (default 8)')
   parser.add_argument('--out', default='out/data_stats', help='folder for clips.png (default out/data_stats)')
   parser.add_argument('--json', help='also write every clip\'s statistics to this file')

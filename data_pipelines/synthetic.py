@@ -14,7 +14,6 @@ Each video has 2-4 textured objects of varied shapes over a slowly panning photo
 rotate, change scale, occlude one another in depth order, and may leave the frame and come back.
 All objects are visible in frame 0. The same seed gives the same bytes.
 """
-import argparse
 import os
 import shutil
 import sys
@@ -27,6 +26,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from gsfm_jax import cli
 from data_pipelines.palette import write_palette_png
 
 BACKGROUNDS = ('astronaut', 'coffee', 'rocket', 'hubble_deep_field', 'immunohistochemistry', 'retina', 'chelsea')
@@ -233,7 +233,7 @@ def is_complete(out: str) -> bool:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.Parser(__doc__)
   parser.add_argument('--out', required=True, help='output folder')
   parser.add_argument('--seed', type=int, default=0, help='seed (default: %(default)s)')
   parser.add_argument('--train', type=int, default=12, help='training videos (default: %(default)s)')

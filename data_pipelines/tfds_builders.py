@@ -1,8 +1,8 @@
 """TFDS datasets of the training data: a few large ArrayRecord shards instead of many small files.
 
-  python -m data_pipelines.tfds_builders static --static-root data/static --data-dir data/tfds
-  python -m data_pipelines.tfds_builders videos --davis-root data/DAVIS --youtube-root data/YouTube \\
-      [--video-roots my/videos …] --data-dir data/tfds
+  python -m data_pipelines.tfds_builders static --static_root data/static --data_dir data/tfds
+  python -m data_pipelines.tfds_builders videos --davis_root data/DAVIS --youtube_root data/YouTube \\
+      [--video_roots my/videos …] --data_dir data/tfds
 
 Both read the folder layouts of `data_pipelines.sources` (as TFDS manual data) and write one split per
 source (`fss`, `duts_tr`, … / `davis`, `youtube`, `videos`), so the pipeline applies the reference's mix
@@ -12,7 +12,6 @@ masks are stored as object-id (grayscale) PNGs, so any TFDS reader decodes them 
 ArrayRecord form (random access: the batch of step N is read directly on resume); `data_dir` may be a
 `gs://` path where the installed file systems support it.
 """
-import argparse
 import logging
 import os
 import sys
@@ -22,6 +21,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from gsfm_jax import cli
 from data_pipelines import check, sources
 
 FILE_FORMAT = 'array_record'
@@ -128,14 +128,14 @@ def build(kind: str, data_dir: str, **roots) -> tfds.core.DatasetBuilder:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.Parser(__doc__)
   parser.add_argument('kind', choices=('static', 'videos'))
-  parser.add_argument('--data-dir', required=True, help='TFDS data_dir to write (local or gs://)')
-  parser.add_argument('--static-root', help='static images root (kind static)')
-  parser.add_argument('--davis-root', help='DAVIS root, holding 2017/trainval (kind videos)')
-  parser.add_argument('--youtube-root', help='YouTube-VOS root, holding train_480p (kind videos)')
-  parser.add_argument('--youtube-subset', help='list of YouTube-VOS videos to use (default all)')
-  parser.add_argument('--video-roots', nargs='*', default=[], help='your own {JPEGImages,Annotations} roots')
+  parser.add_argument('--data_dir', required=True, help='TFDS data_dir to write (local or gs://)')
+  parser.add_argument('--static_root', help='static images root (kind static)')
+  parser.add_argument('--davis_root', help='DAVIS root, holding 2017/trainval (kind videos)')
+  parser.add_argument('--youtube_root', help='YouTube-VOS root, holding train_480p (kind videos)')
+  parser.add_argument('--youtube_subset', help='list of YouTube-VOS videos to use (default all)')
+  parser.add_argument('--video_roots', nargs='*', default=[], help='your own {JPEGImages,Annotations} roots')
   args = parser.parse_args(argv)
   logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
   try:

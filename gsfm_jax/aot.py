@@ -176,9 +176,9 @@ def train_lowered(config: ml_collections.ConfigDict, devices: list, per_chip: in
 
 def infer_lowered(config: ml_collections.ConfigDict, device: Any, size: tuple[int, int], objects: int,
                   capacity: int) -> tuple[Any, int]:
-  """The inference chunk step (`gsfm_jax.program.chunk_step`: a scan over a chunk of frames with a bounded
+  """The inference chunk step (`gsfm_jax.inference.program.chunk_step`: a scan over a chunk of frames with a bounded
   memory of `capacity` frames) lowered for one device, and the chunk's frame count."""
-  from gsfm_jax import program
+  from gsfm_jax.inference import program
   from gsfm_jax.inference import Propagator, Protocol
   from gsfm_jax.inference.engine import geometry
   from gsfm_jax.models import build_model, init_variables

@@ -1,4 +1,4 @@
-"""Training checkpoints (orbax `CheckpointManager`) and the run's initial weights.
+"""Training checkpoints (orbax `CheckpointManager`) and preemption.
 
 A run's checkpoints live in `WORKDIR/checkpoints/<step>/` with two items: `state` (the whole TrainState)
 and `meta` (JSON: step, config, device and process counts). Saves are asynchronous and atomic (orbax
@@ -12,15 +12,10 @@ import sys
 from typing import Any, Optional
 
 import jax
-import ml_collections
-import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-from gsfm_jax.convert import imagenet_start, read_any, run_model_config
-from gsfm_jax.export import ConversionError, Variables, short_reason
-from gsfm_jax.models import GSFM, build_model, init_variables
-from gsfm_jax.models.scratch import scratch_params
+from gsfm_jax.weights.files import ConversionError, short_reason
 
 
 class Checkpoints:
@@ -82,16 +77,25 @@ def abstract(tree: Any, sharding: jax.sharding.Sharding) -> Any:
 
 
 class Preemption:
-  """Whether to save and stop now. On one process SIGTERM (preemption) and SIGINT (Ctrl-C) set a flag; a second
-  Ctrl-C stops at once. With `jax.distributed`, JAX's preemption service catches SIGTERM and every host agrees
-  on the step to save at."""
+  """Whether to save and stop now; a context manager that puts the signal handlers it replaced back on exit.
+  On one process SIGTERM (preemption) and SIGINT (Ctrl-C) set a flag; a second Ctrl-C stops at once. With
+  `jax.distributed`, JAX's preemption service catches SIGTERM and every host agrees on the step to save at."""
 
   def __init__(self):
     self.requested, self.reason = False, 'preemption (SIGTERM)'
     self._distributed = jax.process_count() > 1
+    self._replaced: dict[int, Any] = {}
+
+  def __enter__(self) -> 'Preemption':
     if not self._distributed:
-      signal.signal(signal.SIGTERM, self._on_signal)
-      signal.signal(signal.SIGINT, self._on_signal)
+      for signum in (signal.SIGTERM, signal.SIGINT):
+        self._replaced[signum] = signal.signal(signum, self._on_signal)
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    for signum, handler in self._replaced.items():
+      signal.signal(signum, handler)
+    self._replaced.clear()
 
   def _on_signal(self, signum, frame) -> None:
     del frame
@@ -107,34 +111,3 @@ class Preemption:
     if self._distributed:
       self.requested = multihost_utils.reached_preemption_sync_point(step)
     return self.requested
-
-
-def inference_model(path: str, dtype: str = 'float32') -> tuple[GSFM, Variables]:
-  """The multi-object network and its weights from a training workdir or step folder (the run's config.json
-  gives the network's switches), an .npz, a variables folder or an official .pth. A single-object checkpoint
-  gets a zero 5th input channel, as the reference's evaluation scripts do."""
-  from configs import model as model_config
-  config = run_model_config(path) or model_config.get_config()
-  config.single_object, config.dtype = False, dtype
-  model = build_model(config)
-  return model, read_any(path, model, 'zeros')
-
-
-def initial_variables(init: ml_collections.ConfigDict, model: GSFM, seed: int) -> Variables:
-  """The run's starting weights (host arrays), by `init.kind`:
-
-  'scratch': fresh initialisation for training without ImageNet trunks (`models.scratch`);
-  'imagenet': torchvision ResNet-50/18 trunks from `init.resnet50/resnet18`;
-  'checkpoint': `init.checkpoint`, a gsfm_jax training workdir (its newest checkpoint) or step folder, a
-  variables directory or .npz, or an official .pth/.npz. A single-object checkpoint loaded into the
-  two-object network gets its 5th value-encoder input channel (`init.stem_fill`).
-  """
-  if init.kind == 'scratch':
-    variables = jax.device_get(init_variables(model, jax.random.PRNGKey(seed)))
-    variables['params'] = scratch_params(variables['params'], np.random.default_rng(seed))
-    return variables
-  if init.kind == 'imagenet':
-    return imagenet_start(init.resnet50, init.resnet18, model, seed)
-  if init.kind == 'checkpoint':
-    return read_any(init.checkpoint, model, init.stem_fill)
-  raise ConversionError(f"init.kind {init.kind!r}: expected 'scratch', 'imagenet' or 'checkpoint'")

@@ -24,7 +24,6 @@ stays frames / summed processing time (the speed of one device), the frames/s ov
 with I/O and compilation) beside it.
 A video that fails is named; the others' outputs are kept (exit status 1, no scores).
 """
-import argparse
 import json
 import os
 import sys
@@ -38,7 +37,7 @@ import numpy as np
 from PIL import Image
 
 from data_pipelines.palette import write_palette_png
-from gsfm_jax import console
+from gsfm_jax import cli, console
 from gsfm_jax.evaluation import davis as davis_eval
 from gsfm_jax.inference import Propagator, Protocol, parallel
 from gsfm_jax.inference.engine import Chunk
@@ -201,64 +200,61 @@ def finish(args, report: dict, folder: str, names: list[str]) -> int:
   return 0
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                   epilog=__doc__.split('\n', 2)[2])
-  parser.add_argument('--checkpoint', required=True, help='training workdir, .npz, variables folder or official .pth')
+def build_parser() -> cli.Parser:
+  parser = cli.Parser(__doc__)
+  parser.add_checkpoint()
   parser.add_argument('--benchmark', required=True, choices=BENCHMARKS)
   parser.add_argument('--root', required=True, help='the benchmark folder (see the examples)')
   parser.add_argument('--split', default=None, help='davis17: val | test-dev; youtube: valid | test')
   parser.add_argument('--image_set', default=None, help='davis16: the 2016 val.txt (default ROOT/ImageSets/2016/val.txt)')
-  parser.add_argument('--out', required=True, help='output folder (refused if it holds files, unless --overwrite)')
-  parser.add_argument('--overwrite', action='store_true', help='replace the outputs of an earlier run in --out')
-  parser.add_argument('--top_k', type=int, default=None, help='default 50 (davis16: 20, as its reference script)')
-  parser.add_argument('--mem_every', type=int, default=3)
+  parser.add_output()
+  parser.add_count('top_k', None, 'memory entries each query pixel reads: default 50 (davis16: 20, as its reference '
+                   'script)')
+  parser.add_count('mem_every', 3, 'a memory frame every N frames')
   parser.add_argument('--short_side', type=int, default=480, help='youtube: shorter side of the network input')
-  parser.add_argument('--dtype', default='float32', help='compute dtype: float32, bfloat16 or auto')
-  parser.add_argument('--devices', type=int, default=None, help='local devices to use (default: all)')
-  parallel.add_flags(parser)
-  args = parser.parse_args(argv)
-  console.show_info()   # the engine logs each new compiled program
-  try:
-    check_arguments(args)
-    output = OutputFolder(args.out, args.overwrite, shared=parallel.requested(args))
-    names, lengths, segment = benchmark_videos(args)
-    parallel.initialize(args)
-    devices = parallel.local_devices(args.devices)
-    from gsfm_jax.checkpoint import inference_model
-    model, variables = inference_model(args.checkpoint, args.dtype)
-  except ValueError as error:   # InputError and ConversionError (a missing or broken checkpoint) among them
-    print(f'error: {error}', file=sys.stderr)
-    return 2
+  parser.add_dtype()
+  parser.add_devices()
+  parser.add_distributed()
+  return parser
+
+
+def run(parser: cli.Parser, args) -> int:
+  """Checks everything, runs this process's share of the videos, scores (process 0); -> the exit status."""
+  parser.check(args)
+  check_arguments(args)
+  output = OutputFolder(args.out, args.overwrite, shared=cli.distributed_requested(args.distributed,
+                                                                                   args.coordinator_address))
+  names, lengths, segment = benchmark_videos(args)
+  cli.initialize_distributed(args.distributed, args.coordinator_address, args.num_processes, args.process_id)
+  devices = parallel.local_devices(args.devices)
+  from gsfm_jax import weights
+  model, variables = weights.load_for_inference(args.checkpoint, args.dtype)
   protocol = Protocol(top_k=args.top_k or (20 if args.benchmark == 'davis16' else 50), mem_every=args.mem_every,
                       memory_rule='since_last' if args.benchmark == 'youtube' else 'absolute')
   mine = parallel.process_share(lengths)
   workers = parallel.engines(model, variables, protocol, devices[:max(1, len(mine))])
-  try:
-    if jax.process_count() == 1:
-      with output as folder:
-        status = finish(args, run_share(workers, names, lengths, mine, segment, folder), folder, names)
-    else:
-      status = parallel.gather(output, lambda folder: run_share(workers, names, lengths, mine, segment, folder), merge,
-                               lambda report, folder: finish(args, report, folder, names))
-  except InputError as error:
-    print(f'error: {error}', file=sys.stderr)
-    return 2
+  if jax.process_count() == 1:
+    with output as folder:
+      status = finish(args, run_share(workers, names, lengths, mine, segment, folder), folder, names)
+  else:
+    status = parallel.gather(output, lambda folder: run_share(workers, names, lengths, mine, segment, folder), merge,
+                             lambda report, folder: finish(args, report, folder, names))
   if status == 0 and args.benchmark == 'youtube' and jax.process_index() == 0:
     print(f'submission: {zip_annotations(args.out)}')
   return status
 
 
+def main(argv: Optional[list[str]] = None) -> int:
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  console.show_info()   # the engine logs each new compiled program
+  return cli.report(lambda: run(parser, args))
+
+
 def check_arguments(args) -> None:
   """The benchmark folder's layout and the flag values, before any work; InputError names what is wrong."""
-  for flag in ('mem_every', 'top_k'):
-    value = getattr(args, flag)
-    if value is not None and value < 1:
-      raise InputError(f'--{flag} {value}: must be at least 1')
   if args.short_side < 16:
     raise InputError(f'--short_side {args.short_side}: must be at least 16')
-  if args.dtype not in ('float32', 'bfloat16', 'auto'):
-    raise InputError(f'--dtype {args.dtype}: expected float32, bfloat16 or auto')
   if args.benchmark == 'youtube':
     split = args.split or 'valid'
     needed = [os.path.join(args.root, split, 'meta.json'),

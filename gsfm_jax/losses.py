@@ -13,6 +13,7 @@ import numpy as np
 # numpy, not jnp: importing this module must not start a JAX backend (jax.distributed comes first)
 _LAPLACIAN = np.array([[-1., -1., -1.], [-1., 8., -1.], [-1., -1., -1.]], np.float32)
 _MASKED_LOGIT = -1e30
+BOUNDARY_WEIGHT = 0.05   # the reference's weight of the boundary loss
 
 
 def hard_mining(it: int, num_pixels: int, start_warm: int, end_warm: int,
@@ -71,10 +72,10 @@ def boundary_loss(logits: jax.Array, target: jax.Array) -> jax.Array:
 
 def gsfm_loss(outputs: Mapping[str, jax.Array], masks: jax.Array, cls_gt: jax.Array,
               selector: Optional[jax.Array], p: Union[float, jax.Array], num_kept: Union[int, jax.Array],
-              boundary_weight: float = 0.05) -> dict[str, jax.Array]:
+              boundary_weight: float = BOUNDARY_WEIGHT) -> dict[str, jax.Array]:
   """The official loss over frames 1 … T-1 of a clip batch.
 
-  outputs: the clip forward's `logits_t (B, H, W, K+1)` and `boundary_t (B, H, W, K)`;
+  outputs: the clip forward's `logits` (B, T-1, H, W, K+1) and `boundary` (B, T-1, H, W, K) of frames 1 … T-1;
   masks (B, T, H, W, K) object ground truth; cls_gt (B, T, H, W) in 0 … K; selector (B, K) or None
   (all objects present); p, num_kept from `hard_mining`. Returns `loss_t` (batch mean of CE +
   weight · boundary loss, the boundary loss averaged over present objects), `total_loss` = Σ_t loss_t,
@@ -87,10 +88,10 @@ def gsfm_loss(outputs: Mapping[str, jax.Array], masks: jax.Array, cls_gt: jax.Ar
   weights = present.astype(jnp.float32)
   losses = {'total_loss': jnp.zeros((), jnp.float32)}
   for t in range(1, num_frames):
-    per_sample = bootstrapped_ce(outputs[f'logits_{t}'], cls_gt[:, t], num_kept, class_valid)
-    if f'boundary_{t}' in outputs:
+    per_sample = bootstrapped_ce(outputs['logits'][:, t - 1], cls_gt[:, t], num_kept, class_valid)
+    if 'boundary' in outputs:
       per_object = jax.vmap(boundary_loss, in_axes=(-1, -1), out_axes=-1)(
-          outputs[f'boundary_{t}'], jax.vmap(boundary_target, in_axes=-1, out_axes=-1)(masks[:, t]))
+          outputs['boundary'][:, t - 1], jax.vmap(boundary_target, in_axes=-1, out_axes=-1)(masks[:, t]))
       per_sample = per_sample + boundary_weight * jnp.sum(per_object * weights, -1) / jnp.sum(weights, -1)
     losses[f'loss_{t}'] = jnp.mean(per_sample)
     losses['total_loss'] = losses['total_loss'] + losses[f'loss_{t}']

@@ -32,24 +32,11 @@ from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 
-from gsfm_jax import console
+from gsfm_jax import cli, console
 from gsfm_jax.inference import media
 from gsfm_jax.progress import Rate
 
 MAX_OBJECTS = 8
-DTYPES = ('float32', 'bfloat16', 'auto')
-
-
-def parse_resize(text: str, size: tuple[int, int]) -> Optional[tuple[int, int]]:
-  """'none' | 'short:N' | 'long:N' -> the network's (H, W) for frames of `size` (None: unchanged)."""
-  if text == 'none':
-    return None
-  side, _, value = text.partition(':')
-  if side not in ('short', 'long') or not value.isdigit() or int(value) < 16:
-    raise media.InputError(f"--resize {text}: expected 'none', 'short:N' or 'long:N' with N ≥ 16")
-  h, w = size
-  scale = int(value) / (min(h, w) if side == 'short' else max(h, w))
-  return max(1, round(h * scale)), max(1, round(w * scale))
 
 
 class Inputs(NamedTuple):
@@ -86,16 +73,6 @@ def read_inputs(args) -> Inputs:
                            f'--max_objects {args.max_objects}')
   to_index = media.index_lookup(user_ids)
   return Inputs(video, {t: to_index[m] for t, m in labels.items()}, np.array([0] + user_ids, np.uint8), notes)
-
-
-def check_flags(args) -> None:
-  """Flag values out of range, named before anything runs."""
-  for flag in ('top_k', 'mem_every', 'max_objects', 'capacity'):
-    value = getattr(args, flag)
-    if value is not None and value < 1:
-      raise media.InputError(f'--{flag} {value}: must be at least 1')
-  if args.dtype not in DTYPES:
-    raise media.InputError(f'--dtype {args.dtype}: expected one of {", ".join(DTYPES)}')
 
 
 def write_outputs(folder: str, chunks, inputs: Inputs, probabilities: bool, progress) -> None:
@@ -166,14 +143,14 @@ def read_jobs(args) -> list[Job]:
     if not args.video or not args.mask:
       raise media.InputError('give --video and --mask (one video), or --videos (many)')
     inputs = read_inputs(args)
-    return [Job(None, inputs, parse_resize(args.resize, inputs.video.size))]
+    return [Job(None, inputs, media.parse_resize(args.resize, inputs.video.size))]
   if args.video or args.mask or args.later_mask:
     raise media.InputError('--videos: the masks come from its naming rule; leave out --video, --mask and --later_mask')
   jobs = []
   for video, masks in batch_list(args.videos):
     inputs = read_inputs(argparse.Namespace(**{**vars(args), 'video': video, 'mask': masks, 'later_mask': []}))
     jobs.append(Job(os.path.splitext(os.path.basename(video.rstrip('/')))[0], inputs,
-                    parse_resize(args.resize, inputs.video.size)))
+                    media.parse_resize(args.resize, inputs.video.size)))
   names = [j.name for j in jobs]
   twice = sorted({n for n in names if names.count(n) > 1})
   if twice:
@@ -205,10 +182,9 @@ def segment(engine, job: Job, folder: str, probabilities: bool, show: Optional[C
   return summary
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                   epilog=__doc__.split('\n', 2)[2])
-  parser.add_argument('--checkpoint', required=True, help='training workdir, .npz, variables folder or official .pth')
+def build_parser() -> cli.Parser:
+  parser = cli.Parser(__doc__)
+  parser.add_checkpoint()
   parser.add_argument('--video', help='video file or folder of frames')
   parser.add_argument('--mask', action='append', help='first-frame mask (palette PNG, grayscale ids '
                       'or a binary mask), or one binary PNG per object (repeat --mask)')
@@ -216,49 +192,61 @@ def main(argv: Optional[list[str]] = None) -> int:
   parser.add_argument('--later_mask', action='append', default=[], help='FRAME:PATH, objects entering later')
   parser.add_argument('--mask_resize', default='none', choices=media.MASK_RESIZE,
                       help='a mask of another size than the frames: refuse (none) or resize it (nearest)')
-  parser.add_argument('--out', required=True, help='output folder (refused if it holds files, unless --overwrite)')
-  parser.add_argument('--overwrite', action='store_true', help="replace the outputs of an earlier run in --out")
+  parser.add_output()
   parser.add_argument('--resize', default='none', help="network input size: 'none', 'short:N' or 'long:N'; the "
                       "outputs stay at the video's size")
   parser.add_argument('--probabilities', action='store_true', help='also write per-frame probabilities')
-  parser.add_argument('--max_objects', type=int, default=MAX_OBJECTS)
-  parser.add_argument('--top_k', type=int, default=50)
-  parser.add_argument('--mem_every', type=int, default=3)
-  parser.add_argument('--capacity', type=int, default=None,
-                      help='memory frames kept (default: all); with it a video of any length runs in constant memory')
-  parser.add_argument('--dtype', default='float32', help="compute dtype: float32, bfloat16 or auto")
-  parser.add_argument('--devices', type=int, default=None, help='--videos: local devices to use (default: all)')
-  args = parser.parse_args(argv)
-  console.show_info()   # the engine logs each new compiled program
-  try:
-    check_flags(args)
-    output = media.OutputFolder(args.out, args.overwrite)
-    jobs = read_jobs(args)
-    from gsfm_jax.checkpoint import inference_model
-    from gsfm_jax.inference import Protocol, parallel
-    devices = parallel.local_devices(args.devices)
-    model, variables = inference_model(args.checkpoint, args.dtype)
-    protocol = Protocol(top_k=args.top_k, mem_every=args.mem_every, capacity=args.capacity,
-                        memory_rule='absolute' if all(list(j.inputs.labels) == [0] for j in jobs) else 'since_last')
-  except (media.InputError, ValueError) as error:
-    print(f'error: {error}', file=sys.stderr)
-    return 2
+  parser.add_count('max_objects', MAX_OBJECTS, 'most objects in a video')
+  parser.add_count('top_k', 50, 'memory entries each query pixel reads')
+  parser.add_count('mem_every', 3, 'a memory frame every N frames')
+  parser.add_count('capacity', None, 'memory frames kept (default: all); with it a video of any length runs in '
+                   'constant memory')
+  parser.add_dtype()
+  parser.add_devices()
+  return parser
+
+
+def prepare(parser: cli.Parser, args):
+  """Every flag, file and video checked, the weights read: -> (output folder, jobs, engines)."""
+  parser.check(args)
+  output = media.OutputFolder(args.out, args.overwrite)
+  jobs = read_jobs(args)
+  from gsfm_jax import weights
+  from gsfm_jax.inference import Protocol, parallel
+  devices = parallel.local_devices(args.devices)
+  model, variables = weights.load_for_inference(args.checkpoint, args.dtype)
+  protocol = Protocol(top_k=args.top_k, mem_every=args.mem_every, capacity=args.capacity,
+                      memory_rule='absolute' if all(list(j.inputs.labels) == [0] for j in jobs) else 'since_last')
   for job in jobs:
     for note in job.inputs.notes:
       print(f'note: {job.name + ": " if job.name else ""}{note}', flush=True)
-  if args.videos is not None:
-    return run_batch(parallel.engines(model, variables, protocol, devices[:len(jobs)]), jobs, output, args)
-  engine, job = parallel.engines(model, variables, protocol, devices[:1])[0], jobs[0]
+  return output, jobs, parallel.engines(model, variables, protocol, devices[:len(jobs)])
+
+
+def run_one(engine, job: Job, output: media.OutputFolder, args) -> int:
+  """The single video of --video into --out; -> the exit status."""
   try:
     with output as folder:
       summary = segment(engine, job, folder, args.probabilities, lambda line: print(line, flush=True))
   except media.InputError as error:   # a frame that cannot be decoded, found when it is read
-    print(f'error: {error} (nothing written to {args.out})', file=sys.stderr)
-    return 2
+    raise media.InputError(f'{error} (nothing written to {args.out})') from None
   speed = (f'{summary["frames_per_s"]:.2f} frames/s after the first chunk, which compiles'
            if summary['frames_per_s'] is not None else f'{summary["seconds"]:.1f} s with compilation')
   print(f'{summary["frames"]} frames, {len(summary["objects"])} object(s), {speed}; written to {args.out}')
   return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  console.show_info()   # the engine logs each new compiled program
+
+  def work() -> int:
+    output, jobs, engines = prepare(parser, args)
+    if args.videos is not None:
+      return run_batch(engines, jobs, output, args)
+    return run_one(engines[0], jobs[0], output, args)
+  return cli.report(work)
 
 
 def run_batch(workers: list, jobs: list[Job], output: media.OutputFolder, args) -> int:

@@ -27,8 +27,9 @@ from ml_collections import config_flags
 from PIL import Image
 
 import configs
-from gsfm_jax import checkpoint, console, metrics as metrics_lib, sharding
-from gsfm_jax.export import ConversionError
+from gsfm_jax import checkpoint, cli, console, metrics as metrics_lib, sharding
+from gsfm_jax.weights import ConversionError
+from gsfm_jax.weights.start import initial_variables
 from gsfm_jax.losses import hard_mining
 from gsfm_jax.models import build_model, init_variables
 from gsfm_jax.train_step import (BATCH_KEYS, TrainState, create_state, make_train_step, optimizer, place_state,
@@ -38,11 +39,10 @@ from gsfm_jax.visualize import clip_preview
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'configs/NAME.py[:ARG], or NAME[:ARG]',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'run folder: checkpoints, logs, images (resumed if present)')
-_DISTRIBUTED = flags.DEFINE_bool('distributed', False, 'join a multi-process run with jax.distributed.initialize() '
-                                  '(TPU pods and SLURM are detected; elsewhere add the three flags below)')
-_COORDINATOR = flags.DEFINE_string('coordinator_address', None, 'host:port of process 0 (multi-process runs)')
-_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'number of processes (multi-process runs)')
-_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'this process, 0 … num_processes-1')
+_DISTRIBUTED = flags.DEFINE_bool('distributed', False, cli.DISTRIBUTED_HELP)
+_COORDINATOR = flags.DEFINE_string('coordinator_address', None, cli.COORDINATOR_HELP)
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, cli.NUM_PROCESSES_HELP)
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, cli.PROCESS_ID_HELP)
 
 
 class ConfigError(ValueError):
@@ -51,11 +51,6 @@ class ConfigError(ValueError):
 
 class TrainingStopped(RuntimeError):
   """The run cannot go on (non-finite steps); the message says why and where its last checkpoint is."""
-
-
-def _distributed_requested() -> bool:
-  """Launched as one of several processes: --distributed, --coordinator_address or JAX_COORDINATOR_ADDRESS."""
-  return bool(_DISTRIBUTED.value or _COORDINATOR.value or os.environ.get('JAX_COORDINATOR_ADDRESS'))
 
 
 def prepare_data(config: ml_collections.ConfigDict) -> None:
@@ -91,7 +86,7 @@ def initial_state(config: ml_collections.ConfigDict, model, mesh, ckpt: checkpoi
     logging.info('resuming from %s/%d', ckpt.directory, ckpt.latest_step())
     return ckpt.restore(checkpoint.abstract(shapes, replicated))
   try:
-    variables = checkpoint.initial_variables(config.init, model, config.seed)
+    variables = initial_variables(config.init, model, config.seed)
   except ConversionError as e:
     raise ConversionError(f'{e} [{_init_fields(config.init)}]') from None
   return place_state(sharding.put_replicated(variables, mesh), tx, mesh)
@@ -122,12 +117,12 @@ def write_preview(workdir: str, step: int, local: dict, pred: np.ndarray, single
   Image.fromarray(grid).save(os.path.join(workdir, 'images', f'step_{step:07d}.png'))
 
 
-def make_preview(model, config, mesh):
+def make_preview(model, mesh):
   """Jitted (params, batch_stats, batch) -> probabilities (1, T-1, H, W, K) of the batch's first clip."""
   def preview(params, batch_stats, batch):
-    masks, selector = targets({k: v[:1] for k, v in batch.items()}, config.model.single_object)
+    masks, selector = targets({k: v[:1] for k, v in batch.items()}, model.single_object)
     out = model.apply({'params': params, 'batch_stats': batch_stats}, batch['frames'][:1], masks[:, 0], selector)
-    return jnp.stack([out[f'prob_{t}'] for t in range(1, masks.shape[1])], axis=1)
+    return out['prob']
   return jax.jit(preview, out_shardings=sharding.replicated(mesh))
 
 
@@ -165,49 +160,49 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, model, ckpt: c
   prepare_data(config)
   batches = open_batches(config, start)
   train_step = make_train_step(model, config, mesh)
-  preview_fn = make_preview(model, config, mesh)
+  preview_fn = make_preview(model, mesh)
   writer = metrics_lib.create_writer(workdir)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json_best_effort(indent=2))
   meta = {'config': config.to_json(), 'devices': mesh.size, 'processes': jax.process_count()}
-  window, progress, preemption = metrics_lib.Window(), metrics_lib.Progress(start, config.steps,
-                                                                            config.global_batch), checkpoint.Preemption()
+  window, progress = metrics_lib.Window(), metrics_lib.Progress(start, config.steps, config.global_batch)
   pixels = config.data.size ** 2
   previous: Optional[dict] = None
-  for step in range(start, config.steps):
-    local = next(batches)
-    batch = sharding.global_batch({k: local[k] for k in BATCH_KEYS}, mesh)
-    p, num_kept = hard_mining(step, pixels, config.start_warm, config.end_warm, config.top_p)
-    scalars = sharding.put_replicated((np.float32(p), np.int32(num_kept)), mesh)
-    state, step_metrics = train_step(state, batch, *scalars)
-    window.add(step_metrics)
-    done = step + 1
-    if step == start:   # the first step compiles: the steps/s and ETA count from its end
-      jax.block_until_ready(step_metrics)
-      progress.begin(done)
-    if previous is not None and int(previous['refused_in_a_row']) >= config.max_refused_steps:
-      raise TrainingStopped(_stop_message(config, ckpt, done - 1))
-    previous = step_metrics
-    if done % config.progress_every == 0 or done == config.steps:
-      logging.info(progress.line(done, float(step_metrics['total_loss'])))
-    if done % config.log_every == 0 or done == config.steps:
-      report = window.report()
-      report['steps_per_s'] = progress.rate or 0.0
-      report['clips_per_s'] = report['steps_per_s'] * config.global_batch
-      report['skipped_samples'] = float(batches.skipped)
-      writer.write_scalars(done, report)
-    if done % config.image_every == 0:
-      pred = jax.device_get(preview_fn(state.params, state.batch_stats, batch))[0]  # every process runs it
-      if jax.process_index() == 0:
-        write_preview(workdir, done, local, pred, config.model.single_object, writer)
-    preempted = preemption.reached(done)
-    if ckpt.save(done, state, {**meta, 'step': done}, force=preempted or done == config.steps):
-      logging.info('checkpoint %d started', done)
-    if preempted:
-      logging.warning('%s: saved step %d in %s, stopping; the same command resumes', preemption.reason, done,
-                      ckpt.directory)
-      break
+  with checkpoint.Preemption() as preemption:
+    for step in range(start, config.steps):
+      local = next(batches)
+      batch = sharding.global_batch({k: local[k] for k in BATCH_KEYS}, mesh)
+      p, num_kept = hard_mining(step, pixels, config.start_warm, config.end_warm, config.top_p)
+      scalars = sharding.put_replicated((np.float32(p), np.int32(num_kept)), mesh)
+      state, step_metrics = train_step(state, batch, *scalars)
+      window.add(step_metrics)
+      done = step + 1
+      if step == start:   # the first step compiles: the steps/s and ETA count from its end
+        jax.block_until_ready(step_metrics)
+        progress.begin(done)
+      if previous is not None and int(previous['refused_in_a_row']) >= config.max_refused_steps:
+        raise TrainingStopped(_stop_message(config, ckpt, done - 1))
+      previous = step_metrics
+      if done % config.progress_every == 0 or done == config.steps:
+        logging.info(progress.line(done, float(step_metrics['total_loss'])))
+      if done % config.log_every == 0 or done == config.steps:
+        report = window.report()
+        report['steps_per_s'] = progress.rate or 0.0
+        report['clips_per_s'] = report['steps_per_s'] * config.global_batch
+        report['skipped_samples'] = float(batches.skipped)
+        writer.write_scalars(done, report)
+      if done % config.image_every == 0:
+        pred = jax.device_get(preview_fn(state.params, state.batch_stats, batch))[0]  # every process runs it
+        if jax.process_index() == 0:
+          write_preview(workdir, done, local, pred, config.model.single_object, writer)
+      preempted = preemption.reached(done)
+      if ckpt.save(done, state, {**meta, 'step': done}, force=preempted or done == config.steps):
+        logging.info('checkpoint %d started', done)
+      if preempted:
+        logging.warning('%s: saved step %d in %s, stopping; the same command resumes', preemption.reason, done,
+                        ckpt.directory)
+        break
   if int(jax.device_get(state.refused_in_a_row)) >= config.max_refused_steps:
     raise TrainingStopped(_stop_message(config, ckpt, int(jax.device_get(state.step))))
   ckpt.wait()
@@ -234,8 +229,7 @@ def main(argv) -> int:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   if _CONFIG.value is None or not _WORKDIR.value:
     raise app.UsageError('--config and --workdir are required')
-  if _distributed_requested():
-    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  cli.initialize_distributed(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   console.show_info()
   os.makedirs(_WORKDIR.value, exist_ok=True)
   from data_pipelines.sources import DataError
@@ -255,7 +249,7 @@ def main(argv) -> int:
 
 
 def run() -> None:
-  app.run(lambda argv: sys.exit(main(argv)), argv=configs.resolve(sys.argv))
+  app.run(lambda argv: sys.exit(main(argv)), argv=configs.resolve(cli.spell(sys.argv)))
 
 
 if __name__ == '__main__':

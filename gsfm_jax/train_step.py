@@ -14,7 +14,7 @@ import ml_collections
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from gsfm_jax.losses import gsfm_loss
+from gsfm_jax.losses import BOUNDARY_WEIGHT, gsfm_loss
 from gsfm_jax.models import GSFM
 from gsfm_jax.optim import adam_l2, multistep_schedule
 from gsfm_jax.sharding import DATA_AXIS, batch_sharded, replicated
@@ -68,22 +68,20 @@ def _overlap(prob: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
   return jnp.sum(pred & true).astype(jnp.float32), jnp.sum(pred | true).astype(jnp.float32)
 
 
-def clip_loss(model: GSFM, config: ml_collections.ConfigDict) -> Callable:
+def clip_loss(model: GSFM, boundary_weight: float = BOUNDARY_WEIGHT) -> Callable:
   """(params, batch_stats, batch, p, num_kept) -> (total loss, metrics) for a batch of clips.
 
   Metrics: loss_t, total_loss, p (means) and the IoU counts of the target and second object over frames
-  1 … T-1 (`iou_i`, `iou_u`, `sec_iou_i`, `sec_iou_u`; sums, spec §2.5).
+  1 … T-1 (`iou_i`, `iou_u`, `sec_iou_i`, `sec_iou_u`; sums, as the reference logs them).
   """
-  single = config.model.single_object
-
   def loss_fn(params, batch_stats, batch, p, num_kept):
-    masks, selector = targets(batch, single)
+    masks, selector = targets(batch, model.single_object)
     out = model.apply({'params': params, 'batch_stats': batch_stats}, batch['frames'], masks[:, 0], selector)
-    metrics = gsfm_loss(out, masks, batch['cls_gt'], selector, p, num_kept, config.boundary_weight)
+    metrics = gsfm_loss(out, masks, batch['cls_gt'], selector, p, num_kept, boundary_weight)
     counts = {'iou_i': 0.0, 'iou_u': 0.0, 'sec_iou_i': 0.0, 'sec_iou_u': 0.0}
     for t in range(1, masks.shape[1]):
       for name, k in (('iou', 0), ('sec_iou', 1))[:masks.shape[-1]]:
-        i, u = _overlap(out[f'prob_{t}'][..., k], masks[:, t, ..., k])
+        i, u = _overlap(out['prob'][:, t - 1, ..., k], masks[:, t, ..., k])
         counts[f'{name}_i'] += i
         counts[f'{name}_u'] += u
     return metrics['total_loss'], {**metrics, **counts}
@@ -112,7 +110,7 @@ def make_train_step(model: GSFM, config: ml_collections.ConfigDict, mesh: Mesh) 
   per-sample mean, so this is the same objective).
   """
   tx, schedule = optimizer(config), learning_rate(config)
-  loss_and_grad = jax.value_and_grad(clip_loss(model, config), has_aux=True)
+  loss_and_grad = jax.value_and_grad(clip_loss(model, config.boundary_weight), has_aux=True)
   accum = config.grad_accum
 
   def grad_fn(state, batch, p, num_kept):

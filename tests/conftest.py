@@ -34,11 +34,23 @@ def official_state_dict(seed: int) -> dict[str, np.ndarray]:
 def converted_variables(seed: int, single_object: bool = False) -> dict:
   """`official_state_dict(seed)` through the project's converter (4-channel stem for single-object)."""
   from gsfm_jax.models import GSFM
-  from gsfm_jax.official import state_dict_to_variables
+  from gsfm_jax.weights.official import state_dict_to_variables
   state_dict = dict(official_state_dict(seed))
   if single_object:
     state_dict['value_encoder.conv1.weight'] = state_dict['value_encoder.conv1.weight'][:, :4]
   return state_dict_to_variables(state_dict, GSFM(single_object=single_object), f'make_state_dict({seed})')
+
+
+def per_frame(out: dict) -> dict:
+  """The clip forward's stacked outputs under the reference's per-frame names (a parity case's `train/…`):
+  k16, f16, f16_thin, ref_values, frame{t}_values, logits_t, prob_t, boundary_t."""
+  named = {k: out[k] for k in ('k16', 'f16', 'f16_thin')}
+  named['ref_values'] = out['values'][:, 0]
+  named.update({f'frame{t}_values': out['values'][:, t] for t in range(1, out['values'].shape[1])})
+  for name in ('logits', 'prob', 'boundary'):
+    if name in out:
+      named.update({f'{name}_{t}': out[name][:, t - 1] for t in range(1, out[name].shape[1] + 1)})
+  return named
 
 
 def pytest_configure(config):
@@ -74,7 +86,7 @@ def reference(tmp_path_factory, data_root) -> tuple[str, str]:
 @pytest.fixture(scope='session')
 def weights(tmp_path_factory) -> str:
   """`converted_variables(0)` as an exported .npz: the checkpoint of the command-line tests."""
-  from gsfm_jax.export import save_npz
+  from gsfm_jax.weights.files import save_npz
   path = str(tmp_path_factory.mktemp('weights') / 'gsfm.npz')
   save_npz(converted_variables(0), path)
   return path

@@ -70,9 +70,9 @@ def committed_steps(workdir: str) -> list[int]:
 
 
 def final_params(workdir: str) -> dict[str, np.ndarray]:
-  from gsfm_jax.convert import newest_state_dir
-  from gsfm_jax.export import flatten, load_orbax
-  return flatten({'params': load_orbax(newest_state_dir(workdir))['params']})
+  from gsfm_jax.weights.workdir import newest_state
+  from gsfm_jax.weights.files import flatten, load_orbax
+  return flatten({'params': load_orbax(newest_state(workdir))['params']})
 
 
 def assert_same_params(found: dict, expected: dict, exact: bool = True) -> None:

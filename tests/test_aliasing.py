@@ -61,7 +61,7 @@ def test_scale_invariance_pooling_and_the_radial_spectrum():
 @pytest.fixture(scope='module')
 def ars_checkpoint(tmp_path_factory) -> str:
   """A 1/8-width network with ARS at both stages, its attention perturbed (as if trained), as .npz + config."""
-  from gsfm_jax.export import save_npz
+  from gsfm_jax.weights.files import save_npz
   from gsfm_jax.models import build_model, init_variables
   folder = tmp_path_factory.mktemp('ars')
   config = model_config.get_config()
@@ -103,7 +103,7 @@ def test_the_probe_writes_ratios_and_plots_for_both_encoders(ars_checkpoint, dat
 @pytest.mark.parametrize('mistake, message', [
     ('video', 'no such video file or frame folder'),
     ('out', 'is a file; give a folder'),
-    ('frames', '--frames 0: give at least 1'),
+    ('frames', '--frames 0: must be at least 1'),
     ('checkpoint', 'no such file or directory'),
 ])
 def test_probe_mistakes_get_one_line(mistake, message, ars_checkpoint, data_root, tmp_path, capsys):

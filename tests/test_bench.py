@@ -34,7 +34,7 @@ def test_largest_within_finds_the_last_n_under_budget(cost, budget, limit, expec
 def test_part_names_the_module_and_the_pass():
   forward = 'jit(step)/jvp(GSFM)/GSFM.segment/GSFM.decode/decoder/up_8_4/out_conv/conv_general_dilated'
   backward = "jit(step)/transpose(jvp(GSFM))/GSFM.encode_key/key_encoder/layer3_1/conv2[\'kernel\']/dot_general"
-  read = 'jit(_chunk)/while/body/cond/branch_1_fun/GSFM.segment/dot_general'
+  read = 'jit(scan_chunk)/while/body/cond/branch_1_fun/GSFM.segment/dot_general'
   assert part(forward, 1) == 'forward: decoder' and part(forward, 2) == 'forward: decoder/up_8_4'
   assert part(backward, 2) == 'backward: key_encoder/layer3_1'
   assert part(read, 2) == 'forward: GSFM.segment'

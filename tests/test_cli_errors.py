@@ -86,11 +86,11 @@ def test_scorer_and_converter(tmp_path, capsys):
 
 
 def test_data_tools(tmp_path, data_root):
-  result = _module(['data_pipelines.tfds_builders', 'videos', '--davis-root', str(tmp_path / 'none'),
-                    '--data-dir', str(tmp_path / 'tfds')])
+  result = _module(['data_pipelines.tfds_builders', 'videos', '--davis_root', str(tmp_path / 'none'),
+                    '--data_dir', str(tmp_path / 'tfds')])
   assert result.returncode == 2
   assert 'no videos found' in _one_error_line(result.stderr) and not (tmp_path / 'tfds').exists()
   # and the command itself works when run as a module (its builders are found by their package module)
-  good = _module(['data_pipelines.tfds_builders', 'videos', '--davis-root', os.path.join(data_root, 'DAVIS'),
-                  '--data-dir', str(tmp_path / 'tfds_ok')])
+  good = _module(['data_pipelines.tfds_builders', 'videos', '--davis_root', os.path.join(data_root, 'DAVIS'),
+                  '--data_dir', str(tmp_path / 'tfds_ok')])
   assert good.returncode == 0 and 'written to' in good.stdout, good.stderr[-2000:]

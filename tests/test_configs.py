@@ -82,7 +82,7 @@ def test_scratch_init_keeps_the_signal_and_starts_heads_and_residual_branches_at
                out['key_proj']['key_proj']['kernel'], out['value_encoder']['fuser']['attention']['ChannelGate']['mlp_1']['kernel']):
     assert np.all(kept == 1)
   # the point of it: the key encoder's features keep a usable scale (PyTorch's default init: std ≈ 0.05)
-  from gsfm_jax.checkpoint import initial_variables
+  from gsfm_jax.weights.start import initial_variables
   variables = initial_variables(demo.get_config().init, model, seed=0)  # init.kind 'scratch'
   frame = np.random.default_rng(1).standard_normal((1, 64, 64, 3)).astype(np.float32)
   keys = model.apply(variables, frame, method=GSFM.encode_key)
@@ -95,13 +95,14 @@ def test_main_starts_from_a_pretrain_workdir_with_the_fifth_channel_added(tmp_pa
   is carried over and the value encoder's stem gains its 5th input channel, orthogonal like the reference's."""
   from conftest import converted_variables
   from gsfm_jax import checkpoint
+  from gsfm_jax.weights.start import initial_variables
   from gsfm_jax.models import GSFM
   stage0 = converted_variables(0, single_object=True)
   store = checkpoint.Checkpoints(str(tmp_path / 'pretrain'), every=1, keep=1, asynchronous=False)
   store.save(40, {'step': np.int32(40), **stage0}, {'step': 40}, force=True)
   init = main.get_config().init
   init.checkpoint = str(tmp_path / 'pretrain')
-  variables = checkpoint.initial_variables(init, GSFM(), seed=0)
+  variables = initial_variables(init, GSFM(), seed=0)
   before, after = (flatten_params(v) for v in (stage0, variables))
   stem = 'params/value_encoder/conv1/kernel'
   assert before[stem].shape == (7, 7, 4, 64) and after[stem].shape == (7, 7, 5, 64)
@@ -112,5 +113,5 @@ def test_main_starts_from_a_pretrain_workdir_with_the_fifth_channel_added(tmp_pa
 
 
 def flatten_params(variables) -> dict[str, np.ndarray]:
-  from gsfm_jax.export import flatten
+  from gsfm_jax.weights.files import flatten
   return flatten({k: variables[k] for k in ('params', 'batch_stats')})

@@ -10,7 +10,9 @@ import torch
 
 from conftest import converted_variables, official_state_dict
 from runs import final_params
-from gsfm_jax import checkpoint, convert, export, official
+from gsfm_jax import convert, weights
+from gsfm_jax.weights import files as export, imagenet, official
+from gsfm_jax.weights.start import initial_variables
 from gsfm_jax.models import GSFM
 
 
@@ -53,7 +55,7 @@ def test_cli_official_to_orbax_to_npz_to_official(tmp_path, capsys):
   assert convert.main([str(tmp_path / 'ckpt'), str(tmp_path / 'flat.npz')]) == 0
   assert convert.main([str(tmp_path / 'flat.npz'), str(tmp_path / 'back.npz'), '--to', 'official']) == 0
   assert '67,041,861 parameters' in capsys.readouterr().out
-  _assert_same_variables(export.load_variables(str(tmp_path / 'ckpt')), converted_variables(0))
+  _assert_same_variables(export.load_native(str(tmp_path / 'ckpt')), converted_variables(0))
   _assert_same_state_dict(export.read_npz(str(tmp_path / 'back.npz')), official_state_dict(0))
 
 
@@ -81,7 +83,7 @@ def test_stage0_checkpoint_widens_to_five_channels():
 
 def _torchvision_resnet(encoder: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
   """A torchvision-named ResNet state_dict (no conv biases, with layer4 and fc), random values."""
-  stages = official.TORCHVISION_STAGES[encoder]
+  stages = imagenet.STAGES[encoder]
   reference = official_state_dict(0)
   is_conv_bias = lambda key: key.endswith('.bias') and reference.get(key[:-4] + 'weight', np.zeros(())).ndim == 4
   out = {}
@@ -176,8 +178,8 @@ def test_official_training_checkpoint_pth(tmp_path):
               'scheduler': torch.optim.lr_scheduler.MultiStepLR(optimizer, [25000]).state_dict()},
              tmp_path / 'checkpoint.pth')
   assert convert.main([str(tmp_path / 'checkpoint.pth'), str(tmp_path / 'ckpt')]) == 0
-  _assert_same_variables(export.load_variables(str(tmp_path / 'ckpt')), converted_variables(0))
-  model, variables = checkpoint.inference_model(str(tmp_path / 'checkpoint.pth'))  # what predict/evaluate read
+  _assert_same_variables(export.load_native(str(tmp_path / 'ckpt')), converted_variables(0))
+  model, variables = weights.load_for_inference(str(tmp_path / 'checkpoint.pth'))  # what predict/evaluate read
   assert not model.single_object
   _assert_same_variables(variables, converted_variables(0))
 
@@ -197,21 +199,21 @@ def test_ddp_prefixed_pth_and_pth_output(tmp_path):
 
 
 def test_stage0_pth_into_both_networks(tmp_path):
-  """A stage-0 (single-object, 4-channel value encoder) .pth: as is for --single-object, widened for the
+  """A stage-0 (single-object, 4-channel value encoder) .pth: as is for --single_object, widened for the
   two-object network (zeros as the official eval scripts, orthogonal as its trainer), and as a training start."""
   state_dict = dict(official_state_dict(0))
   four = state_dict['value_encoder.conv1.weight'][:, :4]
   state_dict['value_encoder.conv1.weight'] = four
   torch.save({'network': _torch_tensors(state_dict)}, tmp_path / 'stage0.pth')
-  assert convert.main([str(tmp_path / 'stage0.pth'), str(tmp_path / 'so.npz'), '--single-object']) == 0
+  assert convert.main([str(tmp_path / 'stage0.pth'), str(tmp_path / 'so.npz'), '--single_object']) == 0
   assert export.load_npz(str(tmp_path / 'so.npz'))['params']['value_encoder']['conv1']['kernel'].shape == (7, 7, 4, 64)
-  assert convert.main([str(tmp_path / 'stage0.pth'), str(tmp_path / 'mo.npz'), '--stem-fill', 'zeros']) == 0
+  assert convert.main([str(tmp_path / 'stage0.pth'), str(tmp_path / 'mo.npz'), '--stem_fill', 'zeros']) == 0
   kernel = export.load_npz(str(tmp_path / 'mo.npz'))['params']['value_encoder']['conv1']['kernel']
   np.testing.assert_array_equal(kernel[:, :, :4], four.transpose(2, 3, 1, 0))
   assert not kernel[:, :, 4].any()
   init = ml_collections.ConfigDict({'kind': 'checkpoint', 'checkpoint': str(tmp_path / 'stage0.pth'),
                                     'stem_fill': 'orthogonal'})
-  extra = checkpoint.initial_variables(init, GSFM(), 0)['params']['value_encoder']['conv1']['kernel'][:, :, 4]
+  extra = initial_variables(init, GSFM(), 0)['params']['value_encoder']['conv1']['kernel'][:, :, 4]
   columns = extra.reshape(49, 64)  # official (64, 1·7·7) transposed: 64 rows > 49 columns, orthonormal columns
   np.testing.assert_allclose(columns @ columns.T, np.eye(49), atol=1e-5)
 

@@ -18,7 +18,8 @@ import optax
 import pytest
 
 from conftest import PARITY_DIR, official_state_dict
-from gsfm_jax import gradients
+from configs import main
+from gsfm_jax.analysis import gradients
 from gsfm_jax.train_step import optimizer
 
 TOLERANCE = 1e-2                    # of ‖g‖, for the norm, the projection and the full tensor
@@ -56,7 +57,9 @@ class Run(NamedTuple):
 def _run(path: str) -> Run:
   case = gradients.read_grad_case(path, official_state_dict)
   step = gradients.loss_and_grad('float32')
-  tx = optimizer(gradients.training_config(lr=float(case.arrays['meta/lr'])))
+  training = main.get_config()   # the main stage's optimiser at the case's learning rate
+  training.lr = float(case.arrays['meta/lr'])
+  tx = optimizer(training)
   params = case.variables['params']
   opt_state = tx.init(params)
   losses, metrics, grads = [], None, None

@@ -8,11 +8,11 @@ import sys
 CHECK = '''
 import sys
 from jax._src import xla_bridge
-import gsfm_jax.convert, gsfm_jax.export, gsfm_jax.losses, gsfm_jax.models, gsfm_jax.official
+import gsfm_jax.convert, gsfm_jax.weights, gsfm_jax.losses, gsfm_jax.models, gsfm_jax.cli
 import gsfm_jax.checkpoint, gsfm_jax.optim, gsfm_jax.sharding, gsfm_jax.train_step, gsfm_jax.visualize
 import gsfm_jax.inference.stream, gsfm_jax.inference.media, gsfm_jax.predict, gsfm_jax.evaluate, gsfm_jax.evaluation.davis
 import gsfm_jax.analysis.aliasing, configs.ablation
-import gsfm_jax.inference.parallel, gsfm_jax.inference.loader, gsfm_jax.program, gsfm_jax.aot, gsfm_jax.tpu_topologies
+import gsfm_jax.inference.parallel, gsfm_jax.inference.loader, gsfm_jax.inference.program, gsfm_jax.aot, gsfm_jax.tpu_topologies
 assert 'tensorflow' not in sys.modules, 'tensorflow was imported'
 assert not xla_bridge._backends, 'a JAX backend was started at import time'
 print('ok')

@@ -14,7 +14,7 @@ from gsfm_jax.inference.schedule import schedule
 from gsfm_jax.inference.stream import Stream
 from gsfm_jax.models import GSFM
 from gsfm_jax.models.aggregate import aggregate
-from gsfm_jax.visualize import IMAGENET_MEAN, IMAGENET_STD
+from gsfm_jax.models.normalisation import IMAGENET_MEAN, IMAGENET_STD
 
 HEIGHT, WIDTH, TOP_K = 64, 90, 20   # padded to 64 × 96: a 4 × 6 memory map, so top-k keeps 20 of ≥ 24
 

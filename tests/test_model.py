@@ -147,11 +147,11 @@ def test_odd_feature_sizes():
   out = jax.device_get(_forward()(converted_variables(0), frames, masks, selector))
   assert out['k16'].shape == (1, 3, 11, 13, 64)
   assert out['f16'].shape == (1, 3, 11, 13, 1024)
-  for t in (1, 2):
-    assert out[f'logits_{t}'].shape == (1, 176, 208, 3)
-    assert out[f'prob_{t}'].shape == out[f'boundary_{t}'].shape == (1, 176, 208, 2)
-    assert np.isfinite(out[f'logits_{t}']).all() and np.isfinite(out[f'boundary_{t}']).all()
-    assert (out[f'prob_{t}'].sum(-1) <= 1 + 1e-6).all()
+  assert out['logits'].shape == (1, 2, 176, 208, 3)
+  assert out['prob'].shape == out['boundary'].shape == (1, 2, 176, 208, 2)
+  assert out['values'].shape == (1, 2, 2, 11, 13, 512)
+  assert np.isfinite(out['logits']).all() and np.isfinite(out['boundary']).all()
+  assert (out['prob'].sum(-1) <= 1 + 1e-6).all()
 
 
 def test_single_object_network():
@@ -159,11 +159,11 @@ def test_single_object_network():
   variables = converted_variables(0, single_object=True)
   assert variables['params']['value_encoder']['conv1']['kernel'].shape == (7, 7, 4, 64)
   out = jax.device_get(_forward(single_object=True)(variables, frames, masks))
-  assert out['ref_values'].shape == (2, 1, 4, 6, 512)
-  assert out['logits_2'].shape == (2, 64, 96, 2) and out['prob_2'].shape == (2, 64, 96, 1)
+  assert out['values'][:, 0].shape == (2, 1, 4, 6, 512) and 'boundary' in out
+  assert out['logits'][:, 1].shape == (2, 64, 96, 2) and out['prob'][:, 1].shape == (2, 64, 96, 1)
   # one object: background = 1 - p, so its log-odds are the negated object log-odds (checked where
   # float32 still resolves 1 - p, i.e. |log-odds| < 8)
-  bg, fg = out['logits_2'][..., 0], out['logits_2'][..., 1]
+  bg, fg = out['logits'][:, 1, ..., 0], out['logits'][:, 1, ..., 1]
   moderate = np.abs(fg) < 8
   assert moderate.mean() > 0.2
   np.testing.assert_allclose(bg[moderate], -fg[moderate], atol=2e-3)
@@ -176,10 +176,10 @@ def test_bfloat16_compute_is_finite_and_close_to_float32():
   variables = converted_variables(0)
   f32 = jax.device_get(_forward()(variables, frames, masks, selector))
   bf16 = jax.device_get(_forward(dtype=jnp.bfloat16)(variables, frames, masks, selector))
-  for key in ('prob_1', 'prob_2'):
-    assert bf16[key].dtype == np.float32 and np.isfinite(bf16[key]).all()
-    diff = np.abs(bf16[key] - f32[key])
-    print(f'bf16 vs f32 {key}: max {diff.max():.3e}, mean {diff.mean():.3e}')
+  for t in (1, 2):
+    assert bf16['prob'].dtype == np.float32 and np.isfinite(bf16['prob'][:, t - 1]).all()
+    diff = np.abs(bf16['prob'][:, t - 1] - f32['prob'][:, t - 1])
+    print(f'bf16 vs f32 prob of frame {t}: max {diff.max():.3e}, mean {diff.mean():.3e}')
     assert diff.mean() <= 0.02 and np.mean(diff <= 0.1) >= 0.98
 
 
@@ -190,7 +190,7 @@ def test_gradients_flow_through_the_frame1_prediction_into_memory():
 
   def frame1_memory(decoder_params, variables, frames, masks, selector):
     params = {**variables['params'], 'decoder': decoder_params}
-    return jnp.sum(model.apply({**variables, 'params': params}, frames, masks, selector)['frame1_values'])
+    return jnp.sum(model.apply({**variables, 'params': params}, frames, masks, selector)['values'][:, 1])
 
   grads = jax.jit(jax.grad(frame1_memory))(variables['params']['decoder'], variables, frames, masks, selector)
   norms = {'/'.join(k): float(jnp.linalg.norm(v)) for k, v in flax.traverse_util.flatten_dict(grads).items()}

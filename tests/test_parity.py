@@ -1,6 +1,7 @@
 """Numerical parity with the official PyTorch GSFM on every case in GSFM_PARITY_CASES.
 
-Tolerances are those of ../shared/reference/parity/README.md; the measured errors are printed.
+Tolerances are those of the parity cases' README (docs/reference.md, "Parity cases"); the measured errors
+are printed.
 """
 import functools
 
@@ -8,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import converted_variables, parity_cases
+from conftest import converted_variables, parity_cases, per_frame
 from gsfm_jax.losses import gsfm_loss, hard_mining
 from gsfm_jax.models import GSFM
 from gsfm_jax.models.frequency import SpectralFilter
@@ -52,7 +53,7 @@ def _report(name: str, got: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
 
 @pytest.mark.parametrize('path', parity_cases())
 def test_train_features(path, capsys):
-  out, case = _run(path), _load(path)
+  out, case = per_frame(_run(path)), _load(path)
   with capsys.disabled():
     print(f'\n[parity] {path}: features (limit 1e-4 · max|ref|)')
     for key in FEATURE_KEYS:
@@ -64,7 +65,7 @@ def test_train_features(path, capsys):
 
 @pytest.mark.parametrize('path', parity_cases())
 def test_train_predictions(path, capsys):
-  out, case = _run(path), _load(path)
+  out, case = per_frame(_run(path)), _load(path)
   with capsys.disabled():
     print(f'\n[parity] {path}: predictions')
     for t in (1, 2):

@@ -1,4 +1,4 @@
-"""The exported inference program (`gsfm_jax.program`, `jax.export`) run by its loader in a process where
+"""The exported inference program (`gsfm_jax.inference.program`, `jax.export`) run by its loader in a process where
 Flax and the model code cannot be imported: the live engine's masks and probabilities, bit for bit, with
 the same bounded memory and object count, over several chunks; and the command lines' bad inputs."""
 import json
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gsfm_jax import program
+from gsfm_jax.inference import program
 
 BLOCKED = ('flax', 'gsfm_jax.models', 'gsfm_jax.inference.engine', 'orbax', 'optax', 'tensorflow')
 
@@ -26,7 +26,7 @@ def exported(weights, tmp_path_factory) -> str:
 
 
 def test_the_loader_without_flax_gives_the_live_engines_masks(exported, weights, clip, tmp_path):
-  from gsfm_jax.checkpoint import inference_model
+  from gsfm_jax.weights import load_for_inference
   from gsfm_jax.inference import Propagator, Protocol
   from gsfm_jax.inference.media import VideoReader
   frames_dir, first_mask = clip
@@ -52,7 +52,7 @@ def test_the_loader_without_flax_gives_the_live_engines_masks(exported, weights,
               or m.startswith(('gsfm_jax.models', 'gsfm_jax.inference.engine'))]
   loaded = np.load(tmp_path / 'loaded.npz')
 
-  model, variables = inference_model(weights, 'float32')
+  model, variables = load_for_inference(weights, 'float32')
   # the program's shapes: 4 memory slots, the 3 objects padded to 4 (as object_bucket pads them)
   live = Propagator(model, variables, Protocol(capacity=4, object_bucket=4)).segment(frames, {0: first}, keep_prob=True)
   assert loaded['labels'].shape == live.labels.shape == (len(frames),) + first.shape

@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 
 from configs import model as model_config
-from conftest import converted_variables, parity_cases
+from conftest import converted_variables, parity_cases, per_frame
 from gsfm_jax.analysis.aliasing import aliasing_ratios, energy_attention
 from gsfm_jax.models import GSFM, build_model, init_variables
 from gsfm_jax.models.demodulation import RelationRefinement, invert_grid, sampling_map
-from gsfm_jax.models.encoders import ARSConfig
 from gsfm_jax.models.layers import Conv, upsample_bilinear
 from gsfm_jax.models.resampling import AdaptiveResampling, bilinear_sample, pixel_grid, saliency_grid
 
@@ -153,7 +152,7 @@ def every_switch(**overrides) -> GSFM:
 
 
 def test_defaults_build_gsfm_with_the_official_parameter_tree():
-  from gsfm_jax.official import variables_to_state_dict
+  from gsfm_jax.weights.official import variables_to_state_dict
   from conftest import official_state_dict
   model = build_model(model_config.get_config())
   assert model == GSFM()
@@ -179,9 +178,9 @@ def test_sfm_switches_at_init_give_gsfm_outputs_on_the_parity_case(path):
   masks = np.stack([case['train/gt'][:, 0], case['train/sec_gt'][:, 0]][:k], axis=-1)
   args = (case['train/frames'], masks, case['train/selector'])
   from test_parity import _clip_forward, logits_agree
-  gsfm = jax.device_get(_clip_forward()(variables, *args))
+  gsfm = per_frame(jax.device_get(_clip_forward()(variables, *args)))
   model = every_switch(lfm_shape='gaussian', hfm_shape='gaussian')
-  sfm = jax.device_get(jax.jit(model.apply)(with_new_parameters(model, variables), *args))
+  sfm = per_frame(jax.device_get(jax.jit(model.apply)(with_new_parameters(model, variables), *args)))
   assert set(sfm) == set(gsfm)
   for key, ref in gsfm.items():
     if key.startswith('logits_'):   # aggregated log-odds: the parity rule (float32 resolves large ones coarsely)
@@ -196,7 +195,7 @@ def test_sfm_switches_at_init_give_gsfm_outputs_on_the_parity_case(path):
 def test_every_switch_trains_through_the_train_step_compiling_once():
   from test_train_step import SIZE, clip_batch, config
   from gsfm_jax import sharding
-  from gsfm_jax.export import flatten
+  from gsfm_jax.weights.files import flatten
   from gsfm_jax.train_step import make_train_step, optimizer, place_state
   c = config()
   c.model.update(ars_stages=('layer2', 'layer3'), msau_refine=True, lfm_shape='ideal', hfm_shape='ideal',
@@ -227,7 +226,7 @@ def test_bfloat16_keeps_grids_inverses_and_densities_in_float32():
   inverse = invert_grid(keys.grids['layer3'])
   assert inverse.q.dtype == jnp.float32 and inverse.rho.dtype == jnp.float32
   out = jax.jit(model.apply)(variables, frames, jnp.ones((1, 32, 32, 2)) * 0.5, jnp.ones((1, 2)))
-  assert out['prob_1'].dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(out['logits_1'])))
+  assert out['prob'].dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(out['logits'])))
 
 
 def test_the_engine_segments_through_ars_and_msau_like_gsfm_at_init():
@@ -250,10 +249,10 @@ def test_the_engine_segments_through_ars_and_msau_like_gsfm_at_init():
 
 def test_bad_switches_are_refused_with_the_field_named():
   with pytest.raises(ValueError, match='ars_stages'):
-    GSFM(width_divisor=8, ars=ARSConfig(('layer4',))).init(jax.random.PRNGKey(0), jnp.zeros((1, 2, 32, 32, 3)),
+    GSFM(width_divisor=8, ars_stages=('layer4',)).init(jax.random.PRNGKey(0), jnp.zeros((1, 2, 32, 32, 3)),
                                                            jnp.zeros((1, 32, 32, 2)))
   with pytest.raises(ValueError, match='msau_refine'):
-    init_variables(GSFM(width_divisor=8, msau_refine=(1, 2)), jax.random.PRNGKey(0))
+    init_variables(GSFM(width_divisor=8, msau_refine=True, msau_dilations=(1, 2)), jax.random.PRNGKey(0))
   with pytest.raises(ValueError, match='lfm_shape'):
     init_variables(GSFM(width_divisor=8, lfm_shape='box'), jax.random.PRNGKey(0))
 
@@ -272,7 +271,7 @@ def test_training_from_scratch_starts_the_switches_as_gsfm():
 
 def test_switch_parameters_travel_through_the_official_names():
   """Checkpoints of SFM networks convert like GSFM's: Flax variables -> state_dict names -> the same variables."""
-  from gsfm_jax.official import state_dict_to_variables, variables_to_state_dict
+  from gsfm_jax.weights.official import state_dict_to_variables, variables_to_state_dict
   model = every_switch(width_divisor=8)
   variables = jax.device_get(init_variables(model, jax.random.PRNGKey(0)))
   state_dict = variables_to_state_dict(variables)

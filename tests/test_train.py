@@ -68,16 +68,19 @@ def test_resume_after_sigterm_and_kill_9_is_bit_exact(reference, data_root, tmp_
 @pytest.mark.parametrize('signum, reason', [(signal.SIGTERM, 'preemption (SIGTERM)'),
                                            (signal.SIGINT, 'interrupted (Ctrl-C)')])
 def test_signals_ask_for_a_checkpoint(signum, reason):
+  """SIGTERM and Ctrl-C set the flag inside the block; the handlers it replaced are back after it."""
   from gsfm_jax.checkpoint import Preemption
   handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
   try:
-    preemption = Preemption()
-    assert not preemption.reached(1)
-    os.kill(os.getpid(), signum)
-    assert preemption.reached(2) and preemption.reason == reason
-    if signum == signal.SIGINT:   # a second Ctrl-C is the usual KeyboardInterrupt
-      with pytest.raises(KeyboardInterrupt):
-        os.kill(os.getpid(), signal.SIGINT)
+    with Preemption() as preemption:
+      assert signal.getsignal(signum) != handlers[signum == signal.SIGINT]
+      assert not preemption.reached(1)
+      os.kill(os.getpid(), signum)
+      assert preemption.reached(2) and preemption.reason == reason
+      if signum == signal.SIGINT:   # a second Ctrl-C is the usual KeyboardInterrupt
+        with pytest.raises(KeyboardInterrupt):
+          os.kill(os.getpid(), signal.SIGINT)
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == handlers
   finally:
     signal.signal(signal.SIGTERM, handlers[0])
     signal.signal(signal.SIGINT, handlers[1])
@@ -86,7 +89,7 @@ def test_signals_ask_for_a_checkpoint(signum, reason):
 def test_checkpoint_restores_on_another_device_count(reference):
   """The 2-device checkpoint restored onto meshes of 1 and 3 devices: same values, placed on those devices."""
   from gsfm_jax import checkpoint, sharding
-  from gsfm_jax.export import flatten
+  from gsfm_jax.weights import flatten
   store = checkpoint.Checkpoints(reference[0], every=4, keep=2)
   raw = store.restore(None)
   for count in (1, 3):

@@ -8,7 +8,7 @@ import pytest
 
 from configs import demo
 from gsfm_jax import sharding
-from gsfm_jax.export import flatten
+from gsfm_jax.weights.files import flatten
 from gsfm_jax.models import build_model, init_variables
 from gsfm_jax.train_step import make_train_step, optimizer, place_state
 

@@ -14,7 +14,7 @@ def main(coordinator: str, process_id: int, num_processes: int, workdir: str, ou
   jax.distributed.initialize(coordinator, num_processes, process_id, heartbeat_timeout_seconds=600)
   from runs import demo_config  # tests/ is on PYTHONPATH
   from gsfm_jax import sharding
-  from gsfm_jax.export import flatten
+  from gsfm_jax.weights.files import flatten
   from gsfm_jax.train import train_and_evaluate
   config = demo_config(data_root)
   config.checkpoint_every = 4  # one (multi-process) checkpoint, at the end

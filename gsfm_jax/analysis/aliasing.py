@@ -20,13 +20,14 @@ resampling: by the network's own ARS (a checkpoint trained with `ars_stages`) an
 whose attention is the map's local high-frequency energy (`energy_attention`), so any checkpoint shows what
 SFM's resampling does to its maps. Writes OUT/aliasing.json, OUT/radial_spectra.png and OUT/ratios.png.
 """
-import argparse
 import json
 import os
 import sys
 from typing import Optional
 
 import numpy as np
+
+from gsfm_jax import cli
 
 RADIAL_BINS = 50
 
@@ -222,7 +223,7 @@ def read_frames(video: str, count: int, mask_paths: Optional[list[str]]) -> tupl
   """The first `count` frames, cropped to multiples of 16 (top-left; cropping adds no spectrum of its own) and
   normalised (F, H, W, 3), the frame-0 masks (H, W, K) (one empty object without --mask) and notes."""
   from gsfm_jax.inference import media
-  from gsfm_jax.visualize import normalise
+  from gsfm_jax.models.normalisation import normalise
   reader = media.VideoReader(video)
   h, w = (s - s % 16 for s in reader.size)
   if min(h, w) < 32:
@@ -237,29 +238,24 @@ def read_frames(video: str, count: int, mask_paths: Optional[list[str]]) -> tupl
   return frames, np.stack([labels == i for i in ids], -1).astype(np.float32), notes + mask.notes
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                   epilog=__doc__.split('\n', 2)[2])
-  parser.add_argument('--checkpoint', required=True, help='training workdir, .npz, variables folder or official .pth')
+def build_parser() -> cli.Parser:
+  parser = cli.Parser(__doc__)
+  parser.add_checkpoint()
   parser.add_argument('--video', required=True, help='video file or folder of frames')
   parser.add_argument('--mask', action='append', help='first-frame mask(s) for the value encoder (optional)')
-  parser.add_argument('--frames', type=int, default=4, help='frames measured by the key encoder')
-  parser.add_argument('--out', required=True, help='output folder (refused if it holds files, unless --overwrite)')
-  parser.add_argument('--overwrite', action='store_true')
-  args = parser.parse_args(argv)
-  from gsfm_jax import console
-  console.show_info()
-  from gsfm_jax.checkpoint import inference_model
+  parser.add_count('frames', 4, 'frames measured by the key encoder')
+  parser.add_output()
+  return parser
+
+
+def probe(parser: cli.Parser, args) -> int:
+  """Checks the flags and files, measures, writes the report and the plots; -> 0."""
+  from gsfm_jax import weights
   from gsfm_jax.inference import media
-  try:
-    if args.frames < 1:
-      raise media.InputError(f'--frames {args.frames}: give at least 1')
-    output = media.OutputFolder(args.out, args.overwrite)
-    frames, masks, notes = read_frames(args.video, args.frames, args.mask)
-    model, variables = inference_model(args.checkpoint)
-  except ValueError as error:   # media.InputError and ConversionError are ValueErrors
-    print(f'error: {error}', file=sys.stderr)
-    return 2
+  parser.check(args)
+  output = media.OutputFolder(args.out, args.overwrite)
+  frames, masks, notes = read_frames(args.video, args.frames, args.mask)
+  model, variables = weights.load_for_inference(args.checkpoint)
   report = measure(*probe_maps(model, variables, frames, masks))
   with output as folder:
     with open(os.path.join(folder, 'aliasing.json'), 'w') as f:
@@ -272,6 +268,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f'{name:16s} {entry["before"]["ratio"]:7.4f} {cell("learned_ars"):>12s} {cell("energy_ars"):>11s}')
   print(f'wrote {args.out}/aliasing.json, radial_spectra.png, ratios.png')
   return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  from gsfm_jax import console
+  console.show_info()
+  return cli.report(lambda: probe(parser, args))
 
 
 if __name__ == '__main__':

@@ -7,7 +7,6 @@ Per sequence: the object ids are those of the first ground-truth frame (255 is v
 frames are excluded; each object's J and F series give mean, recall and decay (`measures`). Global
 figures are means over all objects, J&F = (J-Mean + F-Mean) / 2.
 """
-import argparse
 import csv
 import os
 import sys
@@ -16,6 +15,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 from PIL import Image
 
+from gsfm_jax import cli
 from gsfm_jax.evaluation.measures import contour_accuracy, region_similarity, statistics
 
 GLOBAL_COLUMNS = ('J&F-Mean', 'J-Mean', 'J-Recall', 'J-Decay', 'F-Mean', 'F-Recall', 'F-Decay')
@@ -122,7 +122,7 @@ def davis_sequences(davis_root: str, subset: str, binary: bool,
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser = cli.Parser(__doc__)
   parser.add_argument('--results', required=True, help='folder of <sequence>/<frame>.png predictions')
   parser.add_argument('--davis_root', required=True, help='DAVIS folder with ImageSets/ and Annotations/480p/')
   parser.add_argument('--set', default='val', help='image set name (val, test-dev, …)')

@@ -23,7 +23,7 @@ from gsfm_jax.inference import memory_bank, resize
 from gsfm_jax.inference.schedule import Protocol, pad_to, plan, slots_for
 from gsfm_jax.models import GSFM
 from gsfm_jax.models.aggregate import aggregate
-from gsfm_jax.visualize import IMAGENET_MEAN, IMAGENET_STD
+from gsfm_jax.models.normalisation import IMAGENET_MEAN, IMAGENET_STD
 
 class VideoResult(NamedTuple):
   labels: np.ndarray            # (T, H, W) uint8: 0 background, k for object k (1 … K)
@@ -99,7 +99,7 @@ def _frame(model: GSFM, top_k: Optional[int], variables, consts: dict, carry: tu
   return (bank, enabled), result
 
 
-def _chunk(model: GSFM, top_k: Optional[int], variables, consts: dict, carry: tuple, xs: dict, shared: bool,
+def scan_chunk(model: GSFM, top_k: Optional[int], variables, consts: dict, carry: tuple, xs: dict, shared: bool,
            keep_prob: bool):
   """lax.scan of `_frame` over a chunk; frames with compute False are skipped (zeros out)."""
   frame = functools.partial(_frame, model, top_k, variables, consts, shared=shared, keep_prob=keep_prob)
@@ -118,7 +118,7 @@ def programs(model: GSFM, top_k: Optional[int]) -> tuple[Callable, Callable]:
   compile once per shape (frame size, object count, memory slots)."""
   jit = lambda f: jax.jit(functools.partial(f, model, top_k), static_argnames=('shared', 'keep_prob'),
                           donate_argnames=('carry',))
-  return jit(_chunk), jit(_frame)
+  return jit(scan_chunk), jit(_frame)
 
 
 class Propagator:

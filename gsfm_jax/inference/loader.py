@@ -1,4 +1,4 @@
-"""Runs an exported inference program (`python -m gsfm_jax.program`) with jax and numpy only: no Flax, no
+"""Runs an exported inference program (`python -m gsfm_jax.inference.program`) with jax and numpy only: no Flax, no
 model code. The host side is the engine's (`inference.schedule`); the device side is the file's program.
 
   python -m gsfm_jax.inference.loader gsfm.program --video clip.mp4 --mask first.png --out out/clip
@@ -8,7 +8,6 @@ model code. The host side is the engine's (`inference.schedule`); the device sid
 
 Writes OUT/masks/<frame>.png (palette PNGs with the mask's ids).
 """
-import argparse
 import json
 import sys
 import zipfile
@@ -19,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import export
 
+from gsfm_jax import cli
 from gsfm_jax.inference.schedule import Protocol, pad_to, plan
 
 FORMAT = 'gsfm_jax.program/1'
@@ -45,7 +45,7 @@ class Program:
         weights = [f[f'weight_{i:04d}'] for i in range(self.header['weights'])]
         consts = {name[len('const_'):]: f[name] for name in f.files if name.startswith('const_')}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
-      raise ValueError(f'{path}: not a gsfm_jax program file ({error}); make one with python -m gsfm_jax.program') from None
+      raise ValueError(f'{path}: not a gsfm_jax program file ({error}); make one with python -m gsfm_jax.inference.program') from None
     self.device = device
     self.weights, self.consts = jax.device_put((weights, consts), device)
     # fewer objects than the program's: padded to its count, as the engine pads to its object bucket
@@ -85,13 +85,11 @@ class Program:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                   epilog=__doc__.split('\n', 2)[2])
-  parser.add_argument('program', help='a file written by python -m gsfm_jax.program')
+  parser = cli.Parser(__doc__)
+  parser.add_argument('program', help='a file written by python -m gsfm_jax.inference.program')
   parser.add_argument('--video', required=True, help='video file or folder of frames')
   parser.add_argument('--mask', required=True, action='append', help='first-frame mask (or one binary PNG per object)')
-  parser.add_argument('--out', required=True, help='output folder (refused if it holds files, unless --overwrite)')
-  parser.add_argument('--overwrite', action='store_true')
+  parser.add_output()
   args = parser.parse_args(argv)
   from gsfm_jax.inference import media
   try:

@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Iterator, NamedTuple, Sequence
+from typing import Iterator, NamedTuple, Optional, Sequence
 
 import numpy as np
 from PIL import Image
@@ -312,3 +312,15 @@ class OverlayVideo:
   def close(self) -> None:
     self.writer.release()
     os.replace(self.path + '.tmp.mp4', self.path)
+
+
+def parse_resize(text: str, size: tuple[int, int]) -> Optional[tuple[int, int]]:
+  """'none' | 'short:N' | 'long:N' -> the network's (H, W) for frames of `size` (None: unchanged)."""
+  if text == 'none':
+    return None
+  side, _, value = text.partition(':')
+  if side not in ('short', 'long') or not value.isdigit() or int(value) < 16:
+    raise InputError(f"--resize {text}: expected 'none', 'short:N' or 'long:N' with N ≥ 16")
+  h, w = size
+  scale = int(value) / (min(h, w) if side == 'short' else max(h, w))
+  return max(1, round(h * scale)), max(1, round(w * scale))

@@ -8,7 +8,6 @@ process takes a fixed share, balanced by length the same way (longest first, to 
 so that the processes need not talk while they work. Every video's outputs depend on that video only, so
 they are the same whichever device or process computed them.
 """
-import argparse
 import collections
 import json
 import os
@@ -92,26 +91,6 @@ def run_all(workers: Sequence[Propagator], items: Sequence[Item], lengths: Seque
     stop.set()
     raise
   return results, failures
-
-
-def add_flags(parser: argparse.ArgumentParser) -> None:
-  """The multi-process flags of `evaluate` and `predict`, as `train` has them."""
-  parser.add_argument('--distributed', action='store_true', help='join a multi-process run with '
-                      'jax.distributed.initialize() (TPU pods and SLURM are detected; elsewhere add the three flags below)')
-  parser.add_argument('--coordinator_address', default=None, help='host:port of process 0 (multi-process runs)')
-  parser.add_argument('--num_processes', type=int, default=None, help='number of processes (multi-process runs)')
-  parser.add_argument('--process_id', type=int, default=None, help='this process, 0 … num_processes-1')
-
-
-def requested(args: argparse.Namespace) -> bool:
-  """Launched as one of several processes: --distributed, --coordinator_address or JAX_COORDINATOR_ADDRESS."""
-  return bool(args.distributed or args.coordinator_address or os.environ.get('JAX_COORDINATOR_ADDRESS'))
-
-
-def initialize(args: argparse.Namespace) -> None:
-  """jax.distributed.initialize when asked (before anything touches a device)."""
-  if requested(args):
-    jax.distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
 
 
 def gather(output, run: Callable[[str], dict], merge: Callable[[list[dict]], dict],

@@ -40,7 +40,8 @@ class UpsampleBlock(nn.Module):
     else:
       y = bilinear_sample(up, inverse.q)
       if self.refine:
-        y = RelationRefinement(up.shape[-1], self.refine, self.refine_channels, self.dtype, name='refine')(
+        y = RelationRefinement(features=up.shape[-1], dilations=self.refine, channels=self.refine_channels,
+                               dtype=self.dtype, name='refine')(
             y, skip, inverse.rho)
     x = x + y.astype(x.dtype)
     return ResBlock(self.features, dtype=self.dtype, name='out_conv')(x)
@@ -68,8 +69,8 @@ class Decoder(nn.Module):
   def _hfm(self, x: jax.Array) -> jax.Array:
     if self.hfm_filter == 'off':
       return x
-    y = SpectralFilter(self.hfm_filter, self.sigma, self.spectral_form, self.dtype, self.hfm_shape,
-                       self.hfm_cutoff, name='hfm')(x)
+    y = SpectralFilter(filter=self.hfm_filter, sigma=self.sigma, form=self.spectral_form, dtype=self.dtype,
+                       shape=self.hfm_shape, cutoff=self.hfm_cutoff, name='hfm')(x)
     return y.astype(x.dtype)
 
   @nn.compact
@@ -77,7 +78,8 @@ class Decoder(nn.Module):
                inverses: Optional[dict[str, Inverse]] = None) -> tuple[jax.Array, Optional[jax.Array]]:
     conv = lambda features, name, k=3: Conv(features, kernel_size=k, dtype=self.dtype, name=name)
     c, inverses = 256 // self.width_divisor, inverses or {}
-    up = lambda name: UpsampleBlock(c, self.dtype, self.msau_refine, 64 // self.width_divisor, name=name)
+    up = lambda name: UpsampleBlock(features=c, dtype=self.dtype, refine=self.msau_refine,
+                                    refine_channels=64 // self.width_divisor, name=name)
     x = ResBlock(2 * c, dtype=self.dtype, name='compress')(f16_cat)
     x = up('up_16_8')(f8, x, inverses.get('layer3'))
     x = up('up_8_4')(f4, x, inverses.get('layer2'))

@@ -54,8 +54,9 @@ class KeyEncoder(nn.Module):
   def _resample(self, x: jax.Array, stage_name: str, grids: Grids) -> jax.Array:
     if stage_name not in self.ars.stages:
       return x
-    x, grids[stage_name] = AdaptiveResampling(64 // self.width_divisor, self.ars.radius, self.ars.sigma,
-                                              tuple(self.ars.clip), self.dtype, name=f'ars_{stage_name}')(x)
+    x, grids[stage_name] = AdaptiveResampling(channels=64 // self.width_divisor, radius=self.ars.radius,
+                                              sigma=self.ars.sigma, clip=tuple(self.ars.clip), dtype=self.dtype,
+                                              name=f'ars_{stage_name}')(x)
     return x
 
   @nn.compact
@@ -109,4 +110,4 @@ class ValueEncoder(nn.Module):
     x = stage(x, BasicBlock, 'layer1', 2, 64 // d, 1, self.dtype)
     x = stage(warp(x, grids, 'layer2'), BasicBlock, 'layer2', 2, 128 // d, 2, self.dtype)
     x = stage(warp(x, grids, 'layer3'), BasicBlock, 'layer3', 2, 256 // d, 2, self.dtype)
-    return FeatureFusionBlock(512 // d, self.dtype, name='fuser')(x, key_f16)
+    return FeatureFusionBlock(features=512 // d, dtype=self.dtype, name='fuser')(x, key_f16)

@@ -6,7 +6,8 @@ Public API (all channels-last; K objects per sample, K = 1 for the single-object
   segment(query KeyFeatures (batch B), mem_keys (B, T, h, w, 64), mem_values (B, K, T, h, w, 512),
           selector (B, K) | None, top_k)                               -> Segmentation
   decode(query KeyFeatures, memory readout (B, K, h, w, 512), selector)  -> Segmentation
-  __call__(frames (B, T, H, W, 3), first_masks (B, H, W, K), selector)  -> dict, the training clip pass
+  __call__(frames (B, T, H, W, 3), first_masks (B, H, W, K), selector)  -> dict of (B, T-1, …), the training
+                                                                          clip pass
 """
 import functools
 from typing import NamedTuple, Optional
@@ -38,7 +39,8 @@ def _objects_to_batch(x: jax.Array, num_objects: int) -> jax.Array:
 
 
 class GSFM(nn.Module):
-  """The GSFM network (spec §1).
+  """The GSFM network (docs/reference.md, "Network"). Its fields are the model config's (configs/model.py
+  documents each), so `build_model(config)` is `GSFM(**config)`; the defaults are GSFM.
 
   single_object: 4-channel value encoder (RGB + mask), stage-0 pretraining; else RGB + mask + others.
   lfm_filter / hfm_filter: 'low', 'high', 'none' (full band) or 'off' (module absent); GSFM is low / high.
@@ -46,10 +48,10 @@ class GSFM(nn.Module):
   boundary_branch: the decoder's boundary branch (off: STCN decoder). dtype: compute dtype.
   width_divisor: every channel count divided by it (1 = GSFM; 4 or 8 give a narrow network of the same depth
   and data flow, for tests and the CPU demo; official weights need 1). The shapes in the docstrings are for 1.
-  SFM / FFR switches (`../shared/reference/sfm-ffr-spec.md`; the defaults are GSFM, with no new parameter):
-  ars: ARS before the key encoder's stride-2 stages, undone in the decoder; msau_refine: the dilations of
-  MSAU's relation refinement where a warp is undone (() = none); lfm_shape / hfm_shape: 'gaussian' (GSFM)
-  or 'ideal' (FFR's box) with lfm_cutoff / hfm_cutoff in cycles per pixel.
+  SFM / FFR switches (docs/sfm_ffr.md; the defaults add no parameter): ars_*: ARS before the key encoder's
+  stride-2 stages `ars_stages`, undone in the decoder; msau_refine: MSAU's relation refinement (dilations
+  `msau_dilations`) where a warp is undone; lfm_shape / hfm_shape: 'gaussian' (GSFM) or 'ideal' (FFR's box)
+  with lfm_cutoff / hfm_cutoff in cycles per pixel.
   """
   single_object: bool = False
   lfm_filter: str = 'low'
@@ -59,8 +61,12 @@ class GSFM(nn.Module):
   boundary_branch: bool = True
   dtype: Dtype = jnp.float32
   width_divisor: int = 1
-  ars: ARSConfig = ARSConfig()
-  msau_refine: tuple[int, ...] = ()
+  ars_stages: tuple[str, ...] = ()
+  ars_radius: int = 5
+  ars_sigma: float = 3.0
+  ars_clip: tuple[float, float] = (0.1, 100.0)
+  msau_refine: bool = False
+  msau_dilations: tuple[int, ...] = (1, 2, 4, 8)
   lfm_shape: str = 'gaussian'
   hfm_shape: str = 'gaussian'
   lfm_cutoff: float = 0.4
@@ -76,6 +82,11 @@ class GSFM(nn.Module):
     """Channels of a memory value (512 in GSFM)."""
     return 512 // self.width_divisor
 
+  @property
+  def ars(self) -> ARSConfig:
+    """Where ARS runs, and its grid's hyper-parameters."""
+    return ARSConfig(tuple(self.ars_stages), self.ars_radius, self.ars_sigma, tuple(self.ars_clip))
+
   def setup(self):
     if self.width_divisor not in (1, 2, 4, 8, 16):
       raise ValueError(f'width_divisor must be 1, 2, 4, 8 or 16, got {self.width_divisor}')
@@ -88,15 +99,17 @@ class GSFM(nn.Module):
       if getattr(self, name) not in SHAPES:
         raise ValueError(f'{name} {getattr(self, name)!r}: expected one of {SHAPES}')
     d = self.width_divisor
-    self.key_encoder = KeyEncoder(self.dtype, d, self.ars)
+    self.key_encoder = KeyEncoder(dtype=self.dtype, width_divisor=d, ars=self.ars)
     if self.lfm_filter != 'off':
-      self.lfm = SpectralFilter(self.lfm_filter, self.sigma, self.spectral_form, self.dtype, self.lfm_shape,
-                                self.lfm_cutoff)
-    self.key_proj = KeyProjection(self.key_dim, self.dtype)
+      self.lfm = SpectralFilter(filter=self.lfm_filter, sigma=self.sigma, form=self.spectral_form, dtype=self.dtype,
+                                shape=self.lfm_shape, cutoff=self.lfm_cutoff)
+    self.key_proj = KeyProjection(features=self.key_dim, dtype=self.dtype)
     self.key_comp = Conv(self.value_dim, dtype=self.dtype)
-    self.value_encoder = ValueEncoder(self.dtype, d)
-    self.decoder = Decoder(self.hfm_filter, self.sigma, self.spectral_form, self.boundary_branch, self.dtype, d,
-                           self.hfm_shape, self.hfm_cutoff, self.msau_refine)
+    self.value_encoder = ValueEncoder(dtype=self.dtype, width_divisor=d)
+    self.decoder = Decoder(hfm_filter=self.hfm_filter, sigma=self.sigma, spectral_form=self.spectral_form,
+                           boundary_branch=self.boundary_branch, dtype=self.dtype, width_divisor=d,
+                           hfm_shape=self.hfm_shape, hfm_cutoff=self.hfm_cutoff,
+                           msau_refine=tuple(self.msau_dilations) if self.msau_refine else ())
 
   def encode_key(self, frames: jax.Array) -> KeyFeatures:
     """frames (N, H, W, 3), ImageNet-normalised -> KeyFeatures at 1/16, 1/8 and 1/4 (+ ARS grids)."""
@@ -160,32 +173,31 @@ class GSFM(nn.Module):
 
   def __call__(self, frames: jax.Array, first_masks: jax.Array,
                selector: Optional[jax.Array] = None) -> dict[str, jax.Array]:
-    """The training pass over a clip (spec §3.2).
+    """The training pass over a clip (docs/reference.md, "Training").
 
     frames (B, T, H, W, 3); first_masks (B, H, W, K), the ground truth of frame 0; selector (B, K).
     Frame t ≥ 1 is segmented from the memory of frames 0 … t-1; frame t's memory value is encoded from
     the network's own soft prediction (not thresholded, not detached). Returns `k16, f16, f16_thin`
-    (B, T, …), `ref_values` (B, K, h, w, 512), `frame{t}_values` for 1 ≤ t ≤ T-2, and `logits_t`,
-    `prob_t`, `boundary_t` for 1 ≤ t ≤ T-1.
+    (B, T, …) of every frame, `values` (B, T-1, K, h, w, 512) of frames 0 … T-2 (the memory), and `logits`
+    (B, T-1, H, W, K+1), `prob` and `boundary` (B, T-1, H, W, K; absent without the branch) of frames
+    1 … T-1.
     """
     b, num_frames = frames.shape[:2]
     keys = self.encode_key(frames.reshape(b * num_frames, *frames.shape[2:]))
     keys = jax.tree.map(lambda x: x.reshape(b, num_frames, *x.shape[1:]), keys)
     at = lambda t: jax.tree.map(lambda x: x[:, t], keys)
-    out = {'k16': keys.k16, 'f16': keys.f16, 'f16_thin': keys.f16_thin}
-    values = self.encode_value(frames[:, 0], keys.f16[:, 0], first_masks, at(0).grids)
-    out['ref_values'] = values
-    mem_values = values[:, :, None]
+    values = [self.encode_value(frames[:, 0], keys.f16[:, 0], first_masks, at(0).grids)]
+    segmentations = []
     for t in range(1, num_frames):
       query = at(t)
-      seg = self.segment(query, keys.k16[:, :t], mem_values, selector)
-      out[f'logits_{t}'], out[f'prob_{t}'] = seg.logits, seg.prob
-      if seg.boundary is not None:
-        out[f'boundary_{t}'] = seg.boundary
+      segmentations.append(self.segment(query, keys.k16[:, :t], jnp.stack(values, axis=2), selector))
       if t < num_frames - 1:
-        values = self.encode_value(frames[:, t], keys.f16[:, t], seg.prob, query.grids)
-        out[f'frame{t}_values'] = values
-        mem_values = jnp.concatenate([mem_values, values[:, :, None]], axis=2)
+        values.append(self.encode_value(frames[:, t], keys.f16[:, t], segmentations[-1].prob, query.grids))
+    stacked = lambda xs: jnp.stack(xs, axis=1)
+    out = {'k16': keys.k16, 'f16': keys.f16, 'f16_thin': keys.f16_thin, 'values': stacked(values),
+           'logits': stacked([s.logits for s in segmentations]), 'prob': stacked([s.prob for s in segmentations])}
+    if self.boundary_branch:
+      out['boundary'] = stacked([s.boundary for s in segmentations])
     return out
 
 
@@ -214,12 +226,11 @@ def compute_dtype(name: str) -> jnp.dtype:
 
 
 def build_model(config) -> GSFM:
-  """GSFM from a model ConfigDict (configs/model.py)."""
-  ars = ARSConfig(tuple(config.ars_stages), int(config.ars_radius), float(config.ars_sigma),
-                  tuple(float(a) for a in config.ars_clip))
-  return GSFM(single_object=config.single_object, lfm_filter=config.lfm_filter, hfm_filter=config.hfm_filter,
-              sigma=config.sigma, spectral_form=config.spectral_form, boundary_branch=config.boundary_branch,
-              dtype=compute_dtype(config.dtype), width_divisor=config.width_divisor, ars=ars,
-              msau_refine=tuple(config.msau_dilations) if config.msau_refine else (),
-              lfm_shape=config.lfm_shape, hfm_shape=config.hfm_shape, lfm_cutoff=float(config.lfm_cutoff),
-              hfm_cutoff=float(config.hfm_cutoff))
+  """`GSFM(**config)` for a model ConfigDict (configs/model.py), whose fields are the module's: the dtype's name
+  becomes a dtype, lists (a run's config.json) become tuples. ValueError naming a field the network lacks."""
+  fields = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in config.items()}
+  fields['dtype'] = compute_dtype(fields.get('dtype', 'float32'))
+  unknown = sorted(set(fields) - set(GSFM.__dataclass_fields__) - {'parent', 'name'})
+  if unknown:
+    raise ValueError(f'model.{unknown[0]}: not a field of the network (configs/model.py lists them)')
+  return GSFM(**fields)

@@ -1,4 +1,4 @@
-"""Official PyTorch GSFM/STCN state_dicts and torchvision ResNets ⇄ Flax variables (spec §1.2, §1.10, §1.13).
+"""The official PyTorch GSFM/STCN naming and layout ⇄ Flax variables (docs/reference.md, "Weights").
 
 Names map one to one: `key_encoder.res2.0.conv1.weight` <-> params/key_encoder/res2_0/conv1/kernel.
 Layouts: conv OIHW <-> HWIO, linear (out, in) <-> (in, out), BN weight/bias <-> params scale/bias,
@@ -8,14 +8,12 @@ import re
 from typing import Any, Mapping
 
 import flax.traverse_util
-import jax
 import numpy as np
 
-from gsfm_jax.export import ConversionError, atomic_write, check_structure, read_npz, write_arrays_npz
-from gsfm_jax.models import GSFM, init_variables
-
-Variables = dict[str, Any]
-Path = tuple[str, ...]
+from gsfm_jax.models import GSFM
+from gsfm_jax.weights import stem
+from gsfm_jax.weights.files import ConversionError, Variables, atomic_write, read_npz, write_arrays_npz
+from gsfm_jax.weights.structure import Path, abstract_variables, check_structure, network_kind
 
 _INDEXED_CONTAINER = re.compile(r'^(res2|layer[1-3]|downsample|mlp)_(\d+)$')
 
@@ -53,63 +51,29 @@ def official_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
   return tuple(shape) if axes is None else tuple(shape[a] for a in axes)
 
 
-def abstract_variables(model: GSFM) -> Mapping[Path, jax.ShapeDtypeStruct]:
-  """Flat {path: ShapeDtypeStruct} of the model's variables, without computing anything."""
-  return flax.traverse_util.flatten_dict(jax.eval_shape(lambda: init_variables(model, jax.random.PRNGKey(0))))
-
-
-def orthogonal(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
-  """PyTorch `orthogonal_` semantics: rows = shape[0], columns = the rest flattened; float32."""
-  rows, cols = shape[0], int(np.prod(shape[1:]))
-  flat = rng.standard_normal((max(rows, cols), min(rows, cols)))
-  q, r = np.linalg.qr(flat)
-  q *= np.sign(np.diag(r))
-  if rows < cols:
-    q = q.T
-  return q.reshape(shape).astype(np.float32)
-
-
-def widen_stem(weight: np.ndarray, in_channels: int, fill: str, rng: np.random.Generator) -> np.ndarray:
-  """Appends input channels after the existing ones to an OIHW stem conv (spec §1.2, §1.10).
-
-  fill: 'orthogonal' (training: `load_network`, ImageNet init) or 'zeros' (the official eval scripts).
-  """
-  extra = in_channels - weight.shape[1]
-  shape = (weight.shape[0], extra, *weight.shape[2:])
-  if fill == 'orthogonal':
-    new = orthogonal(shape, rng)
-  elif fill == 'zeros':
-    new = np.zeros(shape, np.float32)
-  else:
-    raise ValueError(f'unknown fill {fill!r}; expected orthogonal or zeros')
-  return np.concatenate([weight, new], axis=1)
-
-
 def state_dict_to_variables(state_dict: Mapping[str, np.ndarray], model: GSFM, source: str,
                             stem_fill: str = 'orthogonal', seed: int = 0) -> Variables:
-  """Official state_dict -> Flax variables {'params', 'batch_stats'} for `model`.
+  """Official state_dict -> Flax variables {'params', 'batch_stats'} for `model`, float32.
 
-  A 4-channel (stage-0, single-object) value-encoder stem is widened to the 5 channels of a
-  multi-object model with `stem_fill`. Raises ConversionError naming `source` and listing every
-  missing key, extra key and shape mismatch (shapes in the official layout).
+  A 4-channel (stage-0, single-object) value-encoder stem is widened to the 5 channels of a multi-object
+  model with `stem_fill` (`stem.widen`). Raises ConversionError naming `source` and listing every missing
+  key, extra key and shape mismatch, in the official names and layout.
   """
-  expected = {official_key(p): (p, official_shape(spec.shape)) for p, spec in abstract_variables(model).items()}
+  expected = {official_key(p): (p, spec.shape) for p, spec in abstract_variables(model).items()}
   rng = np.random.default_rng(seed)
   arrays: dict[str, np.ndarray] = {}
   for key, value in state_dict.items():
     if key.endswith('.num_batches_tracked'):
       continue
-    value = np.asarray(value)
-    if key == 'value_encoder.conv1.weight' and key in expected and value.ndim == 4:
-      want = expected[key][1]
-      if value.shape[1] < want[1] and value.shape[:1] + value.shape[2:] == want[:1] + want[2:]:
-        value = widen_stem(value, want[1], stem_fill, rng)
+    value = to_flax_layout(np.asarray(value, np.float32))
+    path, shape = expected.get(key, (None, None))
+    if path == stem.STEM and stem.can_widen(value.shape, shape):
+      value = stem.widen(value, shape[2], stem_fill, rng)
     arrays[key] = value
-  kind = 'single' if model.single_object else 'multi'
-  check_structure({k: v.shape for k, v in arrays.items()}, {k: shape for k, (_, shape) in expected.items()},
-                  source, f'a GSFM state_dict for the {kind}-object network')
-  flat = {expected[k][0]: to_flax_layout(v.astype(np.float32)) for k, v in arrays.items()}
-  return flax.traverse_util.unflatten_dict(flat)
+  check_structure({k: official_shape(v.shape) for k, v in arrays.items()},
+                  {k: official_shape(shape) for k, (_, shape) in expected.items()},
+                  source, f'a GSFM state_dict for the {network_kind(model)} network')
+  return flax.traverse_util.unflatten_dict({expected[k][0]: v for k, v in arrays.items()})
 
 
 def variables_to_state_dict(variables: Variables) -> dict[str, np.ndarray]:
@@ -128,36 +92,6 @@ def strip_wrappers(state_dict: Mapping[str, Any]) -> dict[str, Any]:
   if 'network' in state_dict and isinstance(state_dict['network'], Mapping):
     state_dict = state_dict['network']
   return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state_dict.items()}
-
-
-TORCHVISION_STAGES = {'key_encoder': ('res2', 'layer2', 'layer3'), 'value_encoder': ('layer1', 'layer2', 'layer3')}
-
-
-def torchvision_backbone(resnet: Mapping[str, np.ndarray], encoder: str, in_channels: int,
-                         source: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
-  """torchvision ResNet-50/18 ImageNet state_dict -> the official keys of one encoder trunk.
-
-  layer1 is renamed `res2` in the key encoder; layer4 and fc are dropped; conv biases (absent in the
-  source) become 0; extra stem input channels are orthogonal-initialised after RGB (spec §1.2).
-  """
-  stages = TORCHVISION_STAGES[encoder]
-  out: dict[str, np.ndarray] = {}
-  for key, value in resnet.items():
-    parts = key.split('.')
-    if parts[0] in ('layer4', 'fc') or parts[-1] == 'num_batches_tracked':
-      continue
-    if parts[0].startswith('layer'):
-      parts[0] = stages[int(parts[0][-1]) - 1]
-    value = np.asarray(value, np.float32)
-    if key == 'conv1.weight' and value.shape[1] < in_channels:
-      value = widen_stem(value, in_channels, 'orthogonal', rng)
-    name = f'{encoder}.' + '.'.join(parts)
-    out[name] = value
-    if value.ndim == 4:
-      out[name[:-len('weight')] + 'bias'] = np.zeros(value.shape[0], np.float32)
-  if f'{encoder}.conv1.weight' not in out:
-    raise ConversionError(f'{source}: not a torchvision ResNet state_dict (no conv1.weight)')
-  return out
 
 
 TORCH_MISSING = ('{path}: reading PyTorch files needs torch (pip install torch). Without it, convert the file '

@@ -14,7 +14,7 @@ import numpy as np
 
 from gsfm_jax.losses import hard_mining
 from gsfm_jax.models import GSFM
-from gsfm_jax.official import state_dict_to_variables, variables_to_state_dict
+from gsfm_jax.weights.official import state_dict_to_variables, variables_to_state_dict
 from gsfm_jax.train_step import clip_loss
 
 START_WARM, END_WARM = 3000, 15000  # the parity README's loss computer
@@ -49,19 +49,11 @@ def read_grad_case(path: str, state_dict: Callable[[int], Mapping[str, np.ndarra
   return GradCase(arrays, variables, batch, np.float32(p), np.int32(num_kept))
 
 
-def training_config(dtype: str = 'float32', lr: float = 4e-5):
-  """The main (stage 3) training config with the given compute dtype and learning rate."""
-  from configs import main
-  config = main.get_config()
-  config.model.dtype, config.lr = dtype, lr
-  return config
-
-
 @functools.lru_cache(maxsize=None)
 def loss_and_grad(dtype: str = 'float32') -> Callable:
   """Jitted (params, batch_stats, batch, p, num_kept) -> ((total loss, metrics), grads) of the project's own
   training loss (`train_step.clip_loss`) for the two-object GSFM computing in `dtype`."""
-  return jax.jit(jax.value_and_grad(clip_loss(GSFM(dtype=jnp.dtype(dtype)), training_config(dtype)), has_aux=True))
+  return jax.jit(jax.value_and_grad(clip_loss(GSFM(dtype=jnp.dtype(dtype))), has_aux=True))
 
 
 def official_gradients(grads: Mapping) -> dict[str, np.ndarray]:

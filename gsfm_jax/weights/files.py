@@ -1,4 +1,4 @@
-"""Flax variables ⇄ files: flat numpy `.npz` ('/'-joined names, bit-exact) and orbax checkpoints.
+"""Flax variables ⇄ files in Flax names: flat numpy `.npz` ('/'-joined names, bit-exact) and orbax folders.
 
 Every writer refuses to replace an existing output unless told to, and writes through a temporary
 name, so a failed conversion leaves nothing behind and never damages an earlier file.
@@ -20,28 +20,10 @@ class ConversionError(ValueError):
   """A weight file cannot be read or converted; the message names the file and every problem."""
 
 
-def _listing(items: Iterable[str]) -> str:
+def listing(items: Iterable[str]) -> str:
   items = sorted(items)
   shown = ', '.join(items[:_MAX_LISTED])
   return shown + (f' … (+{len(items) - _MAX_LISTED} more)' if len(items) > _MAX_LISTED else '')
-
-
-def check_structure(found: Mapping[str, tuple[int, ...]], expected: Mapping[str, tuple[int, ...]],
-                    source: str, what: str) -> None:
-  """Raises ConversionError naming `source` with every missing key, extra key and shape mismatch."""
-  missing = [k for k in expected if k not in found]
-  extra = [k for k in found if k not in expected]
-  mismatched = [f'{k}: expected shape {list(expected[k])}, found {list(found[k])}'
-                for k in found if k in expected and tuple(found[k]) != tuple(expected[k])]
-  problems = []
-  if missing:
-    problems.append(f'{len(missing)} missing key(s): {_listing(missing)}')
-  if extra:
-    problems.append(f'{len(extra)} unexpected key(s): {_listing(extra)}')
-  if mismatched:
-    problems.append(f'{len(mismatched)} shape mismatch(es): ' + '; '.join(mismatched[:_MAX_LISTED]))
-  if problems:
-    raise ConversionError(f'{source}: not {what}: ' + '. '.join(problems))
 
 
 def flatten(variables: Variables) -> dict[str, np.ndarray]:
@@ -115,7 +97,7 @@ def load_npz(path: str) -> Variables:
   bad = [k for k in flat if k.split('/', 1)[0] not in ('params', 'batch_stats')]
   if bad:
     raise ConversionError(f'{path}: not a gsfm_jax variables .npz (names must start with params/ or '
-                          f'batch_stats/): {_listing(bad)}')
+                          f'batch_stats/): {listing(bad)}')
   return unflatten(flat)
 
 
@@ -149,11 +131,17 @@ def load_orbax(directory: str) -> Variables:
   return {k: v for k, v in restored.items() if k in ('params', 'batch_stats')}
 
 
-def save_variables(variables: Variables, path: str, overwrite: bool = False) -> None:
-  """`.npz` -> flat numpy file; anything else -> orbax checkpoint directory."""
+def is_native_npz(path: str) -> bool:
+  """Whether an .npz holds Flax names (params/…, batch_stats/…) rather than official ones."""
+  names = read_npz(path, names_only=True)
+  return bool(names) and all(k.startswith(('params/', 'batch_stats/')) for k in names)
+
+
+def save_native(variables: Variables, path: str, overwrite: bool = False) -> None:
+  """`.npz` -> flat numpy file; anything else -> orbax checkpoint folder."""
   (save_npz if path.endswith('.npz') else save_orbax)(variables, path, overwrite)
 
 
-def load_variables(path: str) -> Variables:
-  """Reads what `save_variables` wrote."""
+def load_native(path: str) -> Variables:
+  """Reads what `save_native` wrote (or a training checkpoint's `state` folder)."""
   return load_npz(path) if path.endswith('.npz') else load_orbax(path)

@@ -2,7 +2,7 @@
 network's weights, for videos of one frame size, run by `gsfm_jax.inference.loader`, which needs neither
 Flax nor the model code (only jax and numpy).
 
-  python -m gsfm_jax.program --checkpoint runs/main --size 480x854 --objects 3 --capacity 16 --out gsfm.program
+  python -m gsfm_jax.inference.program --checkpoint runs/main --size 480x854 --objects 3 --capacity 16 --out gsfm.program
       [--resize short:480] [--dtype bfloat16] [--top_k 50] [--mem_every 3] [--platforms cpu,cuda,tpu]
   python -m gsfm_jax.inference.loader gsfm.program --video clip.mp4 --mask first.png --out out/clip
 
@@ -14,9 +14,7 @@ program (StableHLO, lowered for every platform named), its weights, the resize m
 Its outputs are the live engine's with `Protocol(capacity=C, object_bucket=K)` bit for bit (the same
 shapes); a video with fewer objects is padded to K, which changes float rounding, not the method.
 """
-import argparse
 import json
-import os
 import sys
 from typing import Any, Optional, Sequence
 
@@ -24,24 +22,26 @@ import jax
 import numpy as np
 from jax import export
 
+from gsfm_jax import cli
 from gsfm_jax.inference import memory_bank
-from gsfm_jax.inference.engine import Geometry, Propagator, _chunk, geometry
+from gsfm_jax.inference.engine import Geometry, Propagator, scan_chunk, geometry
 from gsfm_jax.inference.loader import FORMAT
-from gsfm_jax.inference.media import InputError
+from gsfm_jax.inference.media import InputError, parse_resize
 from gsfm_jax.inference.schedule import Protocol
 from gsfm_jax.models import GSFM
+from gsfm_jax.weights.files import write_arrays_npz
 
 PLATFORMS = ('cpu', 'cuda', 'tpu')
 
 
 def chunk_step(model: GSFM, top_k: Optional[int], treedef: Any):
   """The exported function: (weights (flat list), consts, carry (bank leaves…, enabled), xs) -> (carry, outputs),
-  `_chunk` of the engine with every argument a plain array, list or dict (nothing but jax needed to call it)."""
+  `scan_chunk` of the engine with every argument a plain array, list or dict (nothing but jax needed to call it)."""
 
   def step(weights: list, consts: dict, carry: tuple, xs: dict):
     variables = jax.tree.unflatten(treedef, weights)
     bank = memory_bank.MemoryBank(*carry[:-1])
-    (bank, enabled), out = _chunk(model, top_k, variables, consts, (bank, carry[-1]), xs, shared=True, keep_prob=True)
+    (bank, enabled), out = scan_chunk(model, top_k, variables, consts, (bank, carry[-1]), xs, shared=True, keep_prob=True)
     return (*bank, enabled), out
 
   return step
@@ -92,48 +92,45 @@ def parse_size(text: str) -> tuple[int, int]:
   return int(h), int(w)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                   epilog=__doc__.split('\n', 2)[2])
-  parser.add_argument('--checkpoint', required=True, help='training workdir, .npz, variables folder or official .pth')
+def build_parser() -> cli.Parser:
+  parser = cli.Parser(__doc__)
+  parser.add_checkpoint()
   parser.add_argument('--size', required=True, help="the videos' frame size, HxW (e.g. 480x854)")
   parser.add_argument('--resize', default='none', help="network input size: 'none', 'short:N' or 'long:N'")
-  parser.add_argument('--objects', type=int, default=3, help='most objects a video may have')
-  parser.add_argument('--capacity', type=int, default=16, help='memory frames kept')
-  parser.add_argument('--top_k', type=int, default=50)
-  parser.add_argument('--mem_every', type=int, default=3)
-  parser.add_argument('--dtype', default='float32', help='compute dtype: float32 or bfloat16')
+  parser.add_count('objects', 3, 'most objects a video may have')
+  parser.add_count('capacity', 16, 'memory frames kept')
+  parser.add_count('top_k', 50, 'memory entries each query pixel reads')
+  parser.add_count('mem_every', 3, 'a memory frame every N frames')
+  parser.add_dtype(('float32', 'bfloat16'))
   parser.add_argument('--platforms', default='cpu,cuda', help=f'comma-separated, of {", ".join(PLATFORMS)}')
   parser.add_argument('--out', required=True, help='the program file to write')
-  args = parser.parse_args(argv)
-  try:
-    size = parse_size(args.size)
-    from gsfm_jax.predict import parse_resize
-    resized = parse_resize(args.resize, size)
-    platforms = args.platforms.split(',')
-    if not platforms or any(p not in PLATFORMS for p in platforms):
-      raise InputError(f'--platforms {args.platforms}: expected a comma-separated list of {", ".join(PLATFORMS)}')
-    for flag in ('objects', 'capacity', 'top_k', 'mem_every'):
-      if getattr(args, flag) < 1:
-        raise InputError(f'--{flag} {getattr(args, flag)}: must be at least 1')
-    if args.dtype not in ('float32', 'bfloat16'):
-      raise InputError(f'--dtype {args.dtype}: expected float32 or bfloat16')
-    parent = os.path.dirname(os.path.abspath(args.out))
-    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
-      raise InputError(f'--out {args.out}: {parent} is not a folder this process can write to')
-    from gsfm_jax.checkpoint import inference_model
-    model, variables = inference_model(args.checkpoint, args.dtype)
-  except ValueError as error:
-    print(f'error: {error}', file=sys.stderr)
-    return 2
+  parser.add_argument('--overwrite', action='store_true', help='replace an existing program file')
+  return parser
+
+
+def write(parser: cli.Parser, args) -> int:
+  """Checks the flags, reads the weights, exports and writes the file; -> 0."""
+  parser.check(args)
+  size = parse_size(args.size)
+  resized = parse_resize(args.resize, size)
+  platforms = args.platforms.split(',')
+  if not platforms or any(p not in PLATFORMS for p in platforms):
+    raise InputError(f'--platforms {args.platforms}: expected a comma-separated list of {", ".join(PLATFORMS)}')
+  cli.writable_parent('out', args.out)
+  from gsfm_jax import weights
+  model, variables = weights.load_for_inference(args.checkpoint, args.dtype)
   protocol = Protocol(top_k=args.top_k, mem_every=args.mem_every, capacity=args.capacity)
   arrays = export_program(model, variables, protocol, size, resized, args.objects, platforms)
-  with open(args.out + '.tmp', 'wb') as f:
-    np.savez(f, **arrays)
-  os.replace(args.out + '.tmp', args.out)
+  write_arrays_npz(arrays, args.out, args.overwrite)
   print(f'{args.out}: {len(arrays["program"]) / 1e6:.1f} MB program, {sum(a.nbytes for a in arrays.values()) / 1e6:.0f} MB '
         f'in all; frames {size[0]}x{size[1]}, up to {args.objects} objects, {args.capacity} memory frames, {"/".join(platforms)}')
   return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  return cli.report(lambda: write(parser, args))
 
 
 if __name__ == '__main__':

@@ -1,0 +1,117 @@
+"""What the command lines share: one parser (flags spelled with underscores, hyphens accepted), the common
+flags (checkpoint, output folder, dtype, devices, multi-process) and their checks, and one way to report bad
+input: a single `error:` line naming the flag or file, exit status 2, no traceback.
+
+Imports nothing but the standard library: `inference.loader` and the data tools use it too.
+"""
+import argparse
+import os
+import sys
+from typing import Callable, Optional, Sequence
+
+DTYPES = ('float32', 'bfloat16', 'auto')
+CHECKPOINT_HELP = 'training workdir, .npz, variables folder or official .pth'
+
+
+class UsageError(ValueError):
+  """A flag value that cannot work; the message names the flag."""
+
+
+def spell(argv: Sequence[str]) -> list[str]:
+  """`--some-flag[=v]` -> `--some_flag[=v]`: the project spells flags with underscores and accepts hyphens."""
+  out = []
+  for arg in argv:
+    name, eq, value = arg.partition('=')
+    out.append(name.replace('-', '_').replace('__', '--', 1) + eq + value if name.startswith('--') else arg)
+  return out
+
+
+class Parser(argparse.ArgumentParser):
+  """argparse with the project's conventions: help from the module docstring (first line, then the rest),
+  hyphenated spellings accepted, argparse's own errors as one `error:` line."""
+
+  def __init__(self, doc: str, prog: Optional[str] = None):
+    first, _, rest = doc.partition('\n')
+    super().__init__(prog=prog, description=first, epilog=rest.strip('\n') or None,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    self.counts: list[str] = []
+    self.dtypes: tuple[str, ...] = ()
+
+  def parse_args(self, args: Optional[Sequence[str]] = None, namespace=None) -> argparse.Namespace:
+    return super().parse_args(spell(sys.argv[1:] if args is None else args), namespace)
+
+  def error(self, message: str):
+    print(f'error: {message} (see {self.prog} --help)', file=sys.stderr)
+    raise SystemExit(2)
+
+  def add_count(self, name: str, default: Optional[int], help: str) -> None:
+    """An integer flag that must be at least 1 when given (`check`)."""
+    self.add_argument(f'--{name}', type=int, default=default, help=help)
+    self.counts.append(name)
+
+  def add_checkpoint(self) -> None:
+    self.add_argument('--checkpoint', required=True, help=CHECKPOINT_HELP)
+
+  def add_output(self) -> None:
+    self.add_argument('--out', required=True, help='output folder (refused if it holds files, unless --overwrite)')
+    self.add_argument('--overwrite', action='store_true', help='replace the outputs of an earlier run in --out')
+
+  def add_dtype(self, dtypes: tuple[str, ...] = DTYPES) -> None:
+    self.add_argument('--dtype', default='float32', help=f'compute dtype: {", ".join(dtypes)}')
+    self.dtypes = dtypes
+
+  def add_devices(self) -> None:
+    self.add_argument('--devices', type=int, default=None, help='local devices to use (default: all)')
+    self.counts.append('devices')
+
+  def add_distributed(self) -> None:
+    """The multi-process flags, as `gsfm_jax.train` has them."""
+    self.add_argument('--distributed', action='store_true', help=DISTRIBUTED_HELP)
+    self.add_argument('--coordinator_address', default=None, help=COORDINATOR_HELP)
+    self.add_argument('--num_processes', type=int, default=None, help=NUM_PROCESSES_HELP)
+    self.add_argument('--process_id', type=int, default=None, help=PROCESS_ID_HELP)
+
+  def check(self, args: argparse.Namespace) -> None:
+    """UsageError naming the first count below 1 or a dtype not offered."""
+    for name in self.counts:
+      value = getattr(args, name)
+      if value is not None and value < 1:
+        raise UsageError(f'--{name} {value}: must be at least 1')
+    if self.dtypes and args.dtype not in self.dtypes:
+      raise UsageError(f'--dtype {args.dtype}: expected one of {", ".join(self.dtypes)}')
+
+
+DISTRIBUTED_HELP = ('join a multi-process run with jax.distributed.initialize() (TPU pods and SLURM are detected; '
+                    'elsewhere add the three flags below)')
+COORDINATOR_HELP = 'host:port of process 0 (multi-process runs)'
+NUM_PROCESSES_HELP = 'number of processes (multi-process runs)'
+PROCESS_ID_HELP = 'this process, 0 … num_processes-1'
+
+
+def distributed_requested(distributed: bool, coordinator_address: Optional[str]) -> bool:
+  """Launched as one of several processes: --distributed, --coordinator_address or JAX_COORDINATOR_ADDRESS."""
+  return bool(distributed or coordinator_address or os.environ.get('JAX_COORDINATOR_ADDRESS'))
+
+
+def initialize_distributed(distributed: bool, coordinator_address: Optional[str], num_processes: Optional[int],
+                           process_id: Optional[int]) -> None:
+  """jax.distributed.initialize when asked (before anything touches a device)."""
+  if distributed_requested(distributed, coordinator_address):
+    import jax
+    jax.distributed.initialize(coordinator_address, num_processes, process_id)
+
+
+def report(work: Callable[[], int]) -> int:
+  """work() -> its exit status; a ValueError (bad flag, file or weights) -> its one `error:` line, 2."""
+  try:
+    return work()
+  except ValueError as error:
+    print(f'error: {error}', file=sys.stderr)
+    return 2
+
+
+def writable_parent(flag: str, path: str) -> None:
+  """UsageError unless the folder `path` goes into exists and can be written."""
+  parent = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+    raise UsageError(f'--{flag} {path}: {parent} is not a folder this process can write to')
