@@ -2,7 +2,7 @@
 loss's gradients in bfloat16 (`model.dtype`, the GPU/TPU default under `auto`) against float32, on the parity
 folder's training-step cases (official weights, official batches).
 
-  JAX_PLATFORMS=cpu python bench/bf16_gradients.py [--cases ../shared/reference/parity/grad_case0.npz,...]
+  JAX_PLATFORMS=cpu python bench/bf16_gradients.py [--cases REFERENCE/parity/grad_case0.npz,...]
 
 Prints, per case and per tensor group, the smallest cosine and the norm ratio range, and the losses.
 """

@@ -4,7 +4,7 @@ gathered one, for speed and for accuracy.
   python bench/top_k.py [--memory_frames 5 20 80] [--objects 2] [--repeats 5]
 
 One query frame of DAVIS 480p (30×54 positions at 1/16, keys of 64 channels) reads a memory of T frames
-(N = T·1620 entries, values of 512 channels per object), keeping the top 50 per query (spec §1.7):
+(N = T·1620 entries, values of 512 channels per object), keeping the top 50 per query (docs/reference.md §1.7):
 
   exact+dense   the baseline (the training read; inference used it until top_k_read): lax.top_k, the k
                 weights scattered into the (N, M) affinity,

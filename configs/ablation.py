@@ -1,4 +1,4 @@
-"""The paper's ablations as named configs (DAVIS-17 val numbers in the spec, §7.2).
+"""The paper's ablations as named configs (the paper's Tables 3 and 5 and Fig. 6).
 
   python -m gsfm_jax.train --config=ablation:NAME --workdir=runs/NAME            # stage 3
   python -m gsfm_jax.train --config=ablation:NAME/pretrain --workdir=runs/NAME_pretrain   # stage 0
@@ -13,9 +13,9 @@ pretrained with its own network. NAME is one of:
   Table 5 (components on / off):
     t5_none (STCN), t5_lfm, t5_hfm, t5_boundary, t5_lfm_hfm, t5_lfm_boundary, t5_hfm_boundary, t5_all (= GSFM)
   Fig. 6 (Gaussian width in frequency bins): sigma3, sigma5, sigma7 (= GSFM), sigma10, sigma15
-  SFM (../shared/reference/sfm-ffr-spec.md §2, §3): sfm_ars (ARS before layer2 and layer3, warps undone in
+  SFM (docs/sfm_ffr.md): sfm_ars (ARS before layer2 and layer3, warps undone in
     the decoder), sfm_ars_layer2, sfm_ars_layer3 (one stage), sfm_ars_msau (+ MSAU's relation refinement)
-  FFR (spec §5): ffr_ideal (LFM and HFM as FFR's box at μ = 0.4, c = μ), and the cutoff sweep
+  FFR (docs/sfm_ffr.md): ffr_ideal (LFM and HFM as FFR's box at μ = 0.4, c = μ), and the cutoff sweep
     ffr_mu0.1, ffr_mu0.2, ffr_mu0.3, ffr_mu0.4 (= ffr_ideal) under the same reading of μ
 """
 import itertools
@@ -23,7 +23,6 @@ import itertools
 import ml_collections
 
 from configs import main, pretrain
-from gsfm_jax.models.frequency import mu_to_cutoff
 
 _BANDS = {'low': 'low', 'high': 'high', 'full': 'none'}
 _COMPONENTS = ('lfm', 'hfm', 'boundary')
@@ -45,7 +44,7 @@ def variants() -> dict[str, dict]:
     table[name] = {'ars_stages': stages}
   table['sfm_ars_msau'] = {'ars_stages': ('layer2', 'layer3'), 'msau_refine': True}
   for mu in (0.1, 0.2, 0.3, 0.4):
-    cutoff = mu_to_cutoff(mu, 'half_width')
+    cutoff = mu   # μ read as the box's half-width c (gsfm_jax.models.frequency.mu_to_cutoff, 'half_width')
     table[f'ffr_mu{mu}'] = {'lfm_shape': 'ideal', 'hfm_shape': 'ideal', 'lfm_cutoff': cutoff, 'hfm_cutoff': cutoff}
   table['ffr_ideal'] = table['ffr_mu0.4']
   return table

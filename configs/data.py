@@ -6,7 +6,7 @@
   davis_root       DAVIS root (2017/trainval/...); youtube_root: YouTube-VOS root (train_480p/...)
   video_roots      your own `{JPEGImages,Annotations}` roots
   size             square crop side (384 in the reference)
-  skip_values / skip_fractions   the max-skip curriculum (spec §3.3)
+  skip_values / skip_fractions   the max-skip curriculum (docs/reference.md §3.3)
   max_attempts     a broken sample is replaced by up to this many substitutes
   workers          parallel clips per host (0: one per CPU core); prefetch: batches (0: autotune)
 """

@@ -1,4 +1,4 @@
-"""Stage 3, the main training (spec §3.1): DAVIS 2017 + YouTube-VOS, two objects, from a pretrain checkpoint.
+"""Stage 3, the main training (docs/reference.md §3.1): DAVIS 2017 + YouTube-VOS, two objects, from a pretrain checkpoint.
 
   python -m gsfm_jax.train --config=main --workdir=runs/main [--config.x=y …]
 

@@ -9,7 +9,7 @@
   width_divisor            every channel count divided by it: 1 = GSFM (official weights need 1); 4 or 8 build
                            a narrow network of the same depth (the CPU demo and the training-machinery tests)
 
-SFM and FFR switches (../shared/reference/sfm-ffr-spec.md; the defaults are GSFM: same parameters, same outputs):
+SFM and FFR switches (docs/sfm_ffr.md; the defaults are GSFM: same parameters, same outputs):
   ars_stages               () or any of ('layer2', 'layer3'): SFM's adaptive resampling at the input of those
                            stride-2 stages of the key encoder (the value encoder reuses the frame's grids; the
                            decoder undoes each warp where it meets that stage's skip)

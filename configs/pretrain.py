@@ -1,4 +1,4 @@
-"""Stage 0 (spec §3.1): static images as three-frame pseudo-videos, single-object network, from ImageNet.
+"""Stage 0 (docs/reference.md §3.1): static images as three-frame pseudo-videos, single-object network, from ImageNet.
 
   python -m gsfm_jax.train --config=pretrain --workdir=runs/pretrain
 

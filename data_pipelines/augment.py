@@ -1,4 +1,4 @@
-"""The reference's augmentations (torchvision semantics, spec §4) as stateless TensorFlow ops.
+"""The reference's augmentations (torchvision semantics, docs/reference.md §4) as stateless TensorFlow ops.
 
 Images are float32 in [0, 1], `(H, W, 3)` or `(T, H, W, 3)`; masks are float32 `(H, W, 1)`. Every
 random draw takes an explicit stateless seed (a `(2,)` int tensor), so a sample is a pure function of

@@ -1,4 +1,4 @@
-"""Three-frame training clips from one static image (stage 0) or one video (stage 3), spec §4.
+"""Three-frame training clips from one static image (stage 0) or one video (stage 3), docs/reference.md §4.
 
 Every function is TensorFlow graph code and a pure function of its stateless seed. A clip is
 
@@ -24,7 +24,7 @@ SELECTION_TRIALS = 5
 
 def max_skip(step: tf.Tensor, total_steps: int, values: Sequence[int] = SKIP_VALUES,
              fractions: Sequence[float] = SKIP_FRACTIONS, divisor: tf.Tensor = 1) -> tf.Tensor:
-  """The max-skip curriculum (spec §3.3): `values[0]`, then `values[k+1]` from step fractions[k]·total,
+  """The max-skip curriculum (docs/reference.md §3.3): `values[0]`, then `values[k+1]` from step fractions[k]·total,
   divided by `divisor` (5 for YouTube-VOS, whose frames are every 5th), at least 1."""
   switches = tf.constant([int(round(f * total_steps)) for f in fractions], tf.int64)
   stage = tf.reduce_sum(tf.cast(tf.cast(step, tf.int64) >= switches, tf.int32))
@@ -161,7 +161,7 @@ def _tps(seed: tf.Tensor, frame: tf.Tensor, mask: tf.Tensor, size: int) -> tuple
 
 def static_clip(seed: tf.Tensor, image_data: tf.Tensor, mask_data: tf.Tensor, mask_name: tf.Tensor,
                 size: int, tps_probability: float = 0.33) -> dict[str, tf.Tensor]:
-  """One image and its 8-bit mask -> a three-frame pseudo-video (spec §4.1), in the reference's order.
+  """One image and its 8-bit mask -> a three-frame pseudo-video (docs/reference.md §4.1), in the reference's order.
 
   The reference scales (nearest), flips and jitters the image, then per frame applies an affine
   (bicubic, image and mask), Resize(size), RandomCrop(size), a colour jitter and, with probability
@@ -223,7 +223,7 @@ def _crop_resize(box: tf.Tensor, images: tf.Tensor, ids: tf.Tensor, size: int) -
 
 def vos_clip(seed: tf.Tensor, frame_refs: tf.Tensor, mask_refs: tf.Tensor, mask_names: tf.Tensor, skip: tf.Tensor,
              size: int, read: Callable[[tf.Tensor], tf.Tensor]) -> dict[str, tf.Tensor]:
-  """One video -> a clip with the reference's augmentation and object selection (spec §4.2).
+  """One video -> a clip with the reference's augmentation and object selection (docs/reference.md §4.2).
 
   frame_refs / mask_refs (L,): what `read` turns into encoded bytes (file paths, or the bytes themselves);
   mask_names (L,) name the masks in error messages. The sequence-level RandomResizedCrop(S, scale

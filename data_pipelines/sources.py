@@ -1,4 +1,4 @@
-"""Where the training data lives: listings of the reference folder layouts (spec §4) as flat tables.
+"""Where the training data lives: listings of the reference folder layouts (docs/reference.md §4) as flat tables.
 
 Static images (stage 0), under one root:
   fss/<class>/x.jpg + x.png                      FSS-1000
@@ -20,10 +20,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
+from configs import data as data_config
 from data_pipelines.check import IMAGE_EXTENSIONS, MIN_FRAMES, resolution_level, stems
 
-STATIC_FOLDERS = ('fss', 'DUTS-TR', 'DUTS-TE', 'ecssd', 'BIG_small', 'HRSOD_small')
-STATIC_REPEATS = {'BIG_small': 5, 'HRSOD_small': 5}
+STATIC_FOLDERS = tuple(data_config.get_config().static_folders)   # the default of configs/data.py
 VIDEO_SOURCES = ('davis', 'youtube', 'videos')
 CLASS_FOLDERS = ('fss',)  # one sub-folder per class; the others are flat
 

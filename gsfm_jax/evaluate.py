@@ -1,4 +1,4 @@
-"""Runs a benchmark end to end from a checkpoint, by the reference's protocols (spec §5, §7).
+"""Runs a benchmark end to end from a checkpoint, by the reference's protocols (docs/reference.md §5, §7).
 
   python -m gsfm_jax.evaluate --checkpoint runs/main --benchmark davis17 --root data/DAVIS/2017/trainval \
       --split val --out out/d17_val            # palette PNGs, then J&F (the toolkit's two CSVs)

@@ -1,4 +1,4 @@
-"""GSFM training loss (spec §2): bootstrapped (hard-mining) cross entropy on the soft-aggregated
+"""GSFM training loss (docs/reference.md §2): bootstrapped (hard-mining) cross entropy on the soft-aggregated
 log-odds plus 0.05 × (BCE + Dice) on the boundary logits, per sample, per predicted frame.
 
 Works under jit with a traced hard-mining count: it becomes a mask over the sorted per-pixel

@@ -1,4 +1,4 @@
-"""Training metrics: the report window (spec §2.5), writers (TensorBoard, console, metrics.jsonl),
+"""Training metrics: the report window (docs/reference.md §2.5), writers (TensorBoard, console, metrics.jsonl),
 the progress line with ETA, and the loss / IoU curve as an image."""
 import json
 import os

@@ -1,4 +1,4 @@
-"""The reference's optimiser (spec §3.1): PyTorch `Adam(lr, weight_decay=1e-7)` with `MultiStepLR(×0.1)`
+"""The reference's optimiser (docs/reference.md §3.1): PyTorch `Adam(lr, weight_decay=1e-7)` with `MultiStepLR(×0.1)`
 stepped every iteration.
 
 PyTorch's Adam couples the weight decay to the gradient (L2, not AdamW): g ← g + wd·θ before the moment

@@ -1,4 +1,4 @@
-"""Trains GSFM (spec §2–§3) on one CPU, one or several GPUs, or a TPU pod.
+"""Trains GSFM (docs/reference.md §2, §3) on one CPU, one or several GPUs, or a TPU pod.
 
   python -m gsfm_jax.train --config=main --workdir=runs/main [--config.x=y …]
   python -m gsfm_jax.train --config=pretrain --workdir=runs/pretrain

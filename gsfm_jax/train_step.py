@@ -1,4 +1,4 @@
-"""The training state and the jitted, sharded train step (spec §2–§3).
+"""The training state and the jitted, sharded train step (docs/reference.md §2, §3).
 
 One step: the clip forward of every sample, the official loss, gradients (optionally accumulated over
 micro-batches), and PyTorch-style Adam. A step whose loss or gradient is not finite is refused: the
@@ -28,7 +28,7 @@ class TrainState:
   """Everything a resumed run needs; all leaves are arrays (an orbax / numpy pytree)."""
   step: jax.Array              # () int32, steps run (accepted or refused): the position in the data
   params: Any
-  batch_stats: Any             # BatchNorm statistics: frozen, never updated (spec §1.12)
+  batch_stats: Any             # BatchNorm statistics: frozen, never updated (docs/reference.md §1.12)
   opt_state: Any
   refused: jax.Array           # () int32, non-finite steps refused in total
   refused_in_a_row: jax.Array  # () int32, non-finite steps refused since the last accepted one

@@ -1,4 +1,4 @@
-"""A reference of the official training loaders (docs/data: spec §4), on PIL, numpy and OpenCV.
+"""A reference of the official training loaders (docs/reference.md §4), on PIL, numpy and OpenCV.
 
 What it is: the official static-image and VOS datasets run torchvision transforms on PIL images. Each
 torchvision transform on a PIL image is a thin wrapper around one PIL call; this file makes those same
@@ -146,7 +146,7 @@ def tps_warp(rng, image: np.ndarray, mask: np.ndarray, sigma=0.02, points=12) ->
 # ---------------------------------------------------------------- the two datasets
 
 def static_clip(rng, image_path: str, mask_path: str, size: int = 384) -> tuple:
-  """The official static-image dataset's sample (spec §4.1) -> (frames, gt, sec_gt, selector)."""
+  """The official static-image dataset's sample (docs/reference.md §4.1) -> (frames, gt, sec_gt, selector)."""
   image = Image.open(image_path).convert('RGB')
   mask = Image.open(mask_path).convert('L')
   sequence = affine_params(rng, scale=(0.8, 1.5))
@@ -178,7 +178,7 @@ def static_clip(rng, image_path: str, mask_path: str, size: int = 384) -> tuple:
 
 
 def sample_frames(rng, length: int, max_skip: int) -> list[int]:
-  """The official three-frame draw (spec §4.2), reversed with probability ½."""
+  """The official three-frame draw (docs/reference.md §4.2), reversed with probability ½."""
   jump = min(length, max_skip)
   start = int(rng.integers(0, length - jump + 1))
   f1 = min(start + int(rng.integers(0, jump + 1)) + 1, length - jump, length - 1)
@@ -188,7 +188,7 @@ def sample_frames(rng, length: int, max_skip: int) -> list[int]:
 
 
 def vos_clip(rng, frame_paths: list[str], mask_paths: list[str], max_skip: int, size: int = 384) -> tuple:
-  """The official VOS dataset's sample (spec §4.2) -> (frames, gt, sec_gt, selector)."""
+  """The official VOS dataset's sample (docs/reference.md §4.2) -> (frames, gt, sec_gt, selector)."""
   for _ in range(5):
     picked = sample_frames(rng, len(frame_paths), max_skip)
     flip = rng.uniform() < 0.5

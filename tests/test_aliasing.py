@@ -1,4 +1,4 @@
-"""The aliasing ratio (../shared/reference/sfm-ffr-spec.md §4, test 10) and the probe's command line on a
+"""The aliasing ratio (docs/sfm_ffr.md, "The aliasing probe") and the probe's command line on a
 built-in video, with a checkpoint trained with ARS (its own resampling measured) and its mistakes."""
 import json
 import os

@@ -1,4 +1,4 @@
-"""FFR's frequency mask as a filter shape of LFM / HFM (../shared/reference/sfm-ffr-spec.md §5.2, tests 11-12)."""
+"""FFR's frequency mask as a filter shape of LFM / HFM (docs/sfm_ffr.md, "FFR's mask and μ")."""
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -1,7 +1,7 @@
 """Training-step parity with the official PyTorch GSFM on every case in GSFM_GRAD_CASES, and bfloat16 gradients
 against float32 ones.
 
-Each case (../shared/reference/parity/README.md, "Training-step cases") holds the official gradients of the
+Each case (docs/reference.md, "Parity cases") holds the official gradients of the
 multi-object training loss at `meta/it` and the total losses of `meta/steps` Adam steps. The project's own
 loss (`train_step.clip_loss`) and optimiser (`train_step.optimizer`) are run on the case's weights and batch;
 every gradient is compared through its official name and layout, and the worst error per tensor group is

@@ -1,4 +1,4 @@
-"""The inference engine against a plain Python loop over the reference's rules (spec §5): the scan with
+"""The inference engine against a plain Python loop over the reference's rules (docs/reference.md §5): the scan with
 its fixed-size memory bank, the bounded-memory policy, objects that appear mid-video, compilation reuse
 across videos, the streaming API, explicit host↔device transfers, and the resize matrices."""
 import functools

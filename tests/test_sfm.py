@@ -1,4 +1,4 @@
-"""SFM's switches in GSFM (../shared/reference/sfm-ffr-spec.md §6.3): adaptive resampling (ARS), its
+"""SFM's switches in GSFM (docs/sfm_ffr.md, "Tests"): adaptive resampling (ARS), its
 demodulation and MSAU's relation refinement, alone and in the network, its train step and its engine."""
 
 import flax

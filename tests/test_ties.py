@@ -1,5 +1,5 @@
 """Gradients at ties equal PyTorch's (real torch, CPU): clamp at its bounds, max reductions, max-pool and ReLU
-on inputs full of exact ties, the situations the official training step meets (issue 16)."""
+on inputs full of exact ties, the situations the official training step meets."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp

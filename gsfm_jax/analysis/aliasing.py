@@ -1,4 +1,4 @@
-"""The aliasing ratio of feature maps (SFM; `../shared/reference/sfm-ffr-spec.md` §4) and a probe of GSFM's
+"""The aliasing ratio of feature maps (SFM; docs/sfm_ffr.md, "The aliasing probe") and a probe of GSFM's
 stride-2 inputs.
 
   python -m gsfm_jax.analysis.aliasing --checkpoint runs/demo --video frames/ --out out/aliasing

@@ -1,4 +1,4 @@
-"""The DAVIS measures (spec §7.1), following the rules of the standard DAVIS 2017 evaluation toolkit:
+"""The DAVIS measures (docs/reference.md §7.1), following the rules of the standard DAVIS 2017 evaluation toolkit:
 
 J, region similarity: |pred ∩ gt| / |pred ∪ gt| over non-void pixels; 1 when the union is empty.
 F, contour accuracy: boundary maps of both masks (a pixel is boundary where the mask differs from its east,

@@ -1,5 +1,5 @@
 """Video propagation on the accelerator: one jitted `lax.scan` over chunks of frames, the memory bank
-carried on the device between frames and chunks (spec §5.1, §5.2).
+carried on the device between frames and chunks (docs/reference.md §5.1, §5.2).
 
 Per frame t: key-encode; if objects are enabled, read the memory (top-k) and decode every object with one
 shared affinity; soft-aggregate. Where objects are given at t (a labelled frame), the reference's

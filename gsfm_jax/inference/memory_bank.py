@@ -1,4 +1,4 @@
-"""The memory bank of inference, as fixed-size device buffers (spec §5.1, §5.2).
+"""The memory bank of inference, as fixed-size device buffers (docs/reference.md §5.1, §5.2).
 
 Keys are stored once per memory frame and shared by all objects; values are per object. Each object has
 its own view of the bank (`valid`), which is how objects that first appear mid-video (YouTube-VOS) start
@@ -75,7 +75,7 @@ def insert(bank: MemoryBank, key: jax.Array, values: jax.Array, objects: jax.Arr
 def read(bank: MemoryBank, query_key: jax.Array, top_k: Optional[int], shared: bool, dtype=jnp.float32) -> jax.Array:
   """The memory readout for one query: query_key (h, w, 64) -> (K, h, w, 512).
 
-  One affinity with top-k per query position (spec §1.7); with `shared` every object reads the slots of
+  One affinity with top-k per query position (docs/reference.md §1.7); with `shared` every object reads the slots of
   object 0 (all objects started together, as in DAVIS), else each object its own slots.
   """
   num_objects, capacity, h, w, cv = bank.values.shape

@@ -1,4 +1,4 @@
-"""The inference engine as one exported file: `jax.export` of the per-chunk scan step (spec §5) with the
+"""The inference engine as one exported file: `jax.export` of the per-chunk scan step (docs/reference.md §5) with the
 network's weights, for videos of one frame size, run by `gsfm_jax.inference.loader`, which needs neither
 Flax nor the model code (only jax and numpy).
 

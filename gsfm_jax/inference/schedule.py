@@ -1,4 +1,4 @@
-"""The memory schedule of a video, on the host (spec §5.1, §5.2): it does not depend on the predictions, so
+"""The memory schedule of a video, on the host (docs/reference.md §5.1, §5.2): it does not depend on the predictions, so
 which frames are stored, and with it the exact number of memory slots a video needs, is known before the
 video runs. Pure numpy: the exported program's loader uses it without the model code.
 

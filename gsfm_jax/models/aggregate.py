@@ -1,4 +1,4 @@
-"""Soft aggregation of per-object probabilities (spec §1.9)."""
+"""Soft aggregation of per-object probabilities (docs/reference.md §1.9)."""
 import jax
 import jax.numpy as jnp
 

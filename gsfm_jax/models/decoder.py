@@ -1,4 +1,4 @@
-"""The boundary-aware decoder (spec §1.8): compress -> up_16_8 -> up_8_4 at 1/4 resolution, then a
+"""The boundary-aware decoder (docs/reference.md §1.8): compress -> up_16_8 -> up_8_4 at 1/4 resolution, then a
 mask branch and a boundary branch (with HFM) that exchange features through two 1×1 fusions; both
 logits are upsampled ×4 (bilinear, half-pixel centres). Channels-last, no BN.
 

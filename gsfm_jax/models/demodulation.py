@@ -1,5 +1,5 @@
 """SFM's Multi-Scale Adaptive Upsampling (MSAU), as the decoder's ×2 upsampling of a map that an ARS warped
-(`../shared/reference/sfm-ffr-spec.md` §3, the spec's recommended form).
+(docs/sfm_ffr.md, "ARS and its demodulation").
 
 Stage A, demodulation. A stride-2 stage after ARS (grid U, (N, H, W, 2)) leaves z (N, H/2, W/2, C) whose
 pixel a samples the uniform map at G(a) = U(2a + ½) (half-pixel centres). Upsampling puts z back on the

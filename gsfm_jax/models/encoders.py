@@ -1,5 +1,5 @@
 """Key encoder (ResNet-50 + LFM + key projection + key_comp) and value encoder (ResNet-18 + fuser),
-spec §1.3, §1.5, §1.6. Channels-last.
+docs/reference.md §1.3, §1.5, §1.6. Channels-last.
 
 Channel counts are the paper's divided by `width_divisor` (1 = GSFM; larger values build a narrower network
 of the same depth for tests and the CPU demo). The shapes below are for divisor 1.
@@ -7,7 +7,7 @@ of the same depth for tests and the CPU demo). The shapes below are for divisor 
 With ARS on (`ars.stages`), the key encoder resamples the input of `layer2` (f4) and/or `layer3` (f8)
 on an adaptive grid (`resampling.AdaptiveResampling`) and returns the grids; the value encoder warps the
 same stage inputs with the key encoder's grids of the same frame, so its f16 stays aligned with the key
-f16 that the fuser concatenates (`../shared/reference/sfm-ffr-spec.md` §6.2).
+f16 that the fuser concatenates (docs/sfm_ffr.md, "ARS and its demodulation").
 """
 from typing import NamedTuple, Optional
 
@@ -33,7 +33,7 @@ class KeyFeatures(NamedTuple):
 
 
 class ARSConfig(NamedTuple):
-  """Where ARS runs and its grid's hyper-parameters (spec §2.3)."""
+  """Where ARS runs and its grid's hyper-parameters (docs/sfm_ffr.md, "ARS and its demodulation")."""
   stages: tuple[str, ...] = ()
   radius: int = 5
   sigma: float = 3.0

@@ -1,4 +1,4 @@
-"""The Low- and High-Frequency Modules (LFM, HFM): one spectral filter module (spec §1.4, Appendix B).
+"""The Low- and High-Frequency Modules (LFM, HFM): one spectral filter module (docs/reference.md §1.4).
 
 Official function, for x of shape (N, h, w, C):
 
@@ -17,7 +17,7 @@ Spectral forms:
 
 Filter shapes (`shape`):
   'gaussian'  GSFM's g above (width `sigma` in bins).
-  'ideal'     FFR's box (`../shared/reference/sfm-ffr-spec.md` §5.2), built on the same unshifted grid:
+  'ideal'     FFR's box (docs/sfm_ffr.md, "FFR's mask and μ"), built on the same unshifted grid:
               M_c[i, j] = 1[|fftfreq(h)[i]| ≤ c] · 1[|fftfreq(w)[j]| ≤ c], c = `cutoff` in cycles per pixel;
               'low' = M_c (a box around DC), 'high' = 1 - M_c, 'none' = 1. c ≥ ½ keeps every bin.
               FFR's ratio μ becomes a cutoff by `mu_to_cutoff` (default reading: c = μ).
@@ -38,7 +38,7 @@ MU_CONVENTIONS = ('half_width', 'side_fraction', 'area')
 
 
 def mu_to_cutoff(mu: float, convention: str = 'half_width') -> float:
-  """FFR's low-frequency ratio μ -> the half-width c of the kept square, in cycles per pixel (spec §5.2):
+  """FFR's low-frequency ratio μ -> the half-width c of the kept square, in cycles per pixel (docs/sfm_ffr.md, "FFR's mask and μ"):
   'half_width' c = μ (the default), 'side_fraction' c = μ/2, 'area' c = √μ/2."""
   readings = {'half_width': mu, 'side_fraction': mu / 2.0, 'area': float(np.sqrt(mu)) / 2.0}
   if convention not in readings:

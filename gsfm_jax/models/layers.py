@@ -1,4 +1,4 @@
-"""Building blocks shared by the encoders and the decoder (spec §1.6, §1.8), channels-last.
+"""Building blocks shared by the encoders and the decoder (docs/reference.md §1.6, §1.8), channels-last.
 
 Every convolution carries a bias and pads symmetrically like PyTorch (never Flax 'SAME', which pads
 stride-2 layers asymmetrically). Parameters are float32; `dtype` is the compute dtype.
@@ -100,7 +100,7 @@ def conv_as_matmul(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
 
 
 def frozen_batch_norm(name: str, dtype: Dtype) -> nn.BatchNorm:
-  """BatchNorm on stored statistics (never updated), trainable scale/bias, eps 1e-5 (spec §1.12)."""
+  """BatchNorm on stored statistics (never updated), trainable scale/bias, eps 1e-5 (docs/reference.md §1.12)."""
   return nn.BatchNorm(use_running_average=True, epsilon=1e-5, dtype=dtype,
                       param_dtype=jnp.float32, name=name)
 

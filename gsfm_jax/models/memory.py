@@ -1,4 +1,4 @@
-"""Memory read (spec §1.7): L2 affinity between memory and query keys, softmax over the memory axis
+"""Memory read (docs/reference.md §1.7): L2 affinity between memory and query keys, softmax over the memory axis
 (with max subtraction), optional top-k, and the readout of memory values. Channels-last.
 
 Shapes: memory keys `(B, N, Ck)` with N = T·h·w, query keys `(B, M, Ck)` with M = h·w, memory values

@@ -1,6 +1,6 @@
 """SFM's Adaptive Resampling (ARS): before a stride-2 stage, the map is resampled on a content-adaptive,
 order-preserving grid, dense where the attention is high, so that the stage's stride aliases less of it
-(`../shared/reference/sfm-ffr-spec.md` §2; the attention generator and the grid are that spec's
+(docs/sfm_ffr.md, "ARS and its demodulation"; the attention generator and the grid are SFM's
 recommendation, since the SFM paper's equations could not be read).
 
   A = clip(exp(att_out(relu(att_reduce(x)))), A_min, A_max)                 (N, H, W, 1), A ≡ 1 at init

@@ -1,4 +1,4 @@
-"""The modified ResNet of both encoders (spec §1.2): torchvision layout, every conv with a bias,
+"""The modified ResNet of both encoders (docs/reference.md §1.2): torchvision layout, every conv with a bias,
 BatchNorm on stored statistics, only the stem and layer1-layer3 (layer4 is never built).
 
 Submodule names follow the official state_dict (`conv1`, `bn1`, `<stage>_<i>`, `downsample_0/1`),

@@ -4,7 +4,7 @@ JAX splits the gradient of `maximum`/`minimum` (and so of `jnp.clip`) evenly bet
 the gradient of a `max` reduction evenly among all maximal elements. PyTorch gives `clamp` the whole
 gradient on the closed interval [lo, hi], and a max-pool or `max(dim)` gives it to one element, the first
 maximal one. The differences matter: in float32 a whole band of confident logits rounds to exactly the
-aggregation clamp's bound 1 − 1e-7, and their gradient was halved (issue 16).
+aggregation clamp's bound 1 − 1e-7, and JAX's default would halve their gradient.
 
 The forward values are those of `jnp.clip` and `jnp.max`. What already agrees with PyTorch is left as it is
 (tested in tests/test_ties.py): `nn.relu` (gradient 0 at 0, PyTorch's `threshold_backward`) and Flax's
