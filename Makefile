@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # (JAX_PLATFORMS=cpu: the tpu extra's libtpu is there for compile-only TPU targets, not to be opened as a backend)
 TEST_ENV := XLA_FLAGS=--xla_force_host_platform_device_count=8 TF_CPP_MIN_LOG_LEVEL=2 JAX_PLATFORMS=cpu
 
-.PHONY: setup setup-tpu test run demo-figures clean
+.PHONY: setup setup-tpu test lint format run demo-figures clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,9 +30,19 @@ setup: $(VENV)/.installed
 
 setup-tpu: $(VENV)/.installed-tpu
 
-# the tests include one real compile for a TPU slice, so they install the tpu extra too
-test: $(VENV)/.installed-test $(VENV)/.installed-tpu
+# the tests include one real compile for a TPU slice, so they install the tpu extra too; the formatter and the
+# linter (pyproject.toml) check first
+test: $(VENV)/.installed-test $(VENV)/.installed-tpu lint
 	$(TEST_ENV) $(PY) -m pytest tests
+
+lint: $(VENV)/.installed-test
+	$(PY) -m ruff format --check .
+	$(PY) -m ruff check .
+
+# rewrites the code in the project's format and fixes what the linter can
+format: $(VENV)/.installed-test
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
 
 # the built-in demo: writes data/builtin if absent, trains on it (CPU: about 20 min), logs to runs/demo
 run: setup

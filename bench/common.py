@@ -1,4 +1,5 @@
 """What every benchmark shares: median timing, the machine line, synthetic clips and device peak FLOP/s."""
+
 import os
 import platform
 import statistics
@@ -14,11 +15,11 @@ from gsfm_jax import aot, tpu_topologies
 # Dense peak FLOP/s per device from the vendors' data sheets: (device_kind substring, {dtype: FLOP/s}).
 # float32 is the plain (non-tensor-core) rate; XLA's default precision may use TF32 on GPUs, which is faster.
 PEAK_FLOPS = (
-    ('H200', {'bfloat16': 989e12, 'float32': 67e12}),
-    ('H100', {'bfloat16': 989e12, 'float32': 67e12}),   # SXM
-    ('A100', {'bfloat16': 312e12, 'float32': 19.5e12}),
-    ('V100', {'bfloat16': 125e12, 'float32': 15.7e12}),  # fp16 tensor cores (V100 has no bf16)
-)   # TPUs: gsfm_jax.tpu_topologies.CHIPS
+  ('H200', {'bfloat16': 989e12, 'float32': 67e12}),
+  ('H100', {'bfloat16': 989e12, 'float32': 67e12}),  # SXM
+  ('A100', {'bfloat16': 312e12, 'float32': 19.5e12}),
+  ('V100', {'bfloat16': 125e12, 'float32': 15.7e12}),  # fp16 tensor cores (V100 has no bf16)
+)  # TPUs: gsfm_jax.tpu_topologies.CHIPS
 
 
 def median_seconds(fn: Callable, *args, repeats: int) -> float:
@@ -35,9 +36,11 @@ def median_seconds(fn: Callable, *args, repeats: int) -> float:
 def machine() -> str:
   """One line naming the host, the accelerator and the software."""
   device = jax.devices()[0]
-  return (f'{platform.node()} ({platform.processor() or platform.machine()}, {os.cpu_count()} cores), '
-          f'{len(jax.devices())} × {device.platform} ({device.device_kind}), jax {jax.__version__}, '
-          f'Python {platform.python_version()}')
+  return (
+    f'{platform.node()} ({platform.processor() or platform.machine()}, {os.cpu_count()} cores), '
+    f'{len(jax.devices())} × {device.platform} ({device.device_kind}), jax {jax.__version__}, '
+    f'Python {platform.python_version()}'
+  )
 
 
 def synthetic_clips(batch: int, frames: int, size: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -49,9 +52,14 @@ def synthetic_clips(batch: int, frames: int, size: int, seed: int = 0) -> dict[s
   for k in (1, 2):
     top, left = rng.integers(0, size // 2, (2, batch))
     for b in range(batch):
-      ids[b, :, top[b]:top[b] + size // 3, left[b]:left[b] + size // 3] = k
-  return {'frames': frames_, 'gt': (ids == 1).astype(np.float32), 'sec_gt': (ids == 2).astype(np.float32),
-          'cls_gt': ids, 'selector': np.ones((batch, 2), np.float32)}
+      ids[b, :, top[b] : top[b] + size // 3, left[b] : left[b] + size // 3] = k
+  return {
+    'frames': frames_,
+    'gt': (ids == 1).astype(np.float32),
+    'sec_gt': (ids == 2).astype(np.float32),
+    'cls_gt': ids,
+    'selector': np.ones((batch, 2), np.float32),
+  }
 
 
 def flops_of(program: Any) -> float:
@@ -84,7 +92,7 @@ def peak_flops(dtype: str, repeats: int = 5) -> tuple[float, str]:
   n = 2048
   a = jnp.ones((n, n), dtype)
   seconds = median_seconds(jax.jit(lambda x: x @ x), a, repeats=repeats)
-  return 2 * n ** 3 / seconds, f'measured {n}³ {dtype} matmul on one CPU device'
+  return 2 * n**3 / seconds, f'measured {n}³ {dtype} matmul on one CPU device'
 
 
 def device_memory_bytes(default_gib: Optional[float] = None) -> tuple[float, str]:
@@ -93,7 +101,7 @@ def device_memory_bytes(default_gib: Optional[float] = None) -> tuple[float, str
   if 'bytes_limit' in stats:
     return float(stats['bytes_limit']), 'allocator bytes_limit'
   if default_gib:
-    return default_gib * 2 ** 30, f'--memory_gib {default_gib}'
+    return default_gib * 2**30, f'--memory_gib {default_gib}'
   return float(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')), 'host RAM'
 
 
@@ -117,7 +125,7 @@ def largest_within(cost: Callable[[int], float], budget: float, limit: int) -> i
     high = min(low + step, limit + 1)
   else:
     low, high = 1, guess
-  while high - low > 1:   # fits(low), not fits(high) (or high beyond limit)
+  while high - low > 1:  # fits(low), not fits(high) (or high beyond limit)
     middle = (low + high) // 2
     low, high = (middle, high) if fits(middle) else (low, middle)
   return low

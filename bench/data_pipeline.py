@@ -13,6 +13,7 @@ median clips/s over the timed batches, the same per worker (one worker per core 
 single-thread time of each stage of one clip (decode, crop/resize, the XLA-compiled frame level), the
 profile of where a clip's time goes.
 """
+
 import argparse
 import json
 import os
@@ -32,8 +33,8 @@ else:
 import tensorflow as tf  # noqa: E402
 
 from configs import data  # noqa: E402
+from data_pipelines import clips, decode, input_pipeline, synthetic  # noqa: E402
 from gsfm_jax import cli  # noqa: E402
-from data_pipelines import augment, clips, decode, input_pipeline, synthetic  # noqa: E402
 
 
 def throughput(config, seconds: float, batch: int = 8) -> list[float]:
@@ -77,42 +78,70 @@ def stage_profile(root: str, size: int) -> dict[str, float]:
   both = tf.image.pad_to_bounding_box(tf.concat([image, image[..., :1]], -1), 0, 0, padded, padded)
   region = tf.image.pad_to_bounding_box(tf.ones([side, side, 1]), 0, 0, padded, padded)
   stages = {
-      'VOS: decode 3 JPEG crops (400×600 of 480×854)': lambda: [decode.rgb_crop(frame, box) for _ in range(3)],
-      'VOS: decode 3 palette masks': lambda: [decode.object_ids(mask, tf.constant('m')) for _ in range(3)],
-      'VOS: crop-resize 3 frames + ids to S²': lambda: clips._crop_resize(box, crops, ids, size),
-      'VOS: sequence colour jitter + grayscale (3 frames)':
-          lambda: clips._colour(0.1, 0.03, 0.03, 0.0, 0.05)(seed, resized, tf.ones([size, size, 1])),
-      'VOS: frame level, one frame (bicubic affine, nearest ids, jitter)':
-          lambda: clips._video_frame(size)(seed, resized[0], resized_ids[0], tf.eye(3)),
-      f'static: sequence level at {side}² (nearest scale, jitter with hue, grayscale)':
-          lambda: clips._static_sequence()(seed, both, valid, region),
-      'static: frame level, one frame (affine, resized crop, jitter, TPS p=.33)':
-          lambda: clips._static_frame(size, 0.33)(seed, both, valid),
-      'static: frame level, one frame with TPS': lambda: clips._static_frame(size, 1.0)(seed, both, valid),
+    'VOS: decode 3 JPEG crops (400×600 of 480×854)': lambda: [decode.rgb_crop(frame, box) for _ in range(3)],
+    'VOS: decode 3 palette masks': lambda: [decode.object_ids(mask, tf.constant('m')) for _ in range(3)],
+    'VOS: crop-resize 3 frames + ids to S²': lambda: clips._crop_resize(box, crops, ids, size),
+    'VOS: sequence colour jitter + grayscale (3 frames)': lambda: clips._colour(0.1, 0.03, 0.03, 0.0, 0.05)(
+      seed, resized, tf.ones([size, size, 1])
+    ),
+    'VOS: frame level, one frame (bicubic affine, nearest ids, jitter)': lambda: clips._video_frame(size)(
+      seed, resized[0], resized_ids[0], tf.eye(3)
+    ),
+    f'static: sequence level at {side}² (nearest scale, jitter with hue, grayscale)': lambda: clips._static_sequence()(
+      seed, both, valid, region
+    ),
+    'static: frame level, one frame (affine, resized crop, jitter, TPS p=.33)': lambda: clips._static_frame(size, 0.33)(
+      seed, both, valid
+    ),
+    'static: frame level, one frame with TPS': lambda: clips._static_frame(size, 1.0)(seed, both, valid),
   }
   return {name: median_ms(tf.function(fn)) for name, fn in stages.items()}  # graph mode, as in tf.data
 
 
 def config_for(kind: str, root: str, size: int, workers: int):
   config = data.get_config(kind)
-  config.update(static_root=os.path.join(root, 'static'), davis_root=os.path.join(root, 'DAVIS'), youtube_root='',
-                size=size, workers=workers)
+  config.update(
+    static_root=os.path.join(root, 'static'),
+    davis_root=os.path.join(root, 'DAVIS'),
+    youtube_root='',
+    size=size,
+    workers=workers,
+  )
   return config
 
 
 def compare_revisions(args, root: str, workers: int) -> None:
   """Alternating rounds of REV's pipeline and this tree's, each kind in a fresh process: medians, ratio."""
   tree = tempfile.mkdtemp(prefix='gsfm_baseline_')
-  subprocess.run(['git', '-C', REPO, 'worktree', 'add', '--detach', '--force', tree, args.baseline], check=True,
-                 capture_output=True)
+  subprocess.run(
+    ['git', '-C', REPO, 'worktree', 'add', '--detach', '--force', tree, args.baseline], check=True, capture_output=True
+  )
   rates = {(code, kind): [] for code in ('baseline', 'this tree') for kind in ('static', 'vos')}
   try:
     for r in range(args.rounds):
       for code, path in (('baseline', tree), ('this tree', REPO)):
         for kind in ('static', 'vos'):
-          out = subprocess.run([sys.executable, os.path.abspath(__file__), '--code', path, '--worker', kind,
-                                '--root', root, '--size', str(args.size), '--seconds', str(args.seconds),
-                                '--workers', str(workers)], check=True, capture_output=True, text=True).stdout
+          out = subprocess.run(
+            [
+              sys.executable,
+              os.path.abspath(__file__),
+              '--code',
+              path,
+              '--worker',
+              kind,
+              '--root',
+              root,
+              '--size',
+              str(args.size),
+              '--seconds',
+              str(args.seconds),
+              '--workers',
+              str(workers),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+          ).stdout
           rates[code, kind].append(json.loads(out.strip().splitlines()[-1])['median'])
           print(f'round {r + 1}: {code:9s} {kind:6s} {rates[code, kind][-1]:6.1f} clips/s', flush=True)
   finally:
@@ -158,8 +187,10 @@ def main() -> None:
   for kind in ('static', 'vos'):
     rates = throughput(config_for(kind, root, args.size, workers), args.seconds)
     median = statistics.median(rates)
-    print(f'{kind:6s} median {median:6.1f} clips/s over {len(rates)} batches of 8 = {median / workers:5.1f} '
-          f'clips/s per worker')
+    print(
+      f'{kind:6s} median {median:6.1f} clips/s over {len(rates)} batches of 8 = {median / workers:5.1f} '
+      f'clips/s per worker'
+    )
   tf.config.threading.set_intra_op_parallelism_threads(1)
   tf.config.threading.set_inter_op_parallelism_threads(1)
   print('single-thread stage profile (median ms):')

@@ -9,6 +9,7 @@
    every frame, the baselines;
 3. copies the training curves and a held-out video's last-frame overlay to docs/, and writes OUT/figures.json.
 """
+
 import json
 import os
 import shutil
@@ -36,6 +37,7 @@ def run(args: list[str]) -> float:
 
 def scores(results: str) -> dict[str, float]:
   from gsfm_jax.evaluation import davis
+
   annotations, sequences = davis.davis_sequences(os.path.join(ROOT, DAVIS), 'val', False, None)
   return davis.summarise(davis.evaluate_folders(results, annotations, sequences))
 
@@ -44,6 +46,7 @@ def copy_first_mask(out: str) -> None:
   """The baseline that does nothing: frame 0's ground truth repeated on every frame."""
   from data_pipelines.palette import write_palette_png
   from gsfm_jax.evaluation import davis
+
   annotations, sequences = davis.davis_sequences(os.path.join(ROOT, DAVIS), 'val', False, None)
   for seq in sequences:
     names = sorted(os.listdir(os.path.join(annotations, seq)))
@@ -54,18 +57,34 @@ def copy_first_mask(out: str) -> None:
 
 
 def evaluate(checkpoint: str, out: str) -> dict[str, float]:
-  run(['-m', 'gsfm_jax.evaluate', '--checkpoint', checkpoint, '--benchmark', 'davis17', '--root', DAVIS,
-       '--split', 'val', '--out', out])
+  run(
+    [
+      '-m',
+      'gsfm_jax.evaluate',
+      '--checkpoint',
+      checkpoint,
+      '--benchmark',
+      'davis17',
+      '--root',
+      DAVIS,
+      '--split',
+      'val',
+      '--out',
+      out,
+    ]
+  )
   return scores(out)
 
 
 def untrained(workdir: str, out: str) -> str:
   """The network before training: the demo's step-0 weights (its scratch init) in a folder with its config."""
   import jax
+
   from configs import demo
+  from gsfm_jax.models import build_model
   from gsfm_jax.weights.files import save_npz
   from gsfm_jax.weights.start import initial_variables
-  from gsfm_jax.models import build_model
+
   config = demo.get_config()
   folder = os.path.join(out, 'untrained')
   os.makedirs(folder, exist_ok=True)
@@ -82,26 +101,29 @@ def main() -> None:
   args = parser.parse_args()
   workdir, out = os.path.join(ROOT, args.workdir), os.path.join(ROOT, args.out)
   if os.path.exists(out):
-    shutil.rmtree(out)   # this script's own folder: every figure comes from this run
+    shutil.rmtree(out)  # this script's own folder: every figure comes from this run
   os.makedirs(out)
   train_seconds = run(['-m', 'gsfm_jax.train', '--config=demo', f'--workdir={args.workdir}'])
   from gsfm_jax.metrics import read_jsonl
+
   rows = read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
   last = [r for r in rows if r['step'] > rows[-1]['step'] - 500]
   figures = {
-      'train_seconds_this_call': train_seconds,
-      'steps': rows[-1]['step'],
-      'steps_per_s_median': float(np.median([r['steps_per_s'] for r in rows if r['step'] > 100])),
-      'train_iou_last_500_steps': [min(r['iou'] for r in last), max(r['iou'] for r in last)],
-      'val_trained': evaluate(args.workdir, os.path.join(out, 'trained')),
-      'val_untrained': evaluate(untrained(workdir, out), os.path.join(out, 'untrained_masks')),
+    'train_seconds_this_call': train_seconds,
+    'steps': rows[-1]['step'],
+    'steps_per_s_median': float(np.median([r['steps_per_s'] for r in rows if r['step'] > 100])),
+    'train_iou_last_500_steps': [min(r['iou'] for r in last), max(r['iou'] for r in last)],
+    'val_trained': evaluate(args.workdir, os.path.join(out, 'trained')),
+    'val_untrained': evaluate(untrained(workdir, out), os.path.join(out, 'untrained_masks')),
   }
   copy_first_mask(os.path.join(out, 'copy_first'))
   figures['val_copy_first_mask'] = scores(os.path.join(out, 'copy_first'))
   shutil.copy(os.path.join(workdir, 'curves.png'), os.path.join(ROOT, 'docs', 'demo_curves.png'))
   from PIL import Image
+
   from gsfm_jax.evaluation import davis
   from gsfm_jax.visualize import overlay
+
   _, sequences = davis.davis_sequences(os.path.join(ROOT, DAVIS), 'val', False, None)
   frames = sorted(os.listdir(os.path.join(ROOT, DAVIS, 'JPEGImages', '480p', sequences[0])))
   image = np.asarray(Image.open(os.path.join(ROOT, DAVIS, 'JPEGImages', '480p', sequences[0], frames[-1])))

@@ -25,6 +25,7 @@ most memory frames, so the longest video (× mem_every frames), that fits in 90 
 with the weights kept on the device (what the engine does) against host weights sent with every chunk call
 (what it did with weights loaded from a file, before 2026-11-22), in the same run.
 """
+
 import functools
 import os
 import sys
@@ -35,13 +36,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from common import device_memory_bytes, flops_of, footprint, largest_within, machine, median_seconds, peak_flops  # noqa: E402
+from profile_ops import print_parts, profile  # noqa: E402
 
 from gsfm_jax import cli  # noqa: E402
-from common import (device_memory_bytes, flops_of, footprint, largest_within, machine,  # noqa: E402
-                    median_seconds, peak_flops)
 from gsfm_jax.inference import Propagator, Protocol, memory_bank  # noqa: E402
 from gsfm_jax.models import GSFM, init_variables  # noqa: E402
-from profile_ops import print_parts, profile  # noqa: E402
 
 MEM_EVERY, TOP_K = 3, 50
 
@@ -52,7 +52,7 @@ def synthetic_video(frames: int, height: int, width: int, objects: int) -> tuple
   labels = np.zeros((height, width), np.uint8)
   for k in range(objects):
     top, left = rng.integers(0, height // 2), rng.integers(0, width // 2)
-    labels[top:top + height // 4, left:left + width // 6] = k + 1
+    labels[top : top + height // 4, left : left + width // 6] = k + 1
   return video, labels
 
 
@@ -74,8 +74,9 @@ class RecordingEngine(Propagator):
     (variables, consts, (bank, enabled), piece), kwargs = self.last_call
     if capacity:
       k, _, h, w, _ = bank.values.shape
-      bank = jax.eval_shape(lambda: memory_bank.empty(capacity, k, h, w, self.model.key_dim,
-                                                      self.model.value_dim, self.model.dtype))
+      bank = jax.eval_shape(
+        lambda: memory_bank.empty(capacity, k, h, w, self.model.key_dim, self.model.value_dim, self.model.dtype)
+      )
     return self.program.lower(variables, consts, (bank, enabled), piece, **kwargs).compile()
 
 
@@ -83,8 +84,9 @@ def _abstract(x: Any) -> Any:
   return jax.ShapeDtypeStruct(x.shape, x.dtype) if isinstance(x, jax.Array) else x
 
 
-def split_times(model: GSFM, variables, height: int, width: int, objects: int, memory_frames: int, top_k: int,
-                repeats: int) -> tuple[dict[str, float], float]:
+def split_times(
+  model: GSFM, variables, height: int, width: int, objects: int, memory_frames: int, top_k: int, repeats: int
+) -> tuple[dict[str, float], float]:
   """(median seconds of one frame's encode, match and decode; the model FLOPs of one frame, with the value
   encoder amortised over mem_every frames, from XLA's cost analysis)."""
   frame = jnp.zeros((1, height, width, 3))
@@ -92,24 +94,29 @@ def split_times(model: GSFM, variables, height: int, width: int, objects: int, m
   masks = jnp.zeros((1, height, width, objects))
   h, w = height // 16, width // 16
   bank = memory_bank.empty(memory_frames, objects, h, w, model.key_dim, model.value_dim, model.dtype)
-  bank = bank._replace(valid=jnp.ones_like(bank.valid), frame=jnp.arange(memory_frames, dtype=jnp.int32),
-                       keys=jax.random.normal(jax.random.PRNGKey(0), bank.keys.shape, bank.keys.dtype))
+  bank = bank._replace(
+    valid=jnp.ones_like(bank.valid),
+    frame=jnp.arange(memory_frames, dtype=jnp.int32),
+    keys=jax.random.normal(jax.random.PRNGKey(0), bank.keys.shape, bank.keys.dtype),
+  )
   encode_key = jax.jit(lambda v, f: model.apply(v, f, method=GSFM.encode_key))
   encode_value = jax.jit(lambda v, f, k, m: model.apply(v, f, k, m, method=GSFM.encode_value))
   match = jax.jit(lambda b, q: memory_bank.read(b, q, top_k, True, model.dtype))
   memory = match(bank, keys.k16[0])
   decode = jax.jit(lambda v, k, m: model.apply(v, k, m, None, method=GSFM.decode).logits)
-  parts = {'encode_key': (encode_key, (variables, frame)),
-           'encode_value': (encode_value, (variables, frame, keys.f16, masks)),
-           'match': (match, (bank, keys.k16[0])), 'decode': (decode, (variables, keys, memory[None]))}
+  parts = {
+    'encode_key': (encode_key, (variables, frame)),
+    'encode_value': (encode_value, (variables, frame, keys.f16, masks)),
+    'match': (match, (bank, keys.k16[0])),
+    'decode': (decode, (variables, keys, memory[None])),
+  }
   flops = {name: flops_of(fn.lower(*args)) for name, (fn, args) in parts.items()}
   frame_flops = sum(flops.values()) - flops['encode_value'] * (1 - 1 / MEM_EVERY)
   return {name: median_seconds(fn, *args, repeats=repeats) for name, (fn, args) in parts.items()}, frame_flops
 
 
 def report_profile(engine: RecordingEngine, video: np.ndarray, labels: np.ndarray, logdir: str) -> None:
-  times = profile(lambda: engine.segment(video, {0: labels}).labels, [engine.compiled_chunk().as_text()],
-                  1, logdir)
+  times = profile(lambda: engine.segment(video, {0: labels}).labels, [engine.compiled_chunk().as_text()], 1, logdir)
   total = times.total()
   print(f'  profile ({logdir}): op time {total:.2f} s per video ({1e3 * total / len(video):.0f} ms per frame)')
   print_parts(times)
@@ -121,8 +128,11 @@ def longest_video(engine: RecordingEngine, capacity: int, objects: int, budget: 
   slots = largest_within(cost, budget, limit=1 << 20)
   per_slot = cost(slots) - cost(slots - 1)
   bounded = cost(capacity)
-  print(f'| {engine.model.dtype.name} | {objects} | {per_slot / 2 ** 20:.1f} | {slots} | '
-        f'{MEM_EVERY * slots} | {capacity}: {bounded / 2 ** 30:.2f} GiB, any length |', flush=True)
+  print(
+    f'| {engine.model.dtype.name} | {objects} | {per_slot / 2**20:.1f} | {slots} | '
+    f'{MEM_EVERY * slots} | {capacity}: {bounded / 2**30:.2f} GiB, any length |',
+    flush=True,
+  )
 
 
 def host_transfers(engine: RecordingEngine, video: np.ndarray, labels: np.ndarray, repeats: int) -> None:
@@ -136,14 +146,17 @@ def host_transfers(engine: RecordingEngine, video: np.ndarray, labels: np.ndarra
   times = {}
   for where, variables in (('host, every chunk', jax.device_get(on_device)), ('device, once', on_device)):
     engine.variables = variables
-    engine.segment(video, {0: labels})                         # compile for these argument types
+    engine.segment(video, {0: labels})  # compile for these argument types
     times[where] = median_seconds(lambda: engine.segment(video, {0: labels}).labels, repeats=repeats)
   engine.variables = on_device
   base = times['host, every chunk']
   for where, seconds in times.items():
     up = frames_up + (weights if where.startswith('host') else 0)
-    print(f'| weights on the {where} | {seconds:.2f} | {len(video) / seconds:.2f} | {base / seconds:.2f}× | '
-          f'{up / 1e6:.1f} | {labels_down / 1e6:.1f} |', flush=True)
+    print(
+      f'| weights on the {where} | {seconds:.2f} | {len(video) / seconds:.2f} | {base / seconds:.2f}× | '
+      f'{up / 1e6:.1f} | {labels_down / 1e6:.1f} |',
+      flush=True,
+    )
 
 
 def main() -> None:
@@ -160,34 +173,43 @@ def main() -> None:
   parser.add_argument('--longest', action='store_true', help='the longest video that fits, instead of speed')
   parser.add_argument('--capacity', type=int, default=8, help='memory frames kept in bounded mode (--longest)')
   parser.add_argument('--memory_gib', type=float, help='device memory on a CPU (default: the host RAM)')
-  parser.add_argument('--transfers', action='store_true',
-                      help='host↔device bytes per chunk, and weights kept on the device vs sent per chunk')
+  parser.add_argument(
+    '--transfers',
+    action='store_true',
+    help='host↔device bytes per chunk, and weights kept on the device vs sent per chunk',
+  )
   args = parser.parse_args()
   print(f'machine: {machine()}')
-  print(f'{args.frames} frames of {args.height}×{args.width}, mem_every {MEM_EVERY}, top-k {TOP_K}, '
-        f'width divisor {args.width_divisor}, medians of {args.repeats}')
+  print(
+    f'{args.frames} frames of {args.height}×{args.width}, mem_every {MEM_EVERY}, top-k {TOP_K}, '
+    f'width divisor {args.width_divisor}, medians of {args.repeats}'
+  )
   if args.longest:
     capacity, source = device_memory_bytes(args.memory_gib)
-    print(f'device memory: {capacity / 2 ** 30:.1f} GiB ({source}); 90 % of it is the budget')
-    print('| dtype | objects | MiB per memory frame | memory frames that fit | longest video (frames) | '
-          'bounded: capacity, footprint |')
+    print(f'device memory: {capacity / 2**30:.1f} GiB ({source}); 90 % of it is the budget')
+    print(
+      '| dtype | objects | MiB per memory frame | memory frames that fit | longest video (frames) | '
+      'bounded: capacity, footprint |'
+    )
     print('|---|---|---|---|---|---|')
   elif args.transfers:
     print('| weights | video s | frames/s | speed-up | MB up per chunk | MB down per chunk |')
     print('|---|---|---|---|---|---|')
   else:
-    print('| dtype | objects | frames/s | video s | GFLOP/frame | MFU | encode_key ms | encode_value ms | match ms | '
-          'decode ms |')
+    print(
+      '| dtype | objects | frames/s | video s | GFLOP/frame | MFU | encode_key ms | encode_value ms | match ms | '
+      'decode ms |'
+    )
     print('|---|---|---|---|---|---|---|---|---|---|')
   for dtype in args.dtypes:
     speed = not (args.longest or args.transfers)
-    peak, peak_source = peak_flops(dtype) if speed else (None, '')   # a timed matmul: only for MFU
+    peak, peak_source = peak_flops(dtype) if speed else (None, '')  # a timed matmul: only for MFU
     model = GSFM(dtype=jnp.dtype(dtype), width_divisor=args.width_divisor)
     variables = init_variables(model, jax.random.PRNGKey(0))
     engine = RecordingEngine(model, variables, Protocol(top_k=TOP_K, mem_every=MEM_EVERY, chunk=args.chunk))
     for objects in args.objects:
       video, labels = synthetic_video(args.frames, args.height, args.width, objects)
-      engine.segment(video, {0: labels})                     # compile
+      engine.segment(video, {0: labels})  # compile
       if args.longest:
         longest_video(engine, args.capacity, objects, 0.9 * capacity)
       if args.transfers:
@@ -195,13 +217,17 @@ def main() -> None:
       if not speed:
         continue
       seconds = median_seconds(lambda: engine.segment(video, {0: labels}).labels, repeats=args.repeats)
-      split, flops = split_times(model, variables, args.height, args.width, objects, args.frames // 3 // 2 + 1,
-                                 TOP_K, args.repeats)
+      split, flops = split_times(
+        model, variables, args.height, args.width, objects, args.frames // 3 // 2 + 1, TOP_K, args.repeats
+      )
       rate = flops * args.frames / seconds
-      print(f'| {dtype} | {objects} | {args.frames / seconds:.2f} | {seconds:.2f} | {flops / 1e9:.0f} | '
-            f'{100 * rate / peak:.1f} % | '
-            + ' | '.join(f'{1000 * split[k]:.1f}' for k in ('encode_key', 'encode_value', 'match', 'decode')) + ' |',
-            flush=True)
+      print(
+        f'| {dtype} | {objects} | {args.frames / seconds:.2f} | {seconds:.2f} | {flops / 1e9:.0f} | '
+        f'{100 * rate / peak:.1f} % | '
+        + ' | '.join(f'{1000 * split[k]:.1f}' for k in ('encode_key', 'encode_value', 'match', 'decode'))
+        + ' |',
+        flush=True,
+      )
       if args.profile:
         report_profile(engine, video, labels, os.path.join(args.profile, f'inference_{dtype}_{objects}obj'))
     if peak:

@@ -9,6 +9,7 @@ The video is an .mp4 of textured shapes moving over a background (written once p
 predict chunk by chunk); the network is GSFM with random weights, at `--width_divisor` of its width on a CPU
 (the full network runs a 480p frame in about 5 s here; memory behaviour does not depend on the width).
 """
+
 import argparse
 import json
 import os
@@ -29,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def write_video(path: str, frames: int, size: tuple[int, int], seed: int = 0) -> np.ndarray:
   """An .mp4 of two discs and a square moving over a gradient; returns the first frame's ids (H, W)."""
   import cv2
+
   h, w = size
   rng = np.random.default_rng(seed)
   y, x = np.mgrid[:h, :w]
@@ -59,6 +61,7 @@ class LiveArrays(threading.Thread):
 
   def run(self) -> None:
     import jax
+
     while not self.done.wait(self.period):
       self.peak = max(self.peak, sum(a.nbytes for a in jax.live_arrays()))
 
@@ -66,9 +69,21 @@ class LiveArrays(threading.Thread):
 def child(args: argparse.Namespace) -> None:
   """One predict run in this process; prints a JSON line of its peak RSS, device bytes and speed."""
   import jax
+
   from gsfm_jax import predict
-  argv = ['--checkpoint', args.checkpoint, '--video', args.video, '--mask', args.mask, '--out', args.out,
-          '--capacity', str(args.capacity)]
+
+  argv = [
+    '--checkpoint',
+    args.checkpoint,
+    '--video',
+    args.video,
+    '--mask',
+    args.mask,
+    '--out',
+    args.out,
+    '--capacity',
+    str(args.capacity),
+  ]
   live = LiveArrays()
   live.start()
   start = time.perf_counter()
@@ -77,18 +92,27 @@ def child(args: argparse.Namespace) -> None:
   live.done.set()
   stats = jax.devices()[0].memory_stats() or {}
   summary = json.load(open(os.path.join(args.out, 'summary.json')))
-  print(json.dumps({'rss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                    'device_peak_mib': stats['peak_bytes_in_use'] / 2 ** 20 if 'peak_bytes_in_use' in stats else None,
-                    'live_arrays_peak_mib': live.peak / 2 ** 20,
-                    'frames_per_s': summary['frames_per_s'], 'seconds': seconds}))
+  print(
+    json.dumps(
+      {
+        'rss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        'device_peak_mib': stats['peak_bytes_in_use'] / 2**20 if 'peak_bytes_in_use' in stats else None,
+        'live_arrays_peak_mib': live.peak / 2**20,
+        'frames_per_s': summary['frames_per_s'],
+        'seconds': seconds,
+      }
+    )
+  )
 
 
 def weights(folder: str, width_divisor: int) -> str:
   """Random GSFM weights at `width_divisor` as an .npz beside a run config.json that names the width."""
   import jax
+
   from configs import model as model_config
-  from gsfm_jax.weights.files import save_npz
   from gsfm_jax.models import GSFM, init_variables
+  from gsfm_jax.weights.files import save_npz
+
   config = model_config.get_config()
   config.width_divisor = width_divisor
   with open(os.path.join(folder, 'config.json'), 'w') as f:
@@ -113,11 +137,16 @@ def main() -> None:
     return
   from bench.common import machine
   from data_pipelines.palette import write_palette_png
+
   print(machine())
-  print(f'{args.size[0]}×{args.size[1]}, GSFM at 1/{args.width_divisor} width, random weights, --capacity '
-        f'{args.capacity}, memory every 3rd frame; each length in a fresh process')
-  print(f'{"frames":>7s} {"peak RSS MiB":>13s} {"device peak MiB":>16s} {"live arrays MiB":>16s} {"frames/s":>9s} '
-        f'{"wall s":>8s}')
+  print(
+    f'{args.size[0]}×{args.size[1]}, GSFM at 1/{args.width_divisor} width, random weights, --capacity '
+    f'{args.capacity}, memory every 3rd frame; each length in a fresh process'
+  )
+  print(
+    f'{"frames":>7s} {"peak RSS MiB":>13s} {"device peak MiB":>16s} {"live arrays MiB":>16s} {"frames/s":>9s} '
+    f'{"wall s":>8s}'
+  )
   with tempfile.TemporaryDirectory() as work:
     checkpoint = weights(work, args.width_divisor)
     rows = []
@@ -126,18 +155,37 @@ def main() -> None:
       first = write_video(video, frames, tuple(args.size))
       mask = os.path.join(work, 'first.png')
       write_palette_png(first, mask)
-      out = os.path.join(work, f'out{run}_{frames}')   # a length may be given twice
-      result = subprocess.run([sys.executable, __file__, '--child', '--checkpoint', checkpoint, '--video', video,
-                               '--mask', mask, '--out', out, '--capacity', str(args.capacity)],
-                              capture_output=True, text=True)
+      out = os.path.join(work, f'out{run}_{frames}')  # a length may be given twice
+      result = subprocess.run(
+        [
+          sys.executable,
+          __file__,
+          '--child',
+          '--checkpoint',
+          checkpoint,
+          '--video',
+          video,
+          '--mask',
+          mask,
+          '--out',
+          out,
+          '--capacity',
+          str(args.capacity),
+        ],
+        capture_output=True,
+        text=True,
+      )
       if result.returncode:
         sys.exit(f'predict failed on {frames} frames:\n{result.stderr[-3000:]}')
       row = json.loads(result.stdout.strip().splitlines()[-1])
       rows.append((frames, row))
       device = f'{row["device_peak_mib"]:.0f}' if row['device_peak_mib'] is not None else 'n/a'
-      print(f'{frames:7d} {row["rss_mib"]:13.0f} {device:>16s} {row["live_arrays_peak_mib"]:16.1f} '
-            f'{row["frames_per_s"] or 0:9.2f} '
-            f'{row["seconds"]:8.1f}', flush=True)
+      print(
+        f'{frames:7d} {row["rss_mib"]:13.0f} {device:>16s} {row["live_arrays_peak_mib"]:16.1f} '
+        f'{row["frames_per_s"] or 0:9.2f} '
+        f'{row["seconds"]:8.1f}',
+        flush=True,
+      )
       os.remove(video)
     base = rows[0][1]['rss_mib']
     for frames, row in rows[1:]:

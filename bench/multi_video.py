@@ -16,6 +16,7 @@ efficiency (speed-up / D). --processes P: P local processes of (largest D) / P d
 `jax.distributed`, each timing its length-balanced share between two barriers; the wall time is the
 slowest process's.
 """
+
 import argparse
 import json
 import os
@@ -42,9 +43,9 @@ def videos(count: int, shortest: int, longest: int, height: int, width: int, obj
     frames, labels = np.repeat(texture[None], t, 0), np.zeros((height, width), np.uint8)
     for k in range(objects):
       top, left = rng.integers(0, height // 2), rng.integers(0, width // 2)
-      labels[top:top + height // 4, left:left + width // 6] = k + 1
+      labels[top : top + height // 4, left : left + width // 6] = k + 1
       for i in range(t):
-        frames[i, top:top + height // 4, left + i:left + i + width // 6] = 60 * k + 40
+        frames[i, top : top + height // 4, left + i : left + i + width // 6] = 60 * k + 40
     made.append((frames, labels))
   return made
 
@@ -52,8 +53,10 @@ def videos(count: int, shortest: int, longest: int, height: int, width: int, obj
 def build(args):
   import jax
   import jax.numpy as jnp
+
   from gsfm_jax.inference import Protocol
   from gsfm_jax.models import GSFM, init_variables
+
   model = GSFM(dtype=jnp.dtype(args.dtype), width_divisor=args.width_divisor)
   return model, init_variables(model, jax.random.PRNGKey(0)), Protocol(top_k=50, mem_every=3)
 
@@ -61,11 +64,13 @@ def build(args):
 def timed_runs(workers, clips, indices, repeats: int, barrier=lambda name: None) -> list[float]:
   """Wall seconds of `repeats` runs of the clips at `indices` over `workers`, after a compiling warm-up."""
   from gsfm_jax.inference import parallel
+
   lengths = [len(clips[i][0]) for i in indices]
   run = lambda: parallel.run_all(workers, indices, lengths, lambda e, i: e.segment(clips[i][0], {0: clips[i][1]}))
   if indices:
-    parallel.run_all(workers, [indices[0]] * len(workers), [1] * len(workers),
-                     lambda e, i: e.segment(clips[i][0], {0: clips[i][1]}))   # every device compiles once
+    parallel.run_all(
+      workers, [indices[0]] * len(workers), [1] * len(workers), lambda e, i: e.segment(clips[i][0], {0: clips[i][1]})
+    )  # every device compiles once
   times = []
   for r in range(repeats):
     barrier(f'start{r}')
@@ -80,16 +85,21 @@ def timed_runs(workers, clips, indices, repeats: int, barrier=lambda name: None)
 def worker(args) -> None:
   """One of --processes processes: its share, timed between barriers; prints its times as JSON."""
   import jax
+
   jax.distributed.initialize(args.coordinator, args.processes, args.process_id)
   from gsfm_jax import sharding
   from gsfm_jax.inference import parallel
+
   model, variables, protocol = build(args)
   clips = videos(args.videos, *args.frames, args.height, args.width, args.objects)
   mine = parallel.process_share([len(c[0]) for c in clips])
   workers = parallel.engines(model, variables, protocol)
   times = timed_runs(workers, clips, mine, args.repeats, sharding.sync)
-  print('RESULT ' + json.dumps({'process': jax.process_index(), 'devices': len(workers), 'videos': len(mine),
-                                'times': times}), flush=True)
+  print(
+    'RESULT '
+    + json.dumps({'process': jax.process_index(), 'devices': len(workers), 'videos': len(mine), 'times': times}),
+    flush=True,
+  )
   jax.distributed.shutdown()
 
 
@@ -102,14 +112,16 @@ def processes(args, devices: int) -> tuple[list[float], int]:
   per = max(1, devices // args.processes)
   env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={per}', PYTHONPATH=ROOT)
   command = [sys.executable, os.path.abspath(__file__), *sys.argv[1:], '--worker', '--coordinator', coordinator]
-  procs = [subprocess.Popen(command + ['--process_id', str(p)], env=env, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-           for p in range(args.processes)]
+  procs = [
+    subprocess.Popen(command + ['--process_id', str(p)], env=env, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    for p in range(args.processes)
+  ]
   results = []
   for proc in procs:
     out, _ = proc.communicate(timeout=3600)
     if proc.returncode:
       raise SystemExit(f'worker exited with {proc.returncode}:\n{out[-3000:]}')
-    results.append(json.loads(next(l for l in out.splitlines() if l.startswith('RESULT '))[len('RESULT '):]))
+    results.append(json.loads(next(l for l in out.splitlines() if l.startswith('RESULT '))[len('RESULT ') :]))
   return [max(r['times'][i] for r in results) for i in range(args.repeats)], per
 
 
@@ -138,23 +150,38 @@ def main() -> None:
     return worker(args)
   import jax
   from common import machine
+
   from gsfm_jax.inference import parallel
+
   print(f'machine: {machine()}')
-  print(f'{args.videos} videos of {args.frames[0]}–{args.frames[1]} frames, {args.height}×{args.width}, {args.objects} '
-        f'objects, {args.dtype}, width divisor {args.width_divisor}; medians of {args.repeats}')
+  print(
+    f'{args.videos} videos of {args.frames[0]}–{args.frames[1]} frames, {args.height}×{args.width}, {args.objects} '
+    f'objects, {args.dtype}, width divisor {args.width_divisor}; medians of {args.repeats}'
+  )
   model, variables, protocol = build(args)
   clips = videos(args.videos, *args.frames, args.height, args.width, args.objects)
   frames = sum(len(c[0]) for c in clips)
-  counts = sorted({1} | {d for d in args.devices if d <= len(jax.local_devices())})   # 1: the baseline
+  counts = sorted({1} | {d for d in args.devices if d <= len(jax.local_devices())})  # 1: the baseline
   rows = []
   print('| processes × devices | videos/s | frames/s | speed-up | efficiency |\n|---|---|---|---|---|')
 
   def row(label: str, devices: int, seconds: float) -> None:
     speedup = rows[0]['seconds'] / seconds if rows else 1.0
-    rows.append({'setting': label, 'devices': devices, 'seconds': seconds, 'videos_per_s': len(clips) / seconds,
-                 'frames_per_s': frames / seconds, 'speedup': speedup})
-    print(f'| {label} | {len(clips) / seconds:.2f} | {frames / seconds:.1f} | {speedup:.2f}× | '
-          f'{100 * speedup / devices:.0f} % |', flush=True)
+    rows.append(
+      {
+        'setting': label,
+        'devices': devices,
+        'seconds': seconds,
+        'videos_per_s': len(clips) / seconds,
+        'frames_per_s': frames / seconds,
+        'speedup': speedup,
+      }
+    )
+    print(
+      f'| {label} | {len(clips) / seconds:.2f} | {frames / seconds:.1f} | {speedup:.2f}× | '
+      f'{100 * speedup / devices:.0f} % |',
+      flush=True,
+    )
 
   for d in counts:
     workers = parallel.engines(model, variables, protocol, jax.local_devices()[:d])

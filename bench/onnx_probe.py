@@ -11,6 +11,7 @@ The demo-width network (width divisor 4, random weights) on 64×96 frames, 2 obj
 operations are those of GSFM at any size. Prints OK / FAIL per part with the converter's or the runtime's
 message (jax2onnx and onnxruntime are not project requirements: they pin other orbax versions).
 """
+
 import os
 import sys
 import time
@@ -26,9 +27,9 @@ import numpy as np  # noqa: E402
 from gsfm_jax import cli  # noqa: E402
 from gsfm_jax.inference import memory_bank  # noqa: E402
 from gsfm_jax.inference.engine import Propagator, geometry  # noqa: E402
+from gsfm_jax.inference.program import chunk_step, step_arguments  # noqa: E402
 from gsfm_jax.inference.schedule import Protocol  # noqa: E402
 from gsfm_jax.models import GSFM, init_variables, resnet  # noqa: E402
-from gsfm_jax.inference.program import chunk_step, step_arguments  # noqa: E402
 
 
 def decompose() -> None:
@@ -37,8 +38,11 @@ def decompose() -> None:
   jnp.fft.rfft2 = lambda x, axes: jnp.fft.fft(half(x, axes[1]), axis=axes[0])
   jnp.fft.irfft2 = lambda y, s, axes: jnp.fft.irfft(jnp.fft.ifft(y, axis=axes[0]), n=s[1], axis=axes[1])
   pool = lambda x, window_shape, strides, padding: jax.lax.reduce_window(
-      x, -jnp.inf, jax.lax.max, (1, *window_shape, 1), (1, *strides, 1), ((0, 0), *padding, (0, 0)))
-  resnet.nn = types.SimpleNamespace(**{**{k: getattr(nn, k) for k in dir(nn) if not k.startswith('_')}, 'max_pool': pool})
+    x, -jnp.inf, jax.lax.max, (1, *window_shape, 1), (1, *strides, 1), ((0, 0), *padding, (0, 0))
+  )
+  resnet.nn = types.SimpleNamespace(
+    **{**{k: getattr(nn, k) for k in dir(nn) if not k.startswith('_')}, 'max_pool': pool}
+  )
 
 
 def parts() -> dict:
@@ -55,15 +59,22 @@ def parts() -> dict:
   keys = model.apply(variables, frame, method=GSFM.encode_key)
   full = memory_bank.MemoryBank(carry[0], carry[1], jnp.ones_like(carry[2]), carry[3], carry[4])
   return {
-      'encode_key (ResNet-50 + LFM: rfft2/irfft2)':
-          (lambda f: jax.tree.leaves(model.apply(variables, f, method=GSFM.encode_key)), [frame]),
-      'encode_value (ResNet-18)':
-          (lambda f, m: model.apply(variables, f, keys.f16, m, None, method=GSFM.encode_value),
-           [frame, jnp.zeros((1,) + geo.padded + (k,))]),
-      'memory read (affinity, top-k, readout)':
-          (lambda keys_, query: memory_bank.read(full._replace(keys=keys_), query, 50, True), [carry[0], keys.k16[0]]),
-      'chunk step (scan, cond, all of the above; weights as constants)':
-          (lambda *flat: jax.tree.leaves(step(weights, *jax.tree.unflatten(in_tree, flat))), leaves),
+    'encode_key (ResNet-50 + LFM: rfft2/irfft2)': (
+      lambda f: jax.tree.leaves(model.apply(variables, f, method=GSFM.encode_key)),
+      [frame],
+    ),
+    'encode_value (ResNet-18)': (
+      lambda f, m: model.apply(variables, f, keys.f16, m, None, method=GSFM.encode_value),
+      [frame, jnp.zeros((1,) + geo.padded + (k,))],
+    ),
+    'memory read (affinity, top-k, readout)': (
+      lambda keys_, query: memory_bank.read(full._replace(keys=keys_), query, 50, True),
+      [carry[0], keys.k16[0]],
+    ),
+    'chunk step (scan, cond, all of the above; weights as constants)': (
+      lambda *flat: jax.tree.leaves(step(weights, *jax.tree.unflatten(in_tree, flat))),
+      leaves,
+    ),
   }
 
 
@@ -71,12 +82,16 @@ def main() -> None:
   parser = cli.Parser(__doc__)
   parser.add_argument('--decompose', action='store_true', help='rewrite the 2-D FFTs and the max-pool first')
   args = parser.parse_args()
+  from importlib.metadata import version
+
   import jax2onnx
   import onnxruntime
   from jax2onnx import to_onnx
-  from importlib.metadata import version
-  print(f'jax {jax.__version__}, jax2onnx {version("jax2onnx")}, onnxruntime {onnxruntime.__version__}'
-        f'{", decomposed" if args.decompose else ""}')
+
+  print(
+    f'jax {jax.__version__}, jax2onnx {version("jax2onnx")}, onnxruntime {onnxruntime.__version__}'
+    f'{", decomposed" if args.decompose else ""}'
+  )
   del jax2onnx
   if args.decompose:
     decompose()
@@ -91,7 +106,7 @@ def main() -> None:
       ref = [np.asarray(r, np.float64) for r in jax.tree.leaves(fn(*inputs))]
       diff = max(float(np.abs(o.astype(np.float64) - r).max()) for o, r in zip(out, ref))
       print(f'     onnxruntime runs it: max |ONNX - JAX| {diff:.2e}', flush=True)
-    except Exception as error:   # noqa: BLE001 - the probe reports every failure and goes on
+    except Exception as error:  # noqa: BLE001 - the probe reports every failure and goes on
       message = (str(error).strip().splitlines() or [''])[0]
       print(f'FAIL {name}: {type(error).__name__}: {message[:400]}', flush=True)
 

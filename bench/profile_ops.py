@@ -11,6 +11,7 @@ optimised HLO of the programs (`compiled.as_text()`) says what each op is:
 Works on CPU (thunk events per device thread) and GPU (the device planes' op events; cuDNN / cuBLAS
 custom calls count as convolution / matmul).
 """
+
 import collections
 import dataclasses
 import glob
@@ -28,21 +29,28 @@ _OP_NAME = re.compile(r'op_name="([^"]*)"')
 _TARGET = re.compile(r'custom_call_target="([^"]*)"')
 _TRANSFORM = re.compile(r'^(jit|jvp|transpose|vmap|checkpoint|remat|pjit)\(.*\)$')
 COLLECTIVES = ('all-reduce', 'all-gather', 'reduce-scatter', 'collective-permute', 'all-to-all')
-CONTROL_FLOW = ('while', 'conditional', 'call')   # their events enclose their bodies' op events: not counted
-COLLECTIVE_PART = 'collectives'   # the part of collective ops (XLA merges their op_names into one)
-NO_SOURCE = 'made by XLA (no op_name)'   # e.g. the transposed kernels of a convolution's backward pass
+CONTROL_FLOW = ('while', 'conditional', 'call')  # their events enclose their bodies' op events: not counted
+COLLECTIVE_PART = 'collectives'  # the part of collective ops (XLA merges their op_names into one)
+NO_SOURCE = 'made by XLA (no op_name)'  # e.g. the transposed kernels of a convolution's backward pass
 _LAYOUT = {'transpose', 'copy'}
 _MOVES = {'pad', 'slice', 'concatenate', 'reverse', 'dynamic-slice', 'dynamic-update-slice', 'gather'}
-_FREE = {'parameter', 'constant', 'bitcast', 'reshape', 'broadcast', 'iota', 'tuple', 'get-tuple-element',
-         'fusion'}
-KINDS = ('convolution', 'matmul', 'fft', 'collective', 'layout: transpose / copy',
-         'data movement: pad / slice / concatenate / gather', 'elementwise / reduction with a transpose',
-         'elementwise / reduction')
+_FREE = {'parameter', 'constant', 'bitcast', 'reshape', 'broadcast', 'iota', 'tuple', 'get-tuple-element', 'fusion'}
+KINDS = (
+  'convolution',
+  'matmul',
+  'fft',
+  'collective',
+  'layout: transpose / copy',
+  'data movement: pad / slice / concatenate / gather',
+  'elementwise / reduction with a transpose',
+  'elementwise / reduction',
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class Op:
   """One top-level HLO instruction: its source (`op_name` metadata) and `kind` (one of `KINDS`)."""
+
   source: str
   kind: str
 
@@ -84,8 +92,12 @@ class _Hlo:
           name, opcode, rest = m.groups()
           calls, source, target = _CALLS.search(rest), _OP_NAME.search(rest), _TARGET.search(rest)
           body.append(name)
-          self.instructions[name] = (opcode, calls and calls.group(1), source.group(1) if source else '',
-                                     target.group(1) if target else '')
+          self.instructions[name] = (
+            opcode,
+            calls and calls.group(1),
+            source.group(1) if source else '',
+            target.group(1) if target else '',
+          )
 
   def opcodes(self, name: str) -> set[str]:
     """The opcode of an instruction and of everything inside the computations it calls."""
@@ -96,8 +108,10 @@ class _Hlo:
 def hlo_ops(compiled_texts: Iterable[str]) -> dict[str, Op]:
   """HLO instruction name -> `Op`, over every instruction of the given optimised HLO texts."""
   hlo = _Hlo(compiled_texts)
-  return {name: Op(source, kind(opcode, hlo.opcodes(name), target))
-          for name, (opcode, _, source, target) in hlo.instructions.items()}
+  return {
+    name: Op(source, kind(opcode, hlo.opcodes(name), target))
+    for name, (opcode, _, source, target) in hlo.instructions.items()
+  }
 
 
 def transposing_ops(compiled_text: str) -> int:
@@ -113,18 +127,19 @@ def part(source: str, depth: int) -> str:
   `NO_SOURCE` for ops XLA made without metadata."""
   if not source:
     return NO_SOURCE
-  parts = [p for p in re.sub(r"\[[^]]*\]", '', source).split('/') if p]
+  parts = [p for p in re.sub(r'\[[^]]*\]', '', source).split('/') if p]
   methods = [i for i, p in enumerate(parts) if p.startswith('GSFM.')]
   if not methods:
     return 'outside the network' + (f': {parts[-1]}' if depth > 1 and parts else '')
   backward = any(p.startswith('transpose(') for p in parts)
-  modules = [p for p in parts[methods[-1] + 1:] if not _TRANSFORM.match(p)][:-1]   # the last is the primitive
+  modules = [p for p in parts[methods[-1] + 1 :] if not _TRANSFORM.match(p)][:-1]  # the last is the primitive
   return f'{"backward" if backward else "forward"}: {"/".join(modules[:depth]) or parts[methods[-1]]}'
 
 
 @dataclasses.dataclass
 class OpTimes:
   """Seconds per call of each HLO instruction of a profiled program (summed over devices and threads)."""
+
   seconds: dict[str, float]
   ops: dict[str, Op]
 
@@ -148,9 +163,13 @@ class OpTimes:
 
 def _op_events(path: str, ops: dict[str, Op]) -> list[tuple[str, float]]:
   """(instruction name, seconds) of every event in the trace that is an op of the programs (not control flow)."""
-  return [(event.name, event.duration_ns * 1e-9) for plane in ProfileData.from_file(path).planes
-          for line in plane.lines for event in line.events
-          if event.name in ops and event.name.split('.')[0] not in CONTROL_FLOW]
+  return [
+    (event.name, event.duration_ns * 1e-9)
+    for plane in ProfileData.from_file(path).planes
+    for line in plane.lines
+    for event in line.events
+    if event.name in ops and event.name.split('.')[0] not in CONTROL_FLOW
+  ]
 
 
 def profile(fn: Callable[[], object], compiled_texts: Iterable[str], calls: int, logdir: str) -> OpTimes:

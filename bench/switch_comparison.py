@@ -10,29 +10,38 @@ finished one is reused; `gsfm` reuses `runs/demo` when that run is finished), th
 --benchmark davis17` segments the held-out `val` videos and the DAVIS toolkit's rules score them. Writes
 OUT/comparison.json and prints a markdown table with the spread of the two GSFM seeds.
 """
+
 import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from gsfm_jax import cli  # noqa: E402
 from bench.demo_figures import ROOT, evaluate, run  # noqa: E402
+from gsfm_jax import cli  # noqa: E402
 
 # name -> (seed, train flags beyond --config=demo)
 VARIANTS = {
-    'gsfm': (0, []),
-    'gsfm_seed1': (1, []),
-    'ffr_ideal': (0, ['--config.model.lfm_shape=ideal', '--config.model.hfm_shape=ideal',
-                      '--config.model.lfm_cutoff=0.4', '--config.model.hfm_cutoff=0.4']),
-    'sfm_ars': (0, ["--config.model.ars_stages=('layer2','layer3')"]),
-    'sfm_ars_msau': (0, ["--config.model.ars_stages=('layer2','layer3')", '--config.model.msau_refine=True']),
+  'gsfm': (0, []),
+  'gsfm_seed1': (1, []),
+  'ffr_ideal': (
+    0,
+    [
+      '--config.model.lfm_shape=ideal',
+      '--config.model.hfm_shape=ideal',
+      '--config.model.lfm_cutoff=0.4',
+      '--config.model.hfm_cutoff=0.4',
+    ],
+  ),
+  'sfm_ars': (0, ["--config.model.ars_stages=('layer2','layer3')"]),
+  'sfm_ars_msau': (0, ["--config.model.ars_stages=('layer2','layer3')", '--config.model.msau_refine=True']),
 }
 
 
 def finished(workdir: str) -> bool:
   """A workdir whose metrics reached its config's last step."""
   from gsfm_jax.metrics import read_jsonl
+
   try:
     steps = json.load(open(os.path.join(workdir, 'config.json')))['steps']
     return read_jsonl(os.path.join(workdir, 'metrics.jsonl'))[-1]['step'] >= steps
@@ -43,7 +52,9 @@ def finished(workdir: str) -> bool:
 def train(name: str, runs: str) -> tuple[str, float]:
   """Trains (or reuses) one variant; -> (workdir relative to the repository, median steps/s)."""
   import numpy as np
+
   from gsfm_jax.metrics import read_jsonl
+
   workdir = os.path.join(runs, name)
   if name == 'gsfm' and finished(os.path.join(ROOT, 'runs', 'demo')):
     workdir = os.path.join('runs', 'demo')
@@ -66,14 +77,21 @@ def main() -> None:
   table = json.load(open(path)) if os.path.exists(path) else {}
   for name in args.variants:
     workdir, rate = train(name, args.runs)
-    table[name] = {'workdir': workdir, 'seed': VARIANTS[name][0], 'flags': VARIANTS[name][1],
-                   'steps_per_s_median': rate, **evaluate(workdir, os.path.join(out, 'masks', name))}
-    with open(path, 'w') as f:   # after every variant: a later failure keeps the finished ones
+    table[name] = {
+      'workdir': workdir,
+      'seed': VARIANTS[name][0],
+      'flags': VARIANTS[name][1],
+      'steps_per_s_median': rate,
+      **evaluate(workdir, os.path.join(out, 'masks', name)),
+    }
+    with open(path, 'w') as f:  # after every variant: a later failure keeps the finished ones
       json.dump(table, f, indent=2)
   print('| variant | seed | J&F | J | F | steps/s |\n|---|---|---|---|---|---|')
   for name, row in table.items():
-    print(f'| {name} | {row["seed"]} | {row["J&F-Mean"]:.3f} | {row["J-Mean"]:.3f} | {row["F-Mean"]:.3f} | '
-          f'{row["steps_per_s_median"]:.2f} |')
+    print(
+      f'| {name} | {row["seed"]} | {row["J&F-Mean"]:.3f} | {row["J-Mean"]:.3f} | {row["F-Mean"]:.3f} | '
+      f'{row["steps_per_s_median"]:.2f} |'
+    )
   if 'gsfm' in table and 'gsfm_seed1' in table:
     spread = abs(table['gsfm']['J&F-Mean'] - table['gsfm_seed1']['J&F-Mean'])
     print(f'GSFM seed-to-seed spread of J&F: {spread:.3f} (a switch within it is not told from noise)')

@@ -17,6 +17,7 @@ One query frame of DAVIS 480p (30×54 positions at 1/16, keys of 64 channels) re
 Accuracy: the largest absolute difference of the readout from the baseline, and the recall of the
 top-k index sets. Medians of --repeats jitted calls, compile excluded.
 """
+
 import os
 import sys
 
@@ -25,9 +26,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from common import machine, median_seconds  # noqa: E402
 
 from gsfm_jax import cli  # noqa: E402
-from common import machine, median_seconds  # noqa: E402
 from gsfm_jax.models.memory import affinity_logits, memory_softmax, readout, top_k_read  # noqa: E402
 
 H, W, KEY_DIM, VALUE_DIM, TOP_K = 30, 54, 64, 512, 50
@@ -40,7 +41,7 @@ def dense_read(mem_keys: jax.Array, query: jax.Array, values: jax.Array) -> jax.
 
 def approx_dense_read(mem_keys: jax.Array, query: jax.Array, values: jax.Array) -> jax.Array:
   """The same with `lax.approx_max_k`: its k weights scattered into the dense affinity, one dense product."""
-  logits = affinity_logits(mem_keys[None], query[None], query_major=True)[0]   # (M, N)
+  logits = affinity_logits(mem_keys[None], query[None], query_major=True)[0]  # (M, N)
   top, indices = _top_k(logits, approx=True)
   dense = jnp.put_along_axis(jnp.zeros_like(logits), indices, jax.nn.softmax(top, -1), axis=-1, inplace=False)
   return readout(dense.T[None], values[None])[0]
@@ -72,12 +73,17 @@ def main() -> None:
   parser.add_argument('--repeats', type=int, default=5)
   args = parser.parse_args()
   print(f'machine: {machine()}')
-  print(f'query {H}×{W}, keys {KEY_DIM}, values {VALUE_DIM}, {args.objects} objects, top-{TOP_K}, float32, '
-        f'medians of {args.repeats}')
+  print(
+    f'query {H}×{W}, keys {KEY_DIM}, values {VALUE_DIM}, {args.objects} objects, top-{TOP_K}, float32, '
+    f'medians of {args.repeats}'
+  )
   print('| memory frames | form | ms | speed-up | max abs diff | top-k recall |')
   print('|---|---|---|---|---|---|')
-  forms = {'exact+dense': (jax.jit(dense_read), False), 'exact+gather': (jax.jit(gather_read), False),
-           'approx+dense': (jax.jit(approx_dense_read), True)}
+  forms = {
+    'exact+dense': (jax.jit(dense_read), False),
+    'exact+gather': (jax.jit(gather_read), False),
+    'approx+dense': (jax.jit(approx_dense_read), True),
+  }
   for frames in args.memory_frames:
     rng = np.random.default_rng(frames)
     n = frames * H * W
@@ -91,8 +97,11 @@ def main() -> None:
       base_seconds = base_seconds or seconds
       diff = np.max(np.abs(np.asarray(fn(mem_keys, query, values)) - base_out))
       found = top_k_indices(mem_keys, query, approx)
-      print(f'| {frames} | {name} | {1e3 * seconds:.1f} | {base_seconds / seconds:.2f}× | {diff:.1e} | '
-            f'{recall(found, exact):.4f} |', flush=True)
+      print(
+        f'| {frames} | {name} | {1e3 * seconds:.1f} | {base_seconds / seconds:.2f}× | {diff:.1e} | '
+        f'{recall(found, exact):.4f} |',
+        flush=True,
+      )
 
 
 if __name__ == '__main__':

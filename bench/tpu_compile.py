@@ -10,6 +10,7 @@ A run is CONFIG:SLICE:N (N clips per chip), CONFIG:SLICE:search (the largest tha
 CONFIG:SLICE:infer (the inference chunk step at 480×854, 3 objects, 16 memory frames). Needs libtpu
 (`make setup-tpu`); no TPU.
 """
+
 import json
 import os
 import subprocess
@@ -19,16 +20,27 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from gsfm_jax import cli  # noqa: E402
-from gsfm_jax import aot  # noqa: E402
+from gsfm_jax import aot, cli  # noqa: E402
 from gsfm_jax.tpu_topologies import lookup  # noqa: E402
 
 # the reference batch (8 clips per GPU for main, 16 for pretrain) on the four slice types, the inference step,
 # then the largest batch that fits
-RUNS = ('main:v5e-16:8', 'main:v5p-8:8', 'pretrain:v5e-16:16', 'main:v4-8:8', 'main:v6e-8:8', 'main:v5e-4:infer',
-        'pretrain:v5p-8:16', 'main:v5e-16:search', 'pretrain:v4-8:16', 'pretrain:v6e-8:16', 'main:v5p-8:search',
-        'main:v4-8:search', 'main:v6e-8:search')
-SEARCH_START = 16   # clips per chip: twice main's reference, so that the first probes are cheap failures on v5e
+RUNS = (
+  'main:v5e-16:8',
+  'main:v5p-8:8',
+  'pretrain:v5e-16:16',
+  'main:v4-8:8',
+  'main:v6e-8:8',
+  'main:v5e-4:infer',
+  'pretrain:v5p-8:16',
+  'main:v5e-16:search',
+  'pretrain:v4-8:16',
+  'pretrain:v6e-8:16',
+  'main:v5p-8:search',
+  'main:v4-8:search',
+  'main:v6e-8:search',
+)
+SEARCH_START = 16  # clips per chip: twice main's reference, so that the first probes are cheap failures on v5e
 
 
 def flags_of(run: str) -> list[str]:
@@ -73,7 +85,7 @@ def main() -> None:
   parser.add_argument('--table_only', action='store_true')
   args = parser.parse_args()
   for run in args.runs:
-    lookup(run.split(':')[1])   # a wrong name fails before hours of compiling
+    lookup(run.split(':')[1])  # a wrong name fails before hours of compiling
   os.makedirs(args.out, exist_ok=True)
   if not args.table_only:
     for run in args.runs:

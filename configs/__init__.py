@@ -1,4 +1,5 @@
 """Config-as-code (ml_collections). `--config=NAME[:ARG]` names `configs/NAME.py` (see `resolve`)."""
+
 import os
 import sys
 from typing import Sequence
@@ -14,7 +15,7 @@ def resolve(argv: Sequence[str]) -> list[str]:
   argv = list(argv)
   for i, arg in enumerate(argv):
     if arg.startswith('--config='):
-      argv[i] = '--config=' + config_path(arg[len('--config='):])
+      argv[i] = '--config=' + config_path(arg[len('--config=') :])
     elif arg == '--config' and i + 1 < len(argv):
       argv[i + 1] = config_path(argv[i + 1])
   return argv

@@ -18,6 +18,7 @@ pretrained with its own network. NAME is one of:
   FFR (docs/sfm_ffr.md): ffr_ideal (LFM and HFM as FFR's box at μ = 0.4, c = μ), and the cutoff sweep
     ffr_mu0.1, ffr_mu0.2, ffr_mu0.3, ffr_mu0.4 (= ffr_ideal) under the same reading of μ
 """
+
 import itertools
 
 import ml_collections
@@ -35,16 +36,22 @@ def variants() -> dict[str, dict]:
     table[f't3_{lfm}_{hfm}'] = {'lfm_filter': _BANDS[lfm], 'hfm_filter': _BANDS[hfm]}
   for on in itertools.chain.from_iterable(itertools.combinations(_COMPONENTS, n) for n in range(4)):
     name = 't5_' + ('_'.join(on) if 0 < len(on) < 3 else ('all' if on else 'none'))
-    table[name] = {'lfm_filter': 'low' if 'lfm' in on else 'off', 'hfm_filter': 'high' if 'hfm' in on else 'off',
-                   'boundary_branch': 'boundary' in on}
+    table[name] = {
+      'lfm_filter': 'low' if 'lfm' in on else 'off',
+      'hfm_filter': 'high' if 'hfm' in on else 'off',
+      'boundary_branch': 'boundary' in on,
+    }
   for sigma in (3, 5, 7, 10, 15):
     table[f'sigma{sigma}'] = {'sigma': float(sigma)}
-  for name, stages in (('sfm_ars', ('layer2', 'layer3')), ('sfm_ars_layer2', ('layer2',)),
-                       ('sfm_ars_layer3', ('layer3',))):
+  for name, stages in (
+    ('sfm_ars', ('layer2', 'layer3')),
+    ('sfm_ars_layer2', ('layer2',)),
+    ('sfm_ars_layer3', ('layer3',)),
+  ):
     table[name] = {'ars_stages': stages}
   table['sfm_ars_msau'] = {'ars_stages': ('layer2', 'layer3'), 'msau_refine': True}
   for mu in (0.1, 0.2, 0.3, 0.4):
-    cutoff = mu   # μ read as the box's half-width c (gsfm_jax.models.frequency.mu_to_cutoff, 'half_width')
+    cutoff = mu  # μ read as the box's half-width c (gsfm_jax.models.frequency.mu_to_cutoff, 'half_width')
     table[f'ffr_mu{mu}'] = {'lfm_shape': 'ideal', 'hfm_shape': 'ideal', 'lfm_cutoff': cutoff, 'hfm_cutoff': cutoff}
   table['ffr_ideal'] = table['ffr_mu0.4']
   return table

@@ -1,15 +1,16 @@
 """Input-pipeline settings (`data_pipelines.input_pipeline`); training configs embed one as `config.data`.
 
-  kind             'static' (stage 0 pseudo-videos) | 'vos' (stage 3 clips)
-  tfds_dir         read the TFDS form written by `data_pipelines.tfds_builders` instead of the folders
-  static_root      folder holding fss/, DUTS-TR/, DUTS-TE/, ecssd/, BIG_small/, HRSOD_small/
-  davis_root       DAVIS root (2017/trainval/...); youtube_root: YouTube-VOS root (train_480p/...)
-  video_roots      your own `{JPEGImages,Annotations}` roots
-  size             square crop side (384 in the reference)
-  skip_values / skip_fractions   the max-skip curriculum (docs/reference.md §3.3)
-  max_attempts     a broken sample is replaced by up to this many substitutes
-  workers          parallel clips per host (0: one per CPU core); prefetch: batches (0: autotune)
+kind             'static' (stage 0 pseudo-videos) | 'vos' (stage 3 clips)
+tfds_dir         read the TFDS form written by `data_pipelines.tfds_builders` instead of the folders
+static_root      folder holding fss/, DUTS-TR/, DUTS-TE/, ecssd/, BIG_small/, HRSOD_small/
+davis_root       DAVIS root (2017/trainval/...); youtube_root: YouTube-VOS root (train_480p/...)
+video_roots      your own `{JPEGImages,Annotations}` roots
+size             square crop side (384 in the reference)
+skip_values / skip_fractions   the max-skip curriculum (docs/reference.md §3.3)
+max_attempts     a broken sample is replaced by up to this many substitutes
+workers          parallel clips per host (0: one per CPU core); prefetch: batches (0: autotune)
 """
+
 import ml_collections
 
 

@@ -8,6 +8,7 @@ there. No ImageNet start: every weight is learnt here. The network is GSFM at a 
 about 7× faster on a CPU, so the demo sees enough clips in about 16 minutes on 2 cores to learn to
 propagate masks (README, "What the demo reaches"). `--config.model.width_divisor=1` trains the full network.
 """
+
 import ml_collections
 
 from configs import main

@@ -22,6 +22,7 @@ SFM and FFR switches (docs/sfm_ffr.md; the defaults are GSFM: same parameters, s
   lfm_cutoff / hfm_cutoff  half-width of the box in cycles per pixel (≥ 0.5 keeps every bin); FFR's μ is a
                            cutoff by gsfm_jax.models.frequency.mu_to_cutoff (default reading c = μ)
 """
+
 import ml_collections
 
 

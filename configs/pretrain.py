@@ -5,6 +5,7 @@
 The ImageNet start reads torchvision's ResNet-50/18 state_dicts (`config.init.resnet50/resnet18`, .pth with
 torch installed, or the same keys in an .npz).
 """
+
 import ml_collections
 
 from configs import data, main

@@ -18,6 +18,7 @@ brighter over a clip; so each op here computes in float and writes its result as
 (`to_8bit`, `blend_8bit`, `luma_8bit`, `hue_shift_8bit`), an artefact emulated as the training step
 emulates PyTorch at ties. Images stay float32 in [0, 1], on the grid k/255 after every op.
 """
+
 import functools
 import math
 from typing import NamedTuple, Optional, Sequence
@@ -52,6 +53,7 @@ def bernoulli(seed: tf.Tensor, p: float) -> tf.Tensor:
 
 # ---------------------------------------------------------------- geometry (3×3, source -> output)
 
+
 def _matrix(rows) -> tf.Tensor:
   return tf.stack([tf.stack([tf.cast(v, tf.float32) for v in row]) for row in rows])
 
@@ -71,8 +73,9 @@ def hflip(seed: tf.Tensor, width) -> tf.Tensor:
   return tf.where(flip, _matrix([[-1, 0, width], [0, 1, 0], [0, 0, 1]]), tf.eye(3))
 
 
-def random_affine(seed: tf.Tensor, height, width, degrees: float = 0.0, scale=(1.0, 1.0),
-                  shear: float = 0.0) -> tf.Tensor:
+def random_affine(
+  seed: tf.Tensor, height, width, degrees: float = 0.0, scale=(1.0, 1.0), shear: float = 0.0
+) -> tf.Tensor:
   """RandomAffine(degrees, scale, shear) about the image centre, no translation (x-shear only)."""
   s = split(seed, 3)
   angle = uniform(s[0], -degrees, degrees) * (math.pi / 180)
@@ -83,8 +86,9 @@ def random_affine(seed: tf.Tensor, height, width, degrees: float = 0.0, scale=(1
   return about(linear, tf.cast(width, tf.float32) / 2, tf.cast(height, tf.float32) / 2)
 
 
-def random_resized_crop(seed: tf.Tensor, height, width, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
-                        attempts: int = 10) -> tf.Tensor:
+def random_resized_crop(
+  seed: tf.Tensor, height, width, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), attempts: int = 10
+) -> tf.Tensor:
   """RandomResizedCrop's box (top, left, height, width) int32: torchvision's 10 tries, then its fallback."""
   s = split(seed, 4)
   h_in, w_in = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
@@ -113,6 +117,7 @@ def random_window(seed: tf.Tensor, size_in: tf.Tensor, size: int) -> tf.Tensor:
 
 # ---------------------------------------------------------------- 8-bit results
 
+
 def to_8bit(image: tf.Tensor, rounding: str) -> tf.Tensor:
   """A float result in [0, 1] stored as PIL / OpenCV store 8 bits: clamped, then 'truncate'd (PIL's
   `Image.transform`, `Image.blend`) or 'round'ed (PIL's resize, OpenCV's remap), back on the grid k/255.
@@ -131,6 +136,7 @@ def levels_of(image: tf.Tensor) -> tf.Tensor:
 
 
 # ---------------------------------------------------------------- resampling
+
 
 def _cubic(t: tf.Tensor) -> tf.Tensor:
   """Keys' cubic convolution kernel with a = -1 (PIL's affine transforms), at distances |t| < 2."""
@@ -175,8 +181,15 @@ def _apply(matrix: tf.Tensor, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf
   return matrix[0, 0] * x + matrix[0, 1] * y + matrix[0, 2], matrix[1, 0] * x + matrix[1, 1] * y + matrix[1, 2]
 
 
-def sample(image: tf.Tensor, x: tf.Tensor, y: tf.Tensor, method: str, fill: Sequence[float],
-           size: Optional[tf.Tensor] = None, soft_channels: int = 0) -> tf.Tensor:
+def sample(
+  image: tf.Tensor,
+  x: tf.Tensor,
+  y: tf.Tensor,
+  method: str,
+  fill: Sequence[float],
+  size: Optional[tf.Tensor] = None,
+  soft_channels: int = 0,
+) -> tf.Tensor:
   """Reads `image (H, W, C)` at continuous points `x, y (h, w)` -> `(h, w, C)`.
 
   `size` (height, width) is the image's valid region when it is padded (default: all of it). Points
@@ -196,22 +209,30 @@ def sample(image: tf.Tensor, x: tf.Tensor, y: tf.Tensor, method: str, fill: Sequ
       tap = tf.gather(flat, row + tf.cast(_clamp(ix[..., i], size[1]), tf.int32))
       if soft_channels:
         outside = tf.logical_not(_inside(ix[..., i] + 0.5, iy[..., j] + 0.5, size))[..., None]
-        tap = tf.concat([tf.where(outside, fill[:soft_channels], tap[..., :soft_channels]),
-                         tap[..., soft_channels:]], -1)
+        tap = tf.concat(
+          [tf.where(outside, fill[:soft_channels], tap[..., :soft_channels]), tap[..., soft_channels:]], -1
+        )
       out += tap * (wy[..., j] * wx[..., i])[..., None]
   hard = tf.where(_inside(x, y, size)[..., None], out, fill)
   return tf.concat([out[..., :soft_channels], hard[..., soft_channels:]], -1) if soft_channels else hard
 
 
-def warp(image: tf.Tensor, forward: tf.Tensor, size: tuple[int, int], method: str, fill: Sequence[float],
-         source_size: Optional[tf.Tensor] = None) -> tf.Tensor:
+def warp(
+  image: tf.Tensor,
+  forward: tf.Tensor,
+  size: tuple[int, int],
+  method: str,
+  fill: Sequence[float],
+  source_size: Optional[tf.Tensor] = None,
+) -> tf.Tensor:
   """Resamples `image (H, W, C)` through `forward` (source -> output) into the `size (h, w)`.
 
   `source_size` as in `sample`. Bicubic results are written as PIL's transform writes 8-bit pixels:
   clamped and truncated (`to_8bit`); nearest ones are the source's values.
   """
-  ys, xs = tf.meshgrid(tf.range(size[0], dtype=tf.float32) + 0.5, tf.range(size[1], dtype=tf.float32) + 0.5,
-                       indexing='ij')
+  ys, xs = tf.meshgrid(
+    tf.range(size[0], dtype=tf.float32) + 0.5, tf.range(size[1], dtype=tf.float32) + 0.5, indexing='ij'
+  )
   x, y = _apply(tf.linalg.inv(forward), xs, ys)
   out = sample(image, x, y, method, fill, source_size)
   return to_8bit(out, 'truncate') if method == 'bicubic' else out
@@ -224,8 +245,9 @@ def short_side(height: tf.Tensor, width: tf.Tensor, size: int) -> tf.Tensor:
   return tf.where(height <= width, tf.stack([size, size * width // short]), tf.stack([size * height // short, size]))
 
 
-def _resample(image: tf.Tensor, size_in: tf.Tensor, new: tf.Tensor, start: tf.Tensor, count: int,
-              axis: int) -> tf.Tensor:
+def _resample(
+  image: tf.Tensor, size_in: tf.Tensor, new: tf.Tensor, start: tf.Tensor, count: int, axis: int
+) -> tf.Tensor:
   """PIL's resampling along `axis` (0 or 1) of `image (H, W, C)` (Resample.c): output pixels start …
   start+count-1 of a resize of the first `size_in` pixels to `new`, rounded to 8 bits.
 
@@ -259,8 +281,9 @@ def _resample(image: tf.Tensor, size_in: tf.Tensor, new: tf.Tensor, start: tf.Te
   return to_8bit(out / tf.reshape(total, shape), 'round')
 
 
-def resized_window(image: tf.Tensor, size_in: tf.Tensor, new_size: tf.Tensor, corner: tf.Tensor,
-                   size: int) -> tf.Tensor:
+def resized_window(
+  image: tf.Tensor, size_in: tf.Tensor, new_size: tf.Tensor, corner: tf.Tensor, size: int
+) -> tf.Tensor:
   """PIL's bicubic resize of the `size_in (2,)` top-left region of `image (H, W, C)` (padded) to
   `new_size (2,)`, of which only the `size`² window at `corner (2,)` is computed -> (size, size, C):
   a horizontal pass, rounded to 8 bits, then a vertical one, as PIL does (`_resample`)."""
@@ -275,8 +298,9 @@ def nearest_indices(start: tf.Tensor, length: tf.Tensor, scale: tf.Tensor, size:
   return tf.minimum(index, length - 1)
 
 
-def nearest_window(image: tf.Tensor, size_in: tf.Tensor, new_size: tf.Tensor, corner: tf.Tensor,
-                   size: int) -> tf.Tensor:
+def nearest_window(
+  image: tf.Tensor, size_in: tf.Tensor, new_size: tf.Tensor, corner: tf.Tensor, size: int
+) -> tf.Tensor:
   """PIL's nearest resize of the `size_in (2,)` top-left region of `image (H, W, C)` to `new_size (2,)`, the
   `size`² window at `corner (2,)`."""
   size_in = tf.cast(size_in, tf.int32)
@@ -286,8 +310,9 @@ def nearest_window(image: tf.Tensor, size_in: tf.Tensor, new_size: tf.Tensor, co
   return tf.gather(tf.gather(image, rows, axis=0), cols, axis=1)
 
 
-def tps_coords(seed: tf.Tensor, height: int, width: int, points: int = 12, sigma: float = 0.02,
-               stride: int = 4) -> tuple[tf.Tensor, tf.Tensor]:
+def tps_coords(
+  seed: tf.Tensor, height: int, width: int, points: int = 12, sigma: float = 0.02, stride: int = 4
+) -> tuple[tf.Tensor, tf.Tensor]:
   """A random thin-plate-spline warp: source points `x, y (height, width)` for each output pixel.
 
   `points` control points uniform in the unit square are displaced by N(0, sigma) (normalised
@@ -304,12 +329,16 @@ def tps_coords(seed: tf.Tensor, height: int, width: int, points: int = 12, sigma
     return tf.where(r2 > 0, r2 * tf.math.log(tf.maximum(r2, 1e-300)), tf.zeros_like(r2))
 
   affine = tf.concat([tf.ones([points, 1], tf.float64), dst], 1)
-  system = tf.concat([tf.concat([kernel(dst, dst), affine], 1),
-                      tf.concat([tf.transpose(affine), tf.zeros([3, 3], tf.float64)], 1)], 0)
+  system = tf.concat(
+    [tf.concat([kernel(dst, dst), affine], 1), tf.concat([tf.transpose(affine), tf.zeros([3, 3], tf.float64)], 1)], 0
+  )
   params = tf.linalg.solve(system, tf.concat([src, tf.zeros([3, 2], tf.float64)], 0))
   coarse = (-(-height // stride), -(-width // stride))
-  ys, xs = tf.meshgrid((tf.range(coarse[0], dtype=tf.float64) + 0.5) * stride / height,
-                       (tf.range(coarse[1], dtype=tf.float64) + 0.5) * stride / width, indexing='ij')
+  ys, xs = tf.meshgrid(
+    (tf.range(coarse[0], dtype=tf.float64) + 0.5) * stride / height,
+    (tf.range(coarse[1], dtype=tf.float64) + 0.5) * stride / width,
+    indexing='ij',
+  )
   grid = tf.reshape(tf.stack([xs, ys], -1), [-1, 2])
   mapped = kernel(grid, dst) @ params[:points] + tf.concat([tf.ones_like(grid[:, :1]), grid], 1) @ params[points:]
   mapped = tf.cast(tf.reshape(mapped, [coarse[0], coarse[1], 2]), tf.float32)
@@ -330,6 +359,7 @@ def _linear_upsampling(size: int, coarse: int, stride: int) -> tf.Tensor:
 
 
 # ---------------------------------------------------------------- colour (PIL's 8-bit arithmetic)
+
 
 def luma_8bit(levels: tf.Tensor) -> tf.Tensor:
   """PIL's `convert('L')` of 8-bit RGB levels `(…, 3)`: (19595 R + 38470 G + 7471 B + 2¹⁵) >> 16, the
@@ -392,6 +422,7 @@ def hue_shift_8bit(levels: tf.Tensor, shift: tf.Tensor) -> tf.Tensor:
 class JitterPlan(NamedTuple):
   """The random part of one ColorJitter: `factors (3,)` of brightness, contrast, saturation, the `order
   (4,)` of the ops (0 b, 1 c, 2 s, 3 hue) and the hue `shift` (applied when the jitter has a hue range)."""
+
   factors: tf.Tensor
   order: tf.Tensor
   shift: tf.Tensor
@@ -408,19 +439,30 @@ def _jitter_op(levels: tf.Tensor, plan: JitterPlan, op: tf.Tensor, hue: bool, we
   """Op `op` of a ColorJitter on 8-bit `levels (…, H, W, 3)`: brightness blends with black, contrast with
   the rounded mean luma over `weight (…, H, W, 1)`, saturation with the luma, hue shifts (built only
   when the jitter has a `hue` range)."""
+
   def contrast():
     total = tf.reduce_sum(tf.cast(luma_8bit(levels), tf.int32) * weight, [-3, -2, -1], keepdims=True)
     count = tf.reduce_sum(weight, [-3, -2, -1], keepdims=True)
     mean = _round_half_up(tf.cast(total, tf.float64) / tf.cast(count, tf.float64))
     return blend_8bit(tf.cast(mean, tf.float32), levels, plan.factors[1])
 
-  branches = [lambda: blend_8bit(0.0, levels, plan.factors[0]), contrast,
-              lambda: blend_8bit(luma_8bit(levels), levels, plan.factors[2])]
+  branches = [
+    lambda: blend_8bit(0.0, levels, plan.factors[0]),
+    contrast,
+    lambda: blend_8bit(luma_8bit(levels), levels, plan.factors[2]),
+  ]
   return tf.switch_case(op, branches + ([lambda: hue_shift_8bit(levels, plan.shift)] if hue else []))
 
 
-def color_jitter(image: tf.Tensor, seed: tf.Tensor, brightness: float, contrast: float, saturation: float,
-                 hue: float, region: Optional[tf.Tensor] = None) -> tf.Tensor:
+def color_jitter(
+  image: tf.Tensor,
+  seed: tf.Tensor,
+  brightness: float,
+  contrast: float,
+  saturation: float,
+  hue: float,
+  region: Optional[tf.Tensor] = None,
+) -> tf.Tensor:
   """ColorJitter on PIL images: factors U[1-x, 1+x] (hue shift U[-h, h]) applied in a random order, each
   op writing 8 bits as PIL does. A range of 0 is an op torchvision leaves out (hue 0: no HSV round trip).
 
@@ -428,8 +470,11 @@ def color_jitter(image: tf.Tensor, seed: tf.Tensor, brightness: float, contrast:
   sequence-level jitter); the contrast op's mean luma is taken per image over `region (H, W, 1)` if given.
   """
   plan = jitter_plan(seed, brightness, contrast, saturation, hue)
-  weight = tf.ones_like(image[..., :1], tf.int32) if region is None else tf.broadcast_to(
-      tf.cast(region, tf.int32), tf.shape(image[..., :1]))
+  weight = (
+    tf.ones_like(image[..., :1], tf.int32)
+    if region is None
+    else tf.broadcast_to(tf.cast(region, tf.int32), tf.shape(image[..., :1]))
+  )
   levels = levels_of(image)
   ranges = (brightness, contrast, saturation, hue)
   for slot in range(4):

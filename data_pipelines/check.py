@@ -9,6 +9,7 @@ than their frame, video masks that are not palette-indexed, annotations without 
 a mask (static), videos shorter than three frames and empty or missing first-frame annotations.
 Exit status 1 when anything is wrong.
 """
+
 import concurrent.futures
 import os
 import sys
@@ -66,11 +67,16 @@ def check_pair(frame_path: Optional[str], mask_path: Optional[str], palette: boo
       problems.append(problem)
     else:
       if palette and mask.mode != 'P':
-        problems.append(Problem(mask_path, f'mask is not palette-indexed (mode {mask.mode}); save object ids as a '
-                                           f'palette (P) PNG'))
+        problems.append(
+          Problem(mask_path, f'mask is not palette-indexed (mode {mask.mode}); save object ids as a palette (P) PNG')
+        )
       if size and mask.size != size:
-        problems.append(Problem(mask_path, f'mask size {mask.size[0]}×{mask.size[1]} differs from its frame '
-                                           f'{size[0]}×{size[1]} ({frame_path})'))
+        problems.append(
+          Problem(
+            mask_path,
+            f'mask size {mask.size[0]}×{mask.size[1]} differs from its frame {size[0]}×{size[1]} ({frame_path})',
+          )
+        )
   return problems
 
 

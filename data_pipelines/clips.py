@@ -8,6 +8,7 @@ Every function is TensorFlow graph code and a pure function of its stateless see
   cls_gt  (T, S, S) int32    0 background, 1 target (gt > 0.5), 2 second object
   selector (2,) float32      [1, 1] with a second object, else [1, 0]
 """
+
 import functools
 from typing import Callable, Sequence
 
@@ -22,8 +23,13 @@ SKIP_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.9)
 SELECTION_TRIALS = 5
 
 
-def max_skip(step: tf.Tensor, total_steps: int, values: Sequence[int] = SKIP_VALUES,
-             fractions: Sequence[float] = SKIP_FRACTIONS, divisor: tf.Tensor = 1) -> tf.Tensor:
+def max_skip(
+  step: tf.Tensor,
+  total_steps: int,
+  values: Sequence[int] = SKIP_VALUES,
+  fractions: Sequence[float] = SKIP_FRACTIONS,
+  divisor: tf.Tensor = 1,
+) -> tf.Tensor:
   """The max-skip curriculum (docs/reference.md §3.3): `values[0]`, then `values[k+1]` from step fractions[k]·total,
   divided by `divisor` (5 for YouTube-VOS, whose frames are every 5th), at least 1."""
   switches = tf.constant([int(round(f * total_steps)) for f in fractions], tf.int64)
@@ -64,8 +70,9 @@ def select_objects(seed: tf.Tensor, first_ids: tf.Tensor) -> tuple[tf.Tensor, tf
 
 
 @tf.function(jit_compile=True)
-def _labels(frames: tf.Tensor, ids: tf.Tensor, target: tf.Tensor, second: tf.Tensor,
-            soft: bool = False) -> dict[str, tf.Tensor]:
+def _labels(
+  frames: tf.Tensor, ids: tf.Tensor, target: tf.Tensor, second: tf.Tensor, soft: bool = False
+) -> dict[str, tf.Tensor]:
   """Normalised frames and the target / second-object masks of object ids (T, S, S) float; with `soft`
   (static images) `ids` is the target's mask itself."""
   gt = ids if soft else tf.cast(tf.equal(ids, tf.cast(target, tf.float32)) & (target > 0), tf.float32)
@@ -104,8 +111,7 @@ def _static_sequence() -> Callable:
     height, width = tf.cast(valid_size[0], tf.float32), tf.cast(valid_size[1], tf.float32)
     s = augment.split(seed, 3)
     forward = augment.hflip(s[0], width) @ augment.random_affine(s[1], height, width, scale=(0.8, 1.5))
-    both = augment.warp(image_and_mask, forward, tf.shape(image_and_mask)[:2], 'nearest', IM_MEAN + (0.0,),
-                        valid_size)
+    both = augment.warp(image_and_mask, forward, tf.shape(image_and_mask)[:2], 'nearest', IM_MEAN + (0.0,), valid_size)
     image = _colour(0.1, 0.05, 0.05, 0.05, 0.05)(s[2], both[..., :3], region)
     return tf.concat([image, both[..., 3:]], -1)
 
@@ -127,8 +133,7 @@ def _static_frame(size: int, tps_probability: float) -> Callable:
   def affine(seed, image_and_mask, valid_size):
     height, width = tf.cast(valid_size[0], tf.float32), tf.cast(valid_size[1], tf.float32)
     forward = augment.random_affine(seed, height, width, degrees=20, scale=(0.9, 1.1), shear=10)
-    return augment.warp(image_and_mask, forward, tf.shape(image_and_mask)[:2], 'bicubic', IM_MEAN + (0.0,),
-                        valid_size)
+    return augment.warp(image_and_mask, forward, tf.shape(image_and_mask)[:2], 'bicubic', IM_MEAN + (0.0,), valid_size)
 
   @tf.function(jit_compile=True)
   def crop_and_finish(seed, warped, valid_size):
@@ -138,8 +143,9 @@ def _static_frame(size: int, tps_probability: float) -> Callable:
     frame = augment.resized_window(warped[..., :3], valid_size, new_size, corner, size)
     mask = augment.nearest_window(warped[..., 3:], valid_size, new_size, corner, size)
     frame = augment.color_jitter(frame, f[1], 0.1, 0.05, 0.05, 0.0)
-    return tf.cond(augment.bernoulli(f[2], tps_probability), lambda: _tps(f[3], frame, mask, size),
-                   lambda: (frame, mask))
+    return tf.cond(
+      augment.bernoulli(f[2], tps_probability), lambda: _tps(f[3], frame, mask, size), lambda: (frame, mask)
+    )
 
   def frame_of(seed, image_and_mask, valid_size):
     s = augment.split(seed, 2)
@@ -159,8 +165,14 @@ def _tps(seed: tf.Tensor, frame: tf.Tensor, mask: tf.Tensor, size: int) -> tuple
   return frame, augment.sample(mask, x, y, 'nearest', (0.0,))
 
 
-def static_clip(seed: tf.Tensor, image_data: tf.Tensor, mask_data: tf.Tensor, mask_name: tf.Tensor,
-                size: int, tps_probability: float = 0.33) -> dict[str, tf.Tensor]:
+def static_clip(
+  seed: tf.Tensor,
+  image_data: tf.Tensor,
+  mask_data: tf.Tensor,
+  mask_name: tf.Tensor,
+  size: int,
+  tps_probability: float = 0.33,
+) -> dict[str, tf.Tensor]:
   """One image and its 8-bit mask -> a three-frame pseudo-video (docs/reference.md §4.1), in the reference's order.
 
   The reference scales (nearest), flips and jitters the image, then per frame applies an affine
@@ -177,8 +189,9 @@ def static_clip(seed: tf.Tensor, image_data: tf.Tensor, mask_data: tf.Tensor, ma
   region = tf.image.pad_to_bounding_box(tf.ones(tf.concat([valid_size, [1]], 0)), 0, 0, padded[0], padded[1])
   s = augment.split(seed, 1 + CLIP_FRAMES)
   image_and_mask = _static_sequence()(s[0], image_and_mask, valid_size, region)
-  frames, masks = zip(*[_static_frame(size, tps_probability)(s[1 + t], image_and_mask, valid_size)
-                        for t in range(CLIP_FRAMES)])
+  frames, masks = zip(
+    *[_static_frame(size, tps_probability)(s[1 + t], image_and_mask, valid_size) for t in range(CLIP_FRAMES)]
+  )
   return _labels(tf.stack(frames), tf.stack(masks)[..., 0], tf.constant(-1), tf.constant(-1), soft=True)
 
 
@@ -213,16 +226,26 @@ def _crop_resize(box: tf.Tensor, images: tf.Tensor, ids: tf.Tensor, size: int) -
   antialiasing as PIL does (plain bicubic when they grow), rounded to 8 bits as PIL's resize rounds; ids
   (T, H, W) full size are resized nearest."""
   grows = tf.reduce_all(box[2:] <= size)
-  images = tf.cond(grows, lambda: tf.image.resize(images, (size, size), 'bicubic'),
-                   lambda: tf.image.resize(images, (size, size), 'bicubic', antialias=True))
+  images = tf.cond(
+    grows,
+    lambda: tf.image.resize(images, (size, size), 'bicubic'),
+    lambda: tf.image.resize(images, (size, size), 'bicubic', antialias=True),
+  )
   rows = box[0] + augment.nearest_indices(0, box[2], tf.cast(box[2], tf.float32) / size, size)
   cols = box[1] + augment.nearest_indices(0, box[3], tf.cast(box[3], tf.float32) / size, size)
   ids = tf.gather(tf.gather(ids, rows, axis=1), cols, axis=2)
   return augment.to_8bit(images, 'round'), tf.cast(ids, tf.float32)
 
 
-def vos_clip(seed: tf.Tensor, frame_refs: tf.Tensor, mask_refs: tf.Tensor, mask_names: tf.Tensor, skip: tf.Tensor,
-             size: int, read: Callable[[tf.Tensor], tf.Tensor]) -> dict[str, tf.Tensor]:
+def vos_clip(
+  seed: tf.Tensor,
+  frame_refs: tf.Tensor,
+  mask_refs: tf.Tensor,
+  mask_names: tf.Tensor,
+  skip: tf.Tensor,
+  size: int,
+  read: Callable[[tf.Tensor], tf.Tensor],
+) -> dict[str, tf.Tensor]:
   """One video -> a clip with the reference's augmentation and object selection (docs/reference.md §4.2).
 
   frame_refs / mask_refs (L,): what `read` turns into encoded bytes (file paths, or the bytes themselves);
@@ -231,6 +254,7 @@ def vos_clip(seed: tf.Tensor, frame_refs: tf.Tensor, mask_refs: tf.Tensor, mask_
   frames and new augmentation until the first clip frame shows an object; after five failures the
   target is absent (-1) and every mask is empty, as in the reference.
   """
+
   def trial(k):
     s = augment.split(tf.random.experimental.stateless_fold_in(seed, k), 3)
     picked = sample_frames(s[0], tf.size(frame_refs), skip)
@@ -241,9 +265,12 @@ def vos_clip(seed: tf.Tensor, frame_refs: tf.Tensor, mask_refs: tf.Tensor, mask_
     box = augment.random_resized_crop(s[1], height_width[0], height_width[1], scale=(0.36, 1.0))
     images = tf.stack([decode.rgb_crop(frame_data[t], box) for t in range(CLIP_FRAMES)])
     ids = [decode.object_ids(mask_data[t], names[t]) for t in range(CLIP_FRAMES)]
-    checks = [a for t in range(CLIP_FRAMES) for a in
-              decode.assert_size(ids[t], height_width, names[t]) + decode.assert_size(
-                  sizes[t], height_width, names[t], 'its video\'s first picked frame')]
+    checks = [
+      a
+      for t in range(CLIP_FRAMES)
+      for a in decode.assert_size(ids[t], height_width, names[t])
+      + decode.assert_size(sizes[t], height_width, names[t], "its video's first picked frame")
+    ]
     with tf.control_dependencies(checks):
       images, ids = _crop_resize(box, images, tf.stack(ids), size)
     return _augment_video(s[2], images, ids, size)

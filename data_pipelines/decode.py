@@ -6,6 +6,7 @@ file as the grayscale PNG with the same pixel data (colour type 0 in the header,
 colours included) and as fast as decoding a grayscale image. Grayscale masks are read as their values.
 RGB masks are refused with an error naming the file: object ids are not recoverable from them.
 """
+
 import tensorflow as tf
 
 PNG_PALETTE = 3
@@ -29,7 +30,7 @@ _BYTE_STRINGS = [bytes([i]) for i in range(256)]
 
 def _be32(raw: tf.Tensor, at: tf.Tensor) -> tf.Tensor:
   """Big-endian uint32 at byte `at` of a uint8 vector, as int64."""
-  b = tf.cast(raw[at:at + 4], tf.int64)
+  b = tf.cast(raw[at : at + 4], tf.int64)
   return b[0] * 16777216 + b[1] * 65536 + b[2] * 256 + b[3]
 
 
@@ -38,8 +39,10 @@ def _crc32(data: tf.Tensor) -> tf.Tensor:
   table = tf.constant(_CRC_TABLE, tf.int64)
   crc = tf.constant(0xFFFFFFFF, tf.int64)
   for i in range(data.shape[0]):
-    crc = tf.bitwise.bitwise_xor(tf.gather(table, tf.bitwise.bitwise_and(
-        tf.bitwise.bitwise_xor(crc, tf.cast(data[i], tf.int64)), 0xFF)), tf.bitwise.right_shift(crc, 8))
+    crc = tf.bitwise.bitwise_xor(
+      tf.gather(table, tf.bitwise.bitwise_and(tf.bitwise.bitwise_xor(crc, tf.cast(data[i], tf.int64)), 0xFF)),
+      tf.bitwise.right_shift(crc, 8),
+    )
   return tf.bitwise.bitwise_xor(crc, 0xFFFFFFFF)
 
 
@@ -75,14 +78,22 @@ def object_ids(data: tf.Tensor, name: tf.Tensor) -> tf.Tensor:
   """A palette or grayscale PNG mask -> (H, W) int32 object ids; other colour types raise naming `name`."""
   raw = tf.io.decode_raw(tf.strings.substr(data, 0, 33), tf.uint8)
   bit_depth, colour_type = tf.cast(raw[24], tf.int32), tf.cast(raw[25], tf.int32)
-  tf.debugging.Assert(tf.logical_or(tf.equal(colour_type, PNG_PALETTE), tf.equal(colour_type, PNG_GRAY)),
-                      [tf.strings.join([name, ': mask is not palette-indexed or grayscale (PNG colour type ',
-                                        tf.strings.as_string(colour_type), ')'])])
+  tf.debugging.Assert(
+    tf.logical_or(tf.equal(colour_type, PNG_PALETTE), tf.equal(colour_type, PNG_GRAY)),
+    [
+      tf.strings.join(
+        [name, ': mask is not palette-indexed or grayscale (PNG colour type ', tf.strings.as_string(colour_type), ')']
+      )
+    ],
+  )
   gray = tf.cond(tf.equal(colour_type, PNG_PALETTE), lambda: palette_as_gray(data), lambda: data)
   values = tf.cast(tf.io.decode_png(gray, channels=1)[..., 0], tf.int32)
   # grayscale below 8 bits is scaled up to 0 … 255 by the decoder; palette indices are not scaled
-  scale = tf.where(tf.logical_and(tf.equal(colour_type, PNG_PALETTE), bit_depth < 8),
-                   255 // (tf.bitwise.left_shift(1, tf.minimum(bit_depth, 7)) - 1), 1)
+  scale = tf.where(
+    tf.logical_and(tf.equal(colour_type, PNG_PALETTE), bit_depth < 8),
+    255 // (tf.bitwise.left_shift(1, tf.minimum(bit_depth, 7)) - 1),
+    1,
+  )
   return values // scale
 
 
@@ -93,9 +104,11 @@ JPEG_DCT = 'INTEGER_ACCURATE'
 
 def rgb(data: tf.Tensor) -> tf.Tensor:
   """A JPEG (decoded as PIL decodes it) or another image -> (H, W, 3) float32 in [0, 1]."""
-  image = tf.cond(tf.io.is_jpeg(data), lambda: tf.io.decode_jpeg(data, channels=3, dct_method=JPEG_DCT),
-                  lambda: tf.ensure_shape(tf.io.decode_image(data, channels=3, expand_animations=False),
-                                          [None, None, 3]))
+  image = tf.cond(
+    tf.io.is_jpeg(data),
+    lambda: tf.io.decode_jpeg(data, channels=3, dct_method=JPEG_DCT),
+    lambda: tf.ensure_shape(tf.io.decode_image(data, channels=3, expand_animations=False), [None, None, 3]),
+  )
   return tf.image.convert_image_dtype(image, tf.float32)
 
 
@@ -111,8 +124,9 @@ def jpeg_size(data: tf.Tensor) -> tf.Tensor:
 
 def rgb_crop(data: tf.Tensor, box: tf.Tensor) -> tf.Tensor:
   """Decodes only the window `box (top, left, height, width)` of a JPEG -> (h, w, 3) float32 in [0, 1]."""
-  return tf.image.convert_image_dtype(tf.io.decode_and_crop_jpeg(data, box, channels=3, dct_method=JPEG_DCT),
-                                     tf.float32)
+  return tf.image.convert_image_dtype(
+    tf.io.decode_and_crop_jpeg(data, box, channels=3, dct_method=JPEG_DCT), tf.float32
+  )
 
 
 def assert_size(image_or_size: tf.Tensor, expected: tf.Tensor, name: tf.Tensor, of: str = 'its frame') -> list:
@@ -122,8 +136,12 @@ def assert_size(image_or_size: tf.Tensor, expected: tf.Tensor, name: tf.Tensor, 
   def text(hw):
     return tf.strings.join([tf.strings.as_string(hw[1]), tf.strings.as_string(hw[0])], '×')
 
-  return [tf.debugging.Assert(tf.reduce_all(tf.equal(size, expected)),
-                              [tf.strings.join([name, ': size ', text(size), f' differs from {of} ', text(expected)])])]
+  return [
+    tf.debugging.Assert(
+      tf.reduce_all(tf.equal(size, expected)),
+      [tf.strings.join([name, ': size ', text(size), f' differs from {of} ', text(expected)])],
+    )
+  ]
 
 
 def assert_same_size(image: tf.Tensor, mask: tf.Tensor, mask_path: tf.Tensor) -> list:

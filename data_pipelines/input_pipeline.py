@@ -10,6 +10,7 @@ Broken samples: a sample whose files fail to decode (or whose mask does not fit 
 by a deterministic substitute (attempt a of sample g draws another item from (seed, g, a)). The host
 side (`Batches`) counts them and logs the file and its problem; a batch never holds a wrong sample.
 """
+
 import dataclasses
 import logging
 import os
@@ -28,11 +29,12 @@ tf.config.set_visible_devices([], 'GPU')  # the accelerator belongs to JAX
 @dataclasses.dataclass
 class Source:
   """What the sampler needs from a dataset: item table, a TF loader per entry, names for the logs."""
-  kind: str                                  # 'static' | 'vos'
-  items: np.ndarray                          # (L,) entry of each item (the mix repeats entries)
-  load: Callable[[tf.Tensor], dict]          # entry -> refs for the clip functions (TF graph)
-  read: Callable[[tf.Tensor], tf.Tensor]     # refs -> encoded bytes (file reads, or identity)
-  describe: Callable[[int], str]             # entry -> name and, for files, what `check` finds wrong
+
+  kind: str  # 'static' | 'vos'
+  items: np.ndarray  # (L,) entry of each item (the mix repeats entries)
+  load: Callable[[tf.Tensor], dict]  # entry -> refs for the clip functions (TF graph)
+  read: Callable[[tf.Tensor], tf.Tensor]  # refs -> encoded bytes (file reads, or identity)
+  describe: Callable[[int], str]  # entry -> name and, for files, what `check` finds wrong
 
 
 def _constant(values) -> tf.Tensor:
@@ -59,20 +61,30 @@ def static_files(config: ml_collections.ConfigDict) -> Source:
     pair = (table.images[entry], table.masks[entry])
     return f'{pair[0]}: {_file_problems([pair], palette=False)}'
 
-  return Source('static', np.asarray(sources.repeats(table.source, dict(config.static_repeats))), load,
-                tf.io.read_file, describe)
+  return Source(
+    'static', np.asarray(sources.repeats(table.source, dict(config.static_repeats))), load, tf.io.read_file, describe
+  )
 
 
 def video_files(config: ml_collections.ConfigDict) -> Source:
-  table = sources.list_videos(config.davis_root or None, config.youtube_root or None, tuple(config.video_roots),
-                              config.youtube_subset or None, config.youtube_divisor)
+  table = sources.list_videos(
+    config.davis_root or None,
+    config.youtube_root or None,
+    tuple(config.video_roots),
+    config.youtube_subset or None,
+    config.youtube_divisor,
+  )
   frames, masks = _constant(table.frames), _constant(table.masks)
   offsets, divisors = _constant(table.offsets), _constant(table.skip_divisor)
 
   def load(entry):
     lo, hi = offsets[entry], offsets[entry + 1]
-    return {'frames': frames[lo:hi], 'masks': masks[lo:hi], 'mask_names': masks[lo:hi],
-            'divisor': tf.gather(divisors, entry)}
+    return {
+      'frames': frames[lo:hi],
+      'masks': masks[lo:hi],
+      'mask_names': masks[lo:hi],
+      'divisor': tf.gather(divisors, entry),
+    }
 
   def describe(entry: int) -> str:
     lo, hi = table.offsets[entry], table.offsets[entry + 1]
@@ -122,8 +134,12 @@ def _tfds_source(config: ml_collections.ConfigDict, kind: str) -> Source:
       return {'image': example['image'], 'mask': example['mask'], 'mask_name': example['name']}
     count = tf.size(example['masks'])
     mask_names = example['name'] + tf.constant(' frame ') + tf.strings.as_string(tf.range(count))
-    return {'frames': example['frames'], 'masks': example['masks'], 'mask_names': mask_names,
-            'divisor': tf.gather(divisors, entry)}
+    return {
+      'frames': example['frames'],
+      'masks': example['masks'],
+      'mask_names': mask_names,
+      'divisor': tf.gather(divisors, entry),
+    }
 
   return Source(kind, items, load, tf.identity, lambda entry: f'TFDS record {names[entry]} in {config.tfds_dir}')
 
@@ -153,19 +169,27 @@ def _candidates(seed: tf.Tensor, g: tf.Tensor, items: tf.Tensor, attempts: int) 
   return tf.stack([first] + substitutes)
 
 
-def make_clip(source: Source, config: ml_collections.ConfigDict, entry: tf.Tensor, seed: tf.Tensor,
-              step: tf.Tensor, total_steps: int) -> dict:
+def make_clip(
+  source: Source,
+  config: ml_collections.ConfigDict,
+  entry: tf.Tensor,
+  seed: tf.Tensor,
+  step: tf.Tensor,
+  total_steps: int,
+) -> dict:
   """The clip of dataset entry `entry` drawn with the stateless `seed` at training step `step` (graph code)."""
   refs = source.load(entry)
   if source.kind == 'static':
-    return clips.static_clip(seed, source.read(refs['image']), source.read(refs['mask']), refs['mask_name'],
-                             config.size)
+    return clips.static_clip(
+      seed, source.read(refs['image']), source.read(refs['mask']), refs['mask_name'], config.size
+    )
   skip = clips.max_skip(step, total_steps, tuple(config.skip_values), tuple(config.skip_fractions), refs['divisor'])
   return clips.vos_clip(seed, refs['frames'], refs['masks'], refs['mask_names'], skip, config.size, source.read)
 
 
-def clip_fn(source: Source, config: ml_collections.ConfigDict, seed: int, global_batch: int,
-            total_steps: int) -> Callable[[tf.Tensor, tf.Tensor], dict]:
+def clip_fn(
+  source: Source, config: ml_collections.ConfigDict, seed: int, global_batch: int, total_steps: int
+) -> Callable[[tf.Tensor, tf.Tensor], dict]:
   """(g, attempt) -> the clip of sample g (graph code), with `index`, `attempt`, `entry`, `tried`."""
   items = tf.constant(source.items, tf.int64)
   base = tf.constant([seed, 0], tf.int64)
@@ -180,9 +204,17 @@ def clip_fn(source: Source, config: ml_collections.ConfigDict, seed: int, global
   return make
 
 
-def make_dataset(config: ml_collections.ConfigDict, *, seed: int, global_batch: int, total_steps: int,
-                 start_step: int = 0, process_index: int = 0, process_count: int = 1,
-                 source: Optional[Source] = None) -> tf.data.Dataset:
+def make_dataset(
+  config: ml_collections.ConfigDict,
+  *,
+  seed: int,
+  global_batch: int,
+  total_steps: int,
+  start_step: int = 0,
+  process_index: int = 0,
+  process_count: int = 1,
+  source: Optional[Source] = None,
+) -> tf.data.Dataset:
   """This host's batches from step `start_step` on: dicts of (B/P, …) arrays (see `clips`)."""
   if global_batch % process_count:
     raise ValueError(f'global batch {global_batch} does not split over {process_count} processes')
@@ -199,8 +231,7 @@ def make_dataset(config: ml_collections.ConfigDict, *, seed: int, global_batch: 
 
   workers = config.workers or os.cpu_count()
   ds = tf.data.Dataset.range(start_step * local, np.iinfo(np.int64).max).map(sample_index)
-  ds = ds.interleave(first_good, cycle_length=workers, block_length=1, num_parallel_calls=workers,
-                     deterministic=True)
+  ds = ds.interleave(first_good, cycle_length=workers, block_length=1, num_parallel_calls=workers, deterministic=True)
   ds = ds.batch(local, drop_remainder=True).prefetch(config.prefetch or tf.data.AUTOTUNE)
   options = tf.data.Options()
   options.deterministic = True
@@ -214,8 +245,15 @@ class Batches:
   Raises when a sample and all its substitutes are broken, or when the stream lost its step order.
   """
 
-  def __init__(self, dataset: tf.data.Dataset, source: Source, start_step: int, global_batch: int,
-               process_index: int = 0, process_count: int = 1):
+  def __init__(
+    self,
+    dataset: tf.data.Dataset,
+    source: Source,
+    start_step: int,
+    global_batch: int,
+    process_index: int = 0,
+    process_count: int = 1,
+  ):
     self._iterator = dataset.as_numpy_iterator()
     self._source = source
     self._local = global_batch // process_count
@@ -230,9 +268,11 @@ class Batches:
     batch = next(self._iterator)
     expected = self.step * self._global + self._offset + np.arange(self._local)
     if not np.array_equal(batch['index'], expected):
-      raise RuntimeError(f'step {self.step}: every substitute of a sample failed to load (samples '
-                         f'{sorted(set(expected) - set(batch["index"]))} lost); the dataset is badly broken, '
-                         f'run `python -m data_pipelines.check` on it')
+      raise RuntimeError(
+        f'step {self.step}: every substitute of a sample failed to load (samples '
+        f'{sorted(set(expected) - set(batch["index"]))} lost); the dataset is badly broken, '
+        f'run `python -m data_pipelines.check` on it'
+      )
     for index, attempts, tried in zip(batch['index'], batch['attempt'], batch['tried']):
       for entry in tried[:attempts]:
         self.skipped += 1

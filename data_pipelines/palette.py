@@ -1,4 +1,5 @@
 """The DAVIS annotation palette and palette-PNG I/O (masks are palette-indexed 'P' images)."""
+
 import numpy as np
 from PIL import Image
 

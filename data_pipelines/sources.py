@@ -15,6 +15,7 @@ Videos (stage 3):
 Missing folders are reported once (a warning); it is an error only when nothing is found. Frames are
 listed only when their annotation exists, and videos shorter than three such frames are dropped.
 """
+
 import logging
 import os
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from typing import Optional, Sequence
 from configs import data as data_config
 from data_pipelines.check import IMAGE_EXTENSIONS, MIN_FRAMES, resolution_level, stems
 
-STATIC_FOLDERS = tuple(data_config.get_config().static_folders)   # the default of configs/data.py
+STATIC_FOLDERS = tuple(data_config.get_config().static_folders)  # the default of configs/data.py
 VIDEO_SOURCES = ('davis', 'youtube', 'videos')
 CLASS_FOLDERS = ('fss',)  # one sub-folder per class; the others are flat
 
@@ -35,6 +36,7 @@ class DataError(ValueError):
 @dataclass
 class StaticTable:
   """Image/mask pairs; `source[i]` names the folder of pair i."""
+
   images: list[str] = field(default_factory=list)
   masks: list[str] = field(default_factory=list)
   source: list[str] = field(default_factory=list)
@@ -43,6 +45,7 @@ class StaticTable:
 @dataclass
 class VideoTable:
   """Videos as flat frame lists: video v has frames `offsets[v] … offsets[v+1]-1`."""
+
   names: list[str] = field(default_factory=list)
   source: list[str] = field(default_factory=list)
   skip_divisor: list[int] = field(default_factory=list)
@@ -101,8 +104,13 @@ def _add_videos(table: VideoTable, root: str, source: str, divisor: int, subset:
     unannotated += len(frames) - len(kept)
     if len(kept) < MIN_FRAMES:
       continue
-    table.add(video, source, divisor, [os.path.join(video_frames, frames[s]) for s in kept],
-              [os.path.join(video_masks, masks[s]) for s in kept])
+    table.add(
+      video,
+      source,
+      divisor,
+      [os.path.join(video_frames, frames[s]) for s in kept],
+      [os.path.join(video_masks, masks[s]) for s in kept],
+    )
   return unannotated
 
 
@@ -111,9 +119,13 @@ def _read_list(path: str) -> list[str]:
     return [line.strip() for line in f if line.strip()]
 
 
-def list_videos(davis_root: Optional[str] = None, youtube_root: Optional[str] = None,
-                video_roots: Sequence[str] = (), youtube_subset: Optional[str] = None,
-                youtube_divisor: int = 5) -> VideoTable:
+def list_videos(
+  davis_root: Optional[str] = None,
+  youtube_root: Optional[str] = None,
+  video_roots: Sequence[str] = (),
+  youtube_subset: Optional[str] = None,
+  youtube_divisor: int = 5,
+) -> VideoTable:
   """Videos of DAVIS 2017 train, YouTube-VOS train and any number of generic roots (in that order)."""
   table, missing, unannotated = VideoTable(), [], 0
   roots = []

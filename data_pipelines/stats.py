@@ -24,6 +24,7 @@ The statistics of one clip (`clip_statistics`), on the frames before normalisati
 `compare` tests two sets of clips statistic by statistic (two-sample Kolmogorov–Smirnov for values,
 a two-proportion z-test for rates).
 """
+
 import json
 import math
 import os
@@ -33,14 +34,13 @@ from typing import Optional
 import numpy as np
 from scipy import stats as scipy_stats
 
-from gsfm_jax import cli
-from gsfm_jax import visualize
+from gsfm_jax import cli, visualize
 from gsfm_jax.models import normalisation
 
 FRAMES = 3
 RATES = ('second', 'empty', 'grayscale')
 FILL = np.array([124, 116, 104]) / 255  # the reference's fill colour
-FILL_TOLERANCE = 24 / 255               # the colour jitters move it by less than this
+FILL_TOLERANCE = 24 / 255  # the colour jitters move it by less than this
 LUMA = np.array([0.299, 0.587, 0.114])
 
 
@@ -61,7 +61,7 @@ def _flat_pixels(frame: np.ndarray) -> np.ndarray:
   for dy in range(3):
     for dx in range(3):
       if dy != 1 or dx != 1:
-        flat &= padded[dy:dy + height, dx:dx + width] == packed
+        flat &= padded[dy : dy + height, dx : dx + width] == packed
   return flat
 
 
@@ -72,7 +72,7 @@ def _grow(mask: np.ndarray, radius: int) -> np.ndarray:
   grown = np.zeros_like(mask)
   for dy in range(2 * radius + 1):
     for dx in range(2 * radius + 1):
-      grown |= padded[dy:dy + height, dx:dx + width]
+      grown |= padded[dy : dy + height, dx : dx + width]
   return grown
 
 
@@ -157,13 +157,16 @@ def clip_grid(clips: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndar
   rows = []
   for frames, gt, sec_gt in clips:
     ids = visualize.labels(np.stack([gt, sec_gt], -1))
-    tiles = [np.pad(visualize.overlay(np.round(f * 255).astype(np.uint8), i), ((2, 2), (2, 2), (0, 0)),
-                    constant_values=255) for f, i in zip(frames, ids)]
+    tiles = [
+      np.pad(visualize.overlay(np.round(f * 255).astype(np.uint8), i), ((2, 2), (2, 2), (0, 0)), constant_values=255)
+      for f, i in zip(frames, ids)
+    ]
     rows.append(np.concatenate(tiles, 1))
   return np.concatenate(rows, 0)
 
 
 # ---------------------------------------------------------------- the command line
+
 
 def _error(message: str) -> None:
   print(f'error: {message}', file=sys.stderr)
@@ -173,6 +176,7 @@ def _error(message: str) -> None:
 def data_config(root: str, stage: str, size: int):
   """The pipeline's settings for a dataset folder `root` of `stage` (see the module docstring)."""
   from configs import data
+
   config = data.get_config(stage)
   config.size = size
   if stage == 'static':
@@ -188,24 +192,32 @@ def data_config(root: str, stage: str, size: int):
   elif os.path.isdir(os.path.join(root, 'JPEGImages')):
     config.video_roots = (root,)
   else:
-    _error(f'{root}: no DAVIS (2017/), YouTube-VOS (train_480p/), JPEGImages/ or DAVIS/ folder in it; '
-           'give the root of a video dataset (or --stage static for images)')
+    _error(
+      f'{root}: no DAVIS (2017/), YouTube-VOS (train_480p/), JPEGImages/ or DAVIS/ folder in it; '
+      'give the root of a video dataset (or --stage static for images)'
+    )
   return config
 
 
 def pipeline_clips(config, count: int, seed: int, step: int, total_steps: int, batch: int = 8):
   """`count` clips of the training pipeline from `step` on: yields (frames [0, 1], gt, sec_gt, selector)."""
   from data_pipelines import input_pipeline
+
   source = input_pipeline.open_source(config)
-  dataset = input_pipeline.make_dataset(config, seed=seed, global_batch=batch, total_steps=total_steps,
-                                        start_step=step, source=source)
+  dataset = input_pipeline.make_dataset(
+    config, seed=seed, global_batch=batch, total_steps=total_steps, start_step=step, source=source
+  )
   produced = 0
   for batch_arrays in input_pipeline.Batches(dataset, source, step, batch):
     for i in range(batch):
       if produced == count:
         return
-      yield (normalisation.denormalise(batch_arrays['frames'][i]) / 255.0, batch_arrays['gt'][i],
-             batch_arrays['sec_gt'][i], batch_arrays['selector'][i])
+      yield (
+        normalisation.denormalise(batch_arrays['frames'][i]) / 255.0,
+        batch_arrays['gt'][i],
+        batch_arrays['sec_gt'][i],
+        batch_arrays['selector'][i],
+      )
       produced += 1
 
 
@@ -220,18 +232,20 @@ def main(argv: Optional[list[str]] = None) -> None:
   parser.add_argument('--total_steps', type=int, default=30000)
   parser.add_argument('--rows', type=int, default=8, help='clips in the picture (default 8)')
   parser.add_argument('--out', default='out/data_stats', help='folder for clips.png (default out/data_stats)')
-  parser.add_argument('--json', help='also write every clip\'s statistics to this file')
+  parser.add_argument('--json', help="also write every clip's statistics to this file")
   args = parser.parse_args(argv)
   if not os.path.isdir(args.root):
     _error(f'{args.root}: no such folder; give the root of a dataset')
   if args.clips < 1 or args.rows < 0 or args.size < 16:
     _error('--clips must be at least 1, --rows at least 0 and --size at least 16')
   from data_pipelines import sources
+
   try:
     config = data_config(args.root, args.stage, args.size)
     rows, shown = [], []
     for i, (frames, gt, sec_gt, selector) in enumerate(
-        pipeline_clips(config, args.clips, args.seed, args.step, args.total_steps)):
+      pipeline_clips(config, args.clips, args.seed, args.step, args.total_steps)
+    ):
       rows.append(clip_statistics(frames, gt, sec_gt, selector))
       if i < args.rows:
         shown.append((frames, gt, sec_gt))
@@ -242,6 +256,7 @@ def main(argv: Optional[list[str]] = None) -> None:
   print(f'{len(rows)} {args.stage} clips of {args.root}, crop {args.size}², seed {args.seed}, step {args.step}')
   print('\n'.join(summary_lines(table(rows))))
   from PIL import Image
+
   os.makedirs(args.out, exist_ok=True)
   if shown:
     picture = os.path.join(args.out, 'clips.png')

@@ -14,6 +14,7 @@ Each video has 2-4 textured objects of varied shapes over a slowly panning photo
 rotate, change scale, occlude one another in depth order, and may leave the frame and come back.
 All objects are visible in frame 0. The same seed gives the same bytes.
 """
+
 import os
 import shutil
 import sys
@@ -26,8 +27,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from gsfm_jax import cli
 from data_pipelines.palette import write_palette_png
+from gsfm_jax import cli
 
 BACKGROUNDS = ('astronaut', 'coffee', 'rocket', 'hubble_deep_field', 'immunohistochemistry', 'retina', 'chelsea')
 TEXTURES = ('brick', 'grass', 'gravel', 'colorwheel', 'coins', 'moon', 'camera', 'cat', 'coffee', 'astronaut')
@@ -38,6 +39,7 @@ CANVAS = 128  # side of the canonical shape / texture patch
 def _photo(name: str) -> np.ndarray:
   """A bundled scikit-image photograph as (H, W, 3) uint8 RGB."""
   from skimage import data
+
   image = getattr(data, name)()
   if image.ndim == 2:
     image = np.repeat(image[..., None], 3, axis=-1)
@@ -78,7 +80,7 @@ def texture_patch(name: str, rng: np.random.Generator) -> np.ndarray:
   photo = _photo(name)
   y = int(rng.integers(0, photo.shape[0] - CANVAS + 1))
   x = int(rng.integers(0, photo.shape[1] - CANVAS + 1))
-  patch = photo[y:y + CANVAS, x:x + CANVAS].astype(np.float32)
+  patch = photo[y : y + CANVAS, x : x + CANVAS].astype(np.float32)
   tint = rng.uniform(0.6, 1.4, 3)
   return np.clip(patch * tint, 0, 255).astype(np.uint8)
 
@@ -86,13 +88,14 @@ def texture_patch(name: str, rng: np.random.Generator) -> np.ndarray:
 @dataclass
 class MovingObject:
   """One object: shape + texture, and a trajectory of centre, scale and angle over time t ∈ [0, 1]."""
+
   mask: np.ndarray
   texture: np.ndarray
-  start: np.ndarray      # centre at t = 0, (x, y) in pixels
-  velocity: np.ndarray   # pixels per unit t; may carry the object out of the frame and back
-  wobble: np.ndarray     # amplitude of a sinusoidal detour (x, y)
+  start: np.ndarray  # centre at t = 0, (x, y) in pixels
+  velocity: np.ndarray  # pixels per unit t; may carry the object out of the frame and back
+  wobble: np.ndarray  # amplitude of a sinusoidal detour (x, y)
   scale: tuple[float, float]
-  spin: float            # degrees over the video
+  spin: float  # degrees over the video
 
   def transform(self, t: float) -> np.ndarray:
     """2×3 affine map from the canonical canvas to the frame at time t."""
@@ -107,14 +110,19 @@ def random_object(rng: np.random.Generator, height: int, width: int) -> MovingOb
   size = min(height, width)
   start = np.array([rng.uniform(0.2, 0.8) * width, rng.uniform(0.25, 0.75) * height])
   leaves = rng.random() < 0.35  # the detour takes it out of the frame and back
-  wobble = np.array([rng.uniform(0.6, 0.8) * width if leaves else rng.uniform(0, 0.15) * width,
-                     rng.uniform(0, 0.15) * height])
+  wobble = np.array(
+    [rng.uniform(0.6, 0.8) * width if leaves else rng.uniform(0, 0.15) * width, rng.uniform(0, 0.15) * height]
+  )
   s0 = rng.uniform(0.25, 0.55) * size / CANVAS
-  return MovingObject(mask=shape_mask(SHAPES[rng.integers(len(SHAPES))], rng),
-                      texture=texture_patch(TEXTURES[rng.integers(len(TEXTURES))], rng),
-                      start=start, velocity=rng.uniform(-0.25, 0.25, 2) * np.array([width, height]),
-                      wobble=wobble * rng.choice([-1, 1], 2), scale=(s0, s0 * rng.uniform(0.6, 1.6)),
-                      spin=float(rng.uniform(-120, 120)))
+  return MovingObject(
+    mask=shape_mask(SHAPES[rng.integers(len(SHAPES))], rng),
+    texture=texture_patch(TEXTURES[rng.integers(len(TEXTURES))], rng),
+    start=start,
+    velocity=rng.uniform(-0.25, 0.25, 2) * np.array([width, height]),
+    wobble=wobble * rng.choice([-1, 1], 2),
+    scale=(s0, s0 * rng.uniform(0.6, 1.6)),
+    spin=float(rng.uniform(-120, 120)),
+  )
 
 
 def render_video(rng: np.random.Generator, frames: int, height: int, width: int) -> tuple[list, list]:
@@ -122,14 +130,18 @@ def render_video(rng: np.random.Generator, frames: int, height: int, width: int)
   background = _photo(BACKGROUNDS[rng.integers(len(BACKGROUNDS))])
   zoom = max(1.3 * height / background.shape[0], 1.3 * width / background.shape[1], 1.0)
   background = cv2.resize(background, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC)
-  pan_from = np.array([rng.integers(0, background.shape[1] - width + 1), rng.integers(0, background.shape[0] - height + 1)])
-  pan_to = np.array([rng.integers(0, background.shape[1] - width + 1), rng.integers(0, background.shape[0] - height + 1)])
+  pan_from = np.array(
+    [rng.integers(0, background.shape[1] - width + 1), rng.integers(0, background.shape[0] - height + 1)]
+  )
+  pan_to = np.array(
+    [rng.integers(0, background.shape[1] - width + 1), rng.integers(0, background.shape[0] - height + 1)]
+  )
   objects = [random_object(rng, height, width) for _ in range(int(rng.integers(2, 5)))]
   images, labels = [], []
   for i in range(frames):
     t = i / max(frames - 1, 1)
     x, y = np.round(pan_from + (pan_to - pan_from) * t).astype(int)
-    image = background[y:y + height, x:x + width].copy()
+    image = background[y : y + height, x : x + width].copy()
     label = np.zeros((height, width), np.uint8)
     for obj_id, obj in enumerate(objects, start=1):
       m = obj.transform(t)
@@ -171,14 +183,19 @@ def write_davis(out: str, rng: np.random.Generator, names: dict, frames: int, he
 
 def write_static(out: str, rng: np.random.Generator, flat: int, classes: int, per_class: int, size: int) -> None:
   """Salient-object images: one textured shape on a photograph, mask 0/255 grayscale PNG."""
+
   def one(path_stem: str, kind: str) -> None:
     images, labels = render_one(kind)
     Image.fromarray(images).save(path_stem + '.jpg', quality=92)
     Image.fromarray((labels > 0).astype(np.uint8) * 255, mode='L').save(path_stem + '.png')
 
   def render_one(kind: str) -> tuple[np.ndarray, np.ndarray]:
-    background = cv2.resize(_photo(BACKGROUNDS[rng.integers(len(BACKGROUNDS))]), (size, size), interpolation=cv2.INTER_AREA)
-    m = cv2.getRotationMatrix2D((CANVAS / 2, CANVAS / 2), float(rng.uniform(-180, 180)), rng.uniform(0.9, 1.8) * size / 320)
+    background = cv2.resize(
+      _photo(BACKGROUNDS[rng.integers(len(BACKGROUNDS))]), (size, size), interpolation=cv2.INTER_AREA
+    )
+    m = cv2.getRotationMatrix2D(
+      (CANVAS / 2, CANVAS / 2), float(rng.uniform(-180, 180)), rng.uniform(0.9, 1.8) * size / 320
+    )
     m[:, 2] += np.array([rng.uniform(0.35, 0.65) * size, rng.uniform(0.35, 0.65) * size]) - CANVAS / 2
     mask = cv2.warpAffine(shape_mask(kind, rng), m, (size, size), flags=cv2.INTER_NEAREST) > 0
     texture = cv2.warpAffine(texture_patch(TEXTURES[rng.integers(len(TEXTURES))], rng), m, (size, size))
@@ -197,9 +214,19 @@ def write_static(out: str, rng: np.random.Generator, flat: int, classes: int, pe
       one(os.path.join(class_dir, f'{i}'), kind)
 
 
-def generate(out: str, seed: int = 0, train: int = 12, val: int = 4, frames: int = 25, height: int = 240,
-             width: int = 432, static_flat: int = 48, static_classes: int = 4, static_per_class: int = 10,
-             static_size: int = 320) -> None:
+def generate(
+  out: str,
+  seed: int = 0,
+  train: int = 12,
+  val: int = 4,
+  frames: int = 25,
+  height: int = 240,
+  width: int = 432,
+  static_flat: int = 48,
+  static_classes: int = 4,
+  static_per_class: int = 10,
+  static_size: int = 320,
+) -> None:
   """Writes the whole built-in dataset under `out` (see the module docstring), atomically: into a temporary
   folder beside it, which becomes `out` (with the `COMPLETE` marker inside) only when everything is written,
   so an interrupted run leaves no partial dataset under `out`. An `out` without the marker (written by an
@@ -224,7 +251,7 @@ def generate(out: str, seed: int = 0, train: int = 12, val: int = 4, frames: int
     shutil.rmtree(work, ignore_errors=True)
 
 
-COMPLETE = 'COMPLETE'   # written last: the dataset under this folder is whole
+COMPLETE = 'COMPLETE'  # written last: the dataset under this folder is whole
 
 
 def is_complete(out: str) -> bool:

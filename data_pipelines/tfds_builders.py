@@ -12,6 +12,7 @@ masks are stored as object-id (grayscale) PNGs, so any TFDS reader decodes them 
 ArrayRecord form (random access: the batch of step N is read directly on resume); `data_dir` may be a
 `gs://` path where the installed file systems support it.
 """
+
 import logging
 import os
 import sys
@@ -21,8 +22,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from gsfm_jax import cli
 from data_pipelines import check, sources
+from gsfm_jax import cli
 
 FILE_FORMAT = 'array_record'
 
@@ -54,6 +55,7 @@ _COPY = __name__ == '__main__'
 
 class GsfmStatic(tfds.core.GeneratorBasedBuilder, skip_registration=_COPY):
   """Static salient-object images (stage 0): image + 8-bit mask, one split per folder."""
+
   VERSION = tfds.core.Version('1.0.0')
   MANUAL_DOWNLOAD_INSTRUCTIONS = 'A folder with fss/, DUTS-TR/, DUTS-TE/, ecssd/, BIG_small/, HRSOD_small/.'
 
@@ -62,11 +64,15 @@ class GsfmStatic(tfds.core.GeneratorBasedBuilder, skip_registration=_COPY):
     super().__init__(**kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(features=tfds.features.FeaturesDict({
-        'name': tfds.features.Text(),
-        'image': tfds.features.Image(encoding_format='jpeg'),
-        'mask': tfds.features.Image(shape=(None, None, 1), encoding_format='png'),
-    }))
+    return self.dataset_info_from_configs(
+      features=tfds.features.FeaturesDict(
+        {
+          'name': tfds.features.Text(),
+          'image': tfds.features.Image(encoding_format='jpeg'),
+          'mask': tfds.features.Image(shape=(None, None, 1), encoding_format='png'),
+        }
+      )
+    )
 
   def _split_generators(self, dl_manager):
     table = sources.list_static(self._static_root or os.fspath(dl_manager.manual_dir))
@@ -82,21 +88,34 @@ class GsfmStatic(tfds.core.GeneratorBasedBuilder, skip_registration=_COPY):
 
 class GsfmVideos(tfds.core.GeneratorBasedBuilder, skip_registration=_COPY):
   """Annotated training videos (stage 3): one example per video, one split per source."""
+
   VERSION = tfds.core.Version('1.0.0')
   MANUAL_DOWNLOAD_INSTRUCTIONS = 'Pass davis_root / youtube_root / video_roots (the layouts of sources.py).'
 
-  def __init__(self, *, davis_root: Optional[str] = None, youtube_root: Optional[str] = None,
-               video_roots: Sequence[str] = (), youtube_subset: Optional[str] = None, **kwargs):
-    self._roots = dict(davis_root=davis_root, youtube_root=youtube_root, video_roots=tuple(video_roots),
-                       youtube_subset=youtube_subset)
+  def __init__(
+    self,
+    *,
+    davis_root: Optional[str] = None,
+    youtube_root: Optional[str] = None,
+    video_roots: Sequence[str] = (),
+    youtube_subset: Optional[str] = None,
+    **kwargs,
+  ):
+    self._roots = dict(
+      davis_root=davis_root, youtube_root=youtube_root, video_roots=tuple(video_roots), youtube_subset=youtube_subset
+    )
     super().__init__(**kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(features=tfds.features.FeaturesDict({
-        'name': tfds.features.Text(),
-        'frames': tfds.features.Sequence(tfds.features.Image(encoding_format='jpeg')),
-        'masks': tfds.features.Sequence(tfds.features.Image(shape=(None, None, 1), encoding_format='png')),
-    }))
+    return self.dataset_info_from_configs(
+      features=tfds.features.FeaturesDict(
+        {
+          'name': tfds.features.Text(),
+          'frames': tfds.features.Sequence(tfds.features.Image(encoding_format='jpeg')),
+          'masks': tfds.features.Sequence(tfds.features.Image(shape=(None, None, 1), encoding_format='png')),
+        }
+      )
+    )
 
   def _split_generators(self, dl_manager):
     table = sources.list_videos(**self._roots)
@@ -118,7 +137,7 @@ class GsfmVideos(tfds.core.GeneratorBasedBuilder, skip_registration=_COPY):
 def build(kind: str, data_dir: str, **roots) -> tfds.core.DatasetBuilder:
   """Writes (or reuses) the `kind` ('static' | 'videos') dataset under `data_dir`; returns its builder."""
   tfds.disable_progress_bar()
-  if kind == 'videos':   # no data: DataError before anything is written
+  if kind == 'videos':  # no data: DataError before anything is written
     sources.list_videos(**roots)
   elif roots.get('static_root'):
     sources.list_static(roots['static_root'])
@@ -142,11 +161,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.kind == 'static':
       builder = build('static', args.data_dir, static_root=args.static_root)
     else:
-      builder = build('videos', args.data_dir, davis_root=args.davis_root, youtube_root=args.youtube_root,
-                      video_roots=args.video_roots, youtube_subset=args.youtube_subset)
+      builder = build(
+        'videos',
+        args.data_dir,
+        davis_root=args.davis_root,
+        youtube_root=args.youtube_root,
+        video_roots=args.video_roots,
+        youtube_subset=args.youtube_subset,
+      )
   except sources.DataError as error:
-    print(f'error: {error}: check the --*-root flags (python -m data_pipelines.check ROOT lists what is wrong)',
-          file=sys.stderr)
+    print(
+      f'error: {error}: check the --*-root flags (python -m data_pipelines.check ROOT lists what is wrong)',
+      file=sys.stderr,
+    )
     return 2
   for name, split in builder.info.splits.items():
     print(f'{name}: {split.num_examples} examples in {split.num_shards} shard(s)')
@@ -157,4 +184,5 @@ def main(argv: Optional[list[str]] = None) -> int:
 if __name__ == '__main__':
   # the builders must be classes of the package module, not of __main__: TFDS looks up their metadata by module
   from data_pipelines import tfds_builders
+
   sys.exit(tfds_builders.main())

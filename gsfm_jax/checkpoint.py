@@ -5,6 +5,7 @@ and `meta` (JSON: step, config, device and process counts). Saves are asynchrono
 writes a temporary directory and renames it when every host has finished), the newest `keep` are kept,
 and a restore places the arrays on the current mesh, whatever the device count of the run that wrote them.
 """
+
 import os
 import shutil
 import signal
@@ -36,8 +37,9 @@ class Checkpoints:
     """Starts saving `state` at `step` if it is due (or forced); returns whether a save started."""
     if not (force or step % self.every == 0) or step == self.manager.latest_step():
       return False
-    return self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                           meta=ocp.args.JsonSave(meta)), force=True)
+    return self.manager.save(
+      step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True
+    )
 
   def restore(self, abstract_state: Any, step: Optional[int] = None) -> Any:
     """The state at `step` (default newest), placed as `abstract_state`'s shardings say."""
@@ -45,8 +47,10 @@ class Checkpoints:
     try:
       restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
     except Exception as e:
-      raise ConversionError(f'{self.directory}/{step}: cannot restore this checkpoint ({short_reason(e)}); move '
-                            'that step folder away to resume from the one before') from None
+      raise ConversionError(
+        f'{self.directory}/{step}: cannot restore this checkpoint ({short_reason(e)}); move '
+        'that step folder away to resume from the one before'
+      ) from None
     return restored.state
 
   def wait(self) -> None:
@@ -58,7 +62,7 @@ class Checkpoints:
     self.manager.close()
 
 
-UNFINISHED = '.orbax-checkpoint-tmp'   # orbax's suffix of a step folder whose save has not finished
+UNFINISHED = '.orbax-checkpoint-tmp'  # orbax's suffix of a step folder whose save has not finished
 
 
 def remove_unfinished(directory: str) -> None:
@@ -102,9 +106,10 @@ class Preemption:
     self.requested = True
     if signum == signal.SIGINT:
       self.reason = 'interrupted (Ctrl-C)'
-      signal.signal(signal.SIGINT, signal.default_int_handler)   # a second Ctrl-C stops without saving
-      print('Ctrl-C: saving a checkpoint after this step (press Ctrl-C again to stop at once)', file=sys.stderr,
-            flush=True)
+      signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C stops without saving
+      print(
+        'Ctrl-C: saving a checkpoint after this step (press Ctrl-C again to stop at once)', file=sys.stderr, flush=True
+      )
 
   def reached(self, step: int) -> bool:
     """Call once per step, with the same step on every host."""

@@ -4,6 +4,7 @@ input: a single `error:` line naming the flag or file, exit status 2, no traceba
 
 Imports nothing but the standard library: `inference.loader` and the data tools use it too.
 """
+
 import argparse
 import os
 import sys
@@ -32,8 +33,12 @@ class Parser(argparse.ArgumentParser):
 
   def __init__(self, doc: str, prog: Optional[str] = None):
     first, _, rest = doc.partition('\n')
-    super().__init__(prog=prog, description=first, epilog=rest.strip('\n') or None,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    super().__init__(
+      prog=prog,
+      description=first,
+      epilog=rest.strip('\n') or None,
+      formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     self.counts: list[str] = []
     self.dtypes: tuple[str, ...] = ()
 
@@ -81,8 +86,10 @@ class Parser(argparse.ArgumentParser):
       raise UsageError(f'--dtype {args.dtype}: expected one of {", ".join(self.dtypes)}')
 
 
-DISTRIBUTED_HELP = ('join a multi-process run with jax.distributed.initialize() (TPU pods and SLURM are detected; '
-                    'elsewhere add the three flags below)')
+DISTRIBUTED_HELP = (
+  'join a multi-process run with jax.distributed.initialize() (TPU pods and SLURM are detected; '
+  'elsewhere add the three flags below)'
+)
 COORDINATOR_HELP = 'host:port of process 0 (multi-process runs)'
 NUM_PROCESSES_HELP = 'number of processes (multi-process runs)'
 PROCESS_ID_HELP = 'this process, 0 … num_processes-1'
@@ -93,11 +100,13 @@ def distributed_requested(distributed: bool, coordinator_address: Optional[str])
   return bool(distributed or coordinator_address or os.environ.get('JAX_COORDINATOR_ADDRESS'))
 
 
-def initialize_distributed(distributed: bool, coordinator_address: Optional[str], num_processes: Optional[int],
-                           process_id: Optional[int]) -> None:
+def initialize_distributed(
+  distributed: bool, coordinator_address: Optional[str], num_processes: Optional[int], process_id: Optional[int]
+) -> None:
   """jax.distributed.initialize when asked (before anything touches a device)."""
   if distributed_requested(distributed, coordinator_address):
     import jax
+
     jax.distributed.initialize(coordinator_address, num_processes, process_id)
 
 

@@ -1,4 +1,5 @@
 """What the command lines show: their own INFO lines (progress, compiled programs), without the libraries'."""
+
 import logging as py_logging
 
 from absl import logging
@@ -15,7 +16,8 @@ class _QuietLibraries(py_logging.Filter):
     if any(text in record.getMessage() for text in _HARMLESS):
       return False
     return record.levelno >= py_logging.WARNING or not any(
-        part in record.pathname for part in ('/orbax/', '/jax/', '/clu/'))
+      part in record.pathname for part in ('/orbax/', '/jax/', '/clu/')
+    )
 
 
 def show_info() -> None:
@@ -23,6 +25,6 @@ def show_info() -> None:
   'absl' logger (orbax logs there, whichever handler prints) and on absl's handler (JAX logs to its own
   loggers, which reach the root handlers)."""
   logging.set_verbosity(logging.INFO)
-  for target in (logging.get_absl_logger(), logging.get_absl_handler()):   # the handler: JAX's own loggers
+  for target in (logging.get_absl_logger(), logging.get_absl_handler()):  # the handler: JAX's own loggers
     if not any(isinstance(f, _QuietLibraries) for f in target.filters):
       target.addFilter(_QuietLibraries())

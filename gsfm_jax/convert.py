@@ -14,6 +14,7 @@ orbax checkpoint; an .npz whose names start with params/ is a gsfm_jax file, oth
 names; .pth/.pt is a PyTorch file (written only with --to official).
 Nothing is written when a conversion fails, and an existing output is kept unless --overwrite.
 """
+
 import sys
 from typing import Optional, Sequence
 
@@ -32,20 +33,36 @@ PTH = ('.pth', '.pt')
 def build_parser() -> cli.Parser:
   p = cli.Parser(__doc__, prog='python -m gsfm_jax.convert')
   p.add_argument('paths', nargs='+', metavar='PATH', help='SOURCE OUTPUT, or only OUTPUT with --resnet50/--resnet18')
-  p.add_argument('--to', choices=('gsfm', 'official'), default='gsfm',
-                 help='output naming: gsfm (orbax directory, or flat .npz) or official (.npz, or .pth with torch) '
-                      '(default: %(default)s)')
-  p.add_argument('--single_object', action='store_true',
-                 help='the single-object (stage-0, 4-channel value encoder) network (default: multi-object)')
-  p.add_argument('--stem_fill', choices=FILLS, default='orthogonal',
-                 help="init of the 5th value-encoder input channel when a stage-0 checkpoint is loaded into the "
-                      "multi-object network: orthogonal (official training) or zeros (official eval scripts) "
-                      "(default: %(default)s)")
+  p.add_argument(
+    '--to',
+    choices=('gsfm', 'official'),
+    default='gsfm',
+    help='output naming: gsfm (orbax directory, or flat .npz) or official (.npz, or .pth with torch) '
+    '(default: %(default)s)',
+  )
+  p.add_argument(
+    '--single_object',
+    action='store_true',
+    help='the single-object (stage-0, 4-channel value encoder) network (default: multi-object)',
+  )
+  p.add_argument(
+    '--stem_fill',
+    choices=FILLS,
+    default='orthogonal',
+    help='init of the 5th value-encoder input channel when a stage-0 checkpoint is loaded into the '
+    'multi-object network: orthogonal (official training) or zeros (official eval scripts) '
+    '(default: %(default)s)',
+  )
   p.add_argument('--resnet50', help='torchvision ResNet-50 ImageNet state_dict (.pth or .npz) for the key encoder')
   p.add_argument('--resnet18', help='torchvision ResNet-18 ImageNet state_dict (.pth or .npz) for the value encoder')
-  p.add_argument('--width_divisor', type=int, default=1, choices=(1, 2, 4, 8, 16),
-                 help='channel divisor of the network (1 = GSFM) for inputs without a run config.json; a training '
-                      'workdir or step folder gives its own (default: %(default)s)')
+  p.add_argument(
+    '--width_divisor',
+    type=int,
+    default=1,
+    choices=(1, 2, 4, 8, 16),
+    help='channel divisor of the network (1 = GSFM) for inputs without a run config.json; a training '
+    'workdir or step folder gives its own (default: %(default)s)',
+  )
   p.add_argument('--seed', type=int, default=0, help='seed of the fresh initialisation (default: %(default)s)')
   p.add_argument('--overwrite', action='store_true', help='replace an existing output')
   return p
@@ -60,11 +77,13 @@ def convert(args) -> int:
     raise cli.UsageError('expected SOURCE and OUTPUT')
   output = args.paths[-1]
   if output.endswith(PTH) and args.to != 'official':
-    raise cli.UsageError(f'{output}: a .pth output holds the official names; add --to official (or write a folder '
-                         'or an .npz)')
+    raise cli.UsageError(
+      f'{output}: a .pth output holds the official names; add --to official (or write a folder or an .npz)'
+    )
   config = None if from_imagenet else run_model_config(args.paths[0])
-  model = GSFM(single_object=args.single_object,
-               width_divisor=config.width_divisor if config is not None else args.width_divisor)
+  model = GSFM(
+    single_object=args.single_object, width_divisor=config.width_divisor if config is not None else args.width_divisor
+  )
   if from_imagenet:
     variables = imagenet_start(args.resnet50, args.resnet18, model, args.seed)
   else:

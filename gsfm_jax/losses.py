@@ -4,6 +4,7 @@ log-odds plus 0.05 × (BCE + Dice) on the boundary logits, per sample, per predi
 Works under jit with a traced hard-mining count: it becomes a mask over the sorted per-pixel
 losses, so no shape depends on the iteration.
 """
+
 from typing import Mapping, Optional, Union
 
 import jax
@@ -11,13 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 
 # numpy, not jnp: importing this module must not start a JAX backend (jax.distributed comes first)
-_LAPLACIAN = np.array([[-1., -1., -1.], [-1., 8., -1.], [-1., -1., -1.]], np.float32)
+_LAPLACIAN = np.array([[-1.0, -1.0, -1.0], [-1.0, 8.0, -1.0], [-1.0, -1.0, -1.0]], np.float32)
 _MASKED_LOGIT = -1e30
-BOUNDARY_WEIGHT = 0.05   # the reference's weight of the boundary loss
+BOUNDARY_WEIGHT = 0.05  # the reference's weight of the boundary loss
 
 
-def hard_mining(it: int, num_pixels: int, start_warm: int, end_warm: int,
-                top_p: float = 0.15) -> tuple[float, int]:
+def hard_mining(it: int, num_pixels: int, start_warm: int, end_warm: int, top_p: float = 0.15) -> tuple[float, int]:
   """(p, k): the fraction and number of hardest pixels kept per sample at iteration `it`.
 
   p is 1 before start_warm, then linear down to top_p at end_warm, top_p after; k = int(num_pixels · p).
@@ -33,8 +33,9 @@ def hard_mining(it: int, num_pixels: int, start_warm: int, end_warm: int,
   return p, int(num_pixels * p)
 
 
-def bootstrapped_ce(logits: jax.Array, labels: jax.Array, num_kept: Union[int, jax.Array],
-                    class_valid: Optional[jax.Array] = None) -> jax.Array:
+def bootstrapped_ce(
+  logits: jax.Array, labels: jax.Array, num_kept: Union[int, jax.Array], class_valid: Optional[jax.Array] = None
+) -> jax.Array:
   """Mean of the `num_kept` largest per-pixel cross entropies of each sample (see `hard_mining`).
 
   logits (B, H, W, C), labels (B, H, W) int, class_valid (B, C) bool (invalid classes are left out
@@ -55,8 +56,13 @@ def boundary_target(mask: jax.Array) -> jax.Array:
 
   3×3 Laplacian with zero padding, clamped at 0, thresholded at 0.1 (border pixels count as boundary).
   """
-  edges = jax.lax.conv_general_dilated(mask[..., None].astype(jnp.float32), _LAPLACIAN[:, :, None, None],
-                                       (1, 1), ((1, 1), (1, 1)), dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  edges = jax.lax.conv_general_dilated(
+    mask[..., None].astype(jnp.float32),
+    _LAPLACIAN[:, :, None, None],
+    (1, 1),
+    ((1, 1), (1, 1)),
+    dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+  )
   return (jnp.maximum(edges[..., 0], 0.0) > 0.1).astype(jnp.float32)
 
 
@@ -66,13 +72,20 @@ def boundary_loss(logits: jax.Array, target: jax.Array) -> jax.Array:
   bce = jax.nn.softplus(logits) - logits * target  # gradient σ(z) − t everywhere, as PyTorch's backward
   prob = jax.nn.sigmoid(logits)
   dice = 1.0 - (2.0 * jnp.sum(prob * target, axis=(1, 2)) + 1.0) / (
-      jnp.sum(prob, axis=(1, 2)) + jnp.sum(target, axis=(1, 2)) + 1.0)
+    jnp.sum(prob, axis=(1, 2)) + jnp.sum(target, axis=(1, 2)) + 1.0
+  )
   return jnp.mean(bce, axis=(1, 2)) + dice
 
 
-def gsfm_loss(outputs: Mapping[str, jax.Array], masks: jax.Array, cls_gt: jax.Array,
-              selector: Optional[jax.Array], p: Union[float, jax.Array], num_kept: Union[int, jax.Array],
-              boundary_weight: float = BOUNDARY_WEIGHT) -> dict[str, jax.Array]:
+def gsfm_loss(
+  outputs: Mapping[str, jax.Array],
+  masks: jax.Array,
+  cls_gt: jax.Array,
+  selector: Optional[jax.Array],
+  p: Union[float, jax.Array],
+  num_kept: Union[int, jax.Array],
+  boundary_weight: float = BOUNDARY_WEIGHT,
+) -> dict[str, jax.Array]:
   """The official loss over frames 1 … T-1 of a clip batch.
 
   outputs: the clip forward's `logits` (B, T-1, H, W, K+1) and `boundary` (B, T-1, H, W, K) of frames 1 … T-1;
@@ -91,7 +104,8 @@ def gsfm_loss(outputs: Mapping[str, jax.Array], masks: jax.Array, cls_gt: jax.Ar
     per_sample = bootstrapped_ce(outputs['logits'][:, t - 1], cls_gt[:, t], num_kept, class_valid)
     if 'boundary' in outputs:
       per_object = jax.vmap(boundary_loss, in_axes=(-1, -1), out_axes=-1)(
-          outputs['boundary'][:, t - 1], jax.vmap(boundary_target, in_axes=-1, out_axes=-1)(masks[:, t]))
+        outputs['boundary'][:, t - 1], jax.vmap(boundary_target, in_axes=-1, out_axes=-1)(masks[:, t])
+      )
       per_sample = per_sample + boundary_weight * jnp.sum(per_object * weights, -1) / jnp.sum(weights, -1)
     losses[f'loss_{t}'] = jnp.mean(per_sample)
     losses['total_loss'] = losses['total_loss'] + losses[f'loss_{t}']

@@ -1,5 +1,6 @@
 """Training metrics: the report window (docs/reference.md §2.5), writers (TensorBoard, console, metrics.jsonl),
 the progress line with ETA, and the loss / IoU curve as an image."""
+
 import json
 import os
 from typing import Any, Mapping, Optional
@@ -51,23 +52,44 @@ class JsonlWriter(MetricWriter):
     with open(self._path, 'a') as f:
       f.write(json.dumps({'step': int(step), **{k: float(v) for k, v in scalars.items()}}) + '\n')
 
-  def write_summaries(self, step, values, metadata=None): pass
-  def write_images(self, step, images): pass
-  def write_videos(self, step, videos): pass
-  def write_audios(self, step, audios, *, sample_rate): pass
-  def write_texts(self, step, texts): pass
-  def write_histograms(self, step, arrays, num_buckets=None): pass
-  def write_hparams(self, hparams): pass
-  def flush(self): pass
-  def close(self): pass
+  def write_summaries(self, step, values, metadata=None):
+    pass
+
+  def write_images(self, step, images):
+    pass
+
+  def write_videos(self, step, videos):
+    pass
+
+  def write_audios(self, step, audios, *, sample_rate):
+    pass
+
+  def write_texts(self, step, texts):
+    pass
+
+  def write_histograms(self, step, arrays, num_buckets=None):
+    pass
+
+  def write_hparams(self, hparams):
+    pass
+
+  def flush(self):
+    pass
+
+  def close(self):
+    pass
 
 
 def create_writer(workdir: str) -> MetricWriter:
   """TensorBoard events + console + metrics.jsonl on process 0; the console only on the others."""
   if jax.process_index() > 0:
     return metric_writers.create_default_writer(just_logging=True)
-  return metric_writers.MultiWriter([metric_writers.create_default_writer(workdir, asynchronous=False),
-                                     JsonlWriter(os.path.join(workdir, 'metrics.jsonl'))])
+  return metric_writers.MultiWriter(
+    [
+      metric_writers.create_default_writer(workdir, asynchronous=False),
+      JsonlWriter(os.path.join(workdir, 'metrics.jsonl')),
+    ]
+  )
 
 
 def read_jsonl(path: str) -> list[dict]:
@@ -89,15 +111,19 @@ class Progress:
   def line(self, step: int, loss: float) -> str:
     self.rate = self._meter.update(step)
     total = self._meter.total
-    return (f'step {step}/{total} ({100 * step / total:.1f} %) | {self.rate:.2f} steps/s | '
-            f'{self.rate * self._batch:.1f} clips/s | loss {loss:.4f} | ETA {self._meter.eta()}')
+    return (
+      f'step {step}/{total} ({100 * step / total:.1f} %) | {self.rate:.2f} steps/s | '
+      f'{self.rate * self._batch:.1f} clips/s | loss {loss:.4f} | ETA {self._meter.eta()}'
+    )
 
 
 def plot_curves(path: str, out: str) -> None:
   """metrics.jsonl -> PNG: total loss (left) and IoU of both objects (right) against the step."""
   import matplotlib
+
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
+
   rows = read_jsonl(path)
   steps = [r['step'] for r in rows]
   fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))

@@ -22,6 +22,7 @@ The checkpoint is a training workdir (its config gives the network), an exported
 or an official GSFM/STCN .pth. Every input is checked before anything runs; the outputs are written to a new
 folder that replaces OUT only when the run succeeds (an OUT with files in it needs --overwrite).
 """
+
 import argparse
 import json
 import os
@@ -41,8 +42,8 @@ MAX_OBJECTS = 8
 
 class Inputs(NamedTuple):
   video: media.VideoReader
-  labels: dict[int, np.ndarray]   # {frame: (H, W) indices 0 … K}
-  user_ids: np.ndarray            # (K+1,) uint8: the user's id of index 0 … K (0 first)
+  labels: dict[int, np.ndarray]  # {frame: (H, W) indices 0 … K}
+  user_ids: np.ndarray  # (K+1,) uint8: the user's id of index 0 … K (0 first)
   notes: list[str]
 
 
@@ -69,8 +70,9 @@ def read_inputs(args) -> Inputs:
     labels[int(frame)] = np.where(np.isin(mask.labels, new), mask.labels, 0)
     user_ids += new
   if len(user_ids) > args.max_objects:
-    raise media.InputError(f'{args.mask[0]}: {len(user_ids)} objects (ids {user_ids[:10]}), more than '
-                           f'--max_objects {args.max_objects}')
+    raise media.InputError(
+      f'{args.mask[0]}: {len(user_ids)} objects (ids {user_ids[:10]}), more than --max_objects {args.max_objects}'
+    )
   to_index = media.index_lookup(user_ids)
   return Inputs(video, {t: to_index[m] for t, m in labels.items()}, np.array([0] + user_ids, np.uint8), notes)
 
@@ -83,7 +85,7 @@ def write_outputs(folder: str, chunks, inputs: Inputs, probabilities: bool, prog
     os.makedirs(os.path.join(folder, 'prob'), exist_ok=True)
   last = None
   for chunk in chunks:
-    names = inputs.video.names[chunk.start:chunk.start + len(chunk.labels)]
+    names = inputs.video.names[chunk.start : chunk.start + len(chunk.labels)]
     ids = inputs.user_ids[chunk.labels]
     media.write_masks(os.path.join(folder, 'masks'), names, ids)
     if probabilities:
@@ -94,12 +96,15 @@ def write_outputs(folder: str, chunks, inputs: Inputs, probabilities: bool, prog
     progress(chunk.start + len(chunk.labels))
   video.close()
   from PIL import Image
+
   from gsfm_jax.visualize import overlay
+
   Image.fromarray(overlay(*last)).save(os.path.join(folder, 'overlay_last.png'))
 
 
 class Job(NamedTuple):
   """One video to segment: its output name (None: the single video of --video), inputs and network size."""
+
   name: Optional[str]
   inputs: Inputs
   resized: Optional[tuple[int, int]]
@@ -112,13 +117,17 @@ def batch_list(path: str) -> list[tuple[str, list[str]]]:
     entries = sorted(os.listdir(path))
     videos = [n for n in entries if os.path.isdir(os.path.join(path, n)) or n.lower().endswith(media.VIDEO_EXTENSIONS)]
     if not videos:
-      raise media.InputError(f'--videos {path}: no video file ({", ".join(media.VIDEO_EXTENSIONS)}) or frame folder in it')
+      raise media.InputError(
+        f'--videos {path}: no video file ({", ".join(media.VIDEO_EXTENSIONS)}) or frame folder in it'
+      )
     pairs = []
     for name in videos:
       mask = os.path.join(path, os.path.splitext(name)[0] + '.png')
       if not os.path.isfile(mask):
-        raise media.InputError(f'{os.path.join(path, name)}: its first-frame mask {mask} is missing (--videos FOLDER '
-                               'pairs each video NAME.mp4 or frame folder NAME/ with NAME.png)')
+        raise media.InputError(
+          f'{os.path.join(path, name)}: its first-frame mask {mask} is missing (--videos FOLDER '
+          'pairs each video NAME.mp4 or frame folder NAME/ with NAME.png)'
+        )
       pairs.append((os.path.join(path, name), [mask]))
     return pairs
   if not os.path.isfile(path):
@@ -149,12 +158,19 @@ def read_jobs(args) -> list[Job]:
   jobs = []
   for video, masks in batch_list(args.videos):
     inputs = read_inputs(argparse.Namespace(**{**vars(args), 'video': video, 'mask': masks, 'later_mask': []}))
-    jobs.append(Job(os.path.splitext(os.path.basename(video.rstrip('/')))[0], inputs,
-                    media.parse_resize(args.resize, inputs.video.size)))
+    jobs.append(
+      Job(
+        os.path.splitext(os.path.basename(video.rstrip('/')))[0],
+        inputs,
+        media.parse_resize(args.resize, inputs.video.size),
+      )
+    )
   names = [j.name for j in jobs]
   twice = sorted({n for n in names if names.count(n) > 1})
   if twice:
-    raise media.InputError(f'--videos {args.videos}: more than one video is named {twice[0]} (outputs go to OUT/<name>)')
+    raise media.InputError(
+      f'--videos {args.videos}: more than one video is named {twice[0]} (outputs go to OUT/<name>)'
+    )
   return jobs
 
 
@@ -163,7 +179,7 @@ def segment(engine, job: Job, folder: str, probabilities: bool, show: Optional[C
   total, meter, began = len(job.inputs.video), Rate(len(job.inputs.video)), time.perf_counter()
 
   def progress(done: int) -> None:
-    if not meter.started:   # the first chunk compiles: rates and the ETA count from its end
+    if not meter.started:  # the first chunk compiles: rates and the ETA count from its end
       meter.begin(done)
       line = 'compiled'
     else:
@@ -174,9 +190,13 @@ def segment(engine, job: Job, folder: str, probabilities: bool, show: Optional[C
 
   chunks = engine.chunks(job.inputs.video, job.inputs.labels, resized=job.resized, keep_prob=probabilities)
   write_outputs(folder, chunks, job.inputs, probabilities, progress)
-  summary = {'frames': total, 'objects': job.inputs.user_ids[1:].tolist(), 'seconds': time.perf_counter() - began,
-             'frames_per_s': meter.overall() if total > engine.protocol.chunk else None,   # after the compiling chunk
-             'compiled_programs': len(engine.compiled)}
+  summary = {
+    'frames': total,
+    'objects': job.inputs.user_ids[1:].tolist(),
+    'seconds': time.perf_counter() - began,
+    'frames_per_s': meter.overall() if total > engine.protocol.chunk else None,  # after the compiling chunk
+    'compiled_programs': len(engine.compiled),
+  }
   with open(os.path.join(folder, 'summary.json'), 'w') as f:
     json.dump(summary, f, indent=2)
   return summary
@@ -186,21 +206,32 @@ def build_parser() -> cli.Parser:
   parser = cli.Parser(__doc__)
   parser.add_checkpoint()
   parser.add_argument('--video', help='video file or folder of frames')
-  parser.add_argument('--mask', action='append', help='first-frame mask (palette PNG, grayscale ids '
-                      'or a binary mask), or one binary PNG per object (repeat --mask)')
+  parser.add_argument(
+    '--mask',
+    action='append',
+    help='first-frame mask (palette PNG, grayscale ids or a binary mask), or one binary PNG per object (repeat --mask)',
+  )
   parser.add_argument('--videos', help='many videos: a folder (each with NAME.png beside it) or a list file')
   parser.add_argument('--later_mask', action='append', default=[], help='FRAME:PATH, objects entering later')
-  parser.add_argument('--mask_resize', default='none', choices=media.MASK_RESIZE,
-                      help='a mask of another size than the frames: refuse (none) or resize it (nearest)')
+  parser.add_argument(
+    '--mask_resize',
+    default='none',
+    choices=media.MASK_RESIZE,
+    help='a mask of another size than the frames: refuse (none) or resize it (nearest)',
+  )
   parser.add_output()
-  parser.add_argument('--resize', default='none', help="network input size: 'none', 'short:N' or 'long:N'; the "
-                      "outputs stay at the video's size")
+  parser.add_argument(
+    '--resize',
+    default='none',
+    help="network input size: 'none', 'short:N' or 'long:N'; the outputs stay at the video's size",
+  )
   parser.add_argument('--probabilities', action='store_true', help='also write per-frame probabilities')
   parser.add_count('max_objects', MAX_OBJECTS, 'most objects in a video')
   parser.add_count('top_k', 50, 'memory entries each query pixel reads')
   parser.add_count('mem_every', 3, 'a memory frame every N frames')
-  parser.add_count('capacity', None, 'memory frames kept (default: all); with it a video of any length runs in '
-                   'constant memory')
+  parser.add_count(
+    'capacity', None, 'memory frames kept (default: all); with it a video of any length runs in constant memory'
+  )
   parser.add_dtype()
   parser.add_devices()
   return parser
@@ -213,14 +244,19 @@ def prepare(parser: cli.Parser, args):
   jobs = read_jobs(args)
   from gsfm_jax import weights
   from gsfm_jax.inference import Protocol, parallel
+
   devices = parallel.local_devices(args.devices)
   model, variables = weights.load_for_inference(args.checkpoint, args.dtype)
-  protocol = Protocol(top_k=args.top_k, mem_every=args.mem_every, capacity=args.capacity,
-                      memory_rule='absolute' if all(list(j.inputs.labels) == [0] for j in jobs) else 'since_last')
+  protocol = Protocol(
+    top_k=args.top_k,
+    mem_every=args.mem_every,
+    capacity=args.capacity,
+    memory_rule='absolute' if all(list(j.inputs.labels) == [0] for j in jobs) else 'since_last',
+  )
   for job in jobs:
     for note in job.inputs.notes:
       print(f'note: {job.name + ": " if job.name else ""}{note}', flush=True)
-  return output, jobs, parallel.engines(model, variables, protocol, devices[:len(jobs)])
+  return output, jobs, parallel.engines(model, variables, protocol, devices[: len(jobs)])
 
 
 def run_one(engine, job: Job, output: media.OutputFolder, args) -> int:
@@ -228,10 +264,13 @@ def run_one(engine, job: Job, output: media.OutputFolder, args) -> int:
   try:
     with output as folder:
       summary = segment(engine, job, folder, args.probabilities, lambda line: print(line, flush=True))
-  except media.InputError as error:   # a frame that cannot be decoded, found when it is read
+  except media.InputError as error:  # a frame that cannot be decoded, found when it is read
     raise media.InputError(f'{error} (nothing written to {args.out})') from None
-  speed = (f'{summary["frames_per_s"]:.2f} frames/s after the first chunk, which compiles'
-           if summary['frames_per_s'] is not None else f'{summary["seconds"]:.1f} s with compilation')
+  speed = (
+    f'{summary["frames_per_s"]:.2f} frames/s after the first chunk, which compiles'
+    if summary['frames_per_s'] is not None
+    else f'{summary["seconds"]:.1f} s with compilation'
+  )
   print(f'{summary["frames"]} frames, {len(summary["objects"])} object(s), {speed}; written to {args.out}')
   return 0
 
@@ -239,19 +278,21 @@ def run_one(engine, job: Job, output: media.OutputFolder, args) -> int:
 def main(argv: Optional[list[str]] = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
-  console.show_info()   # the engine logs each new compiled program
+  console.show_info()  # the engine logs each new compiled program
 
   def work() -> int:
     output, jobs, engines = prepare(parser, args)
     if args.videos is not None:
       return run_batch(engines, jobs, output, args)
     return run_one(engines[0], jobs[0], output, args)
+
   return cli.report(work)
 
 
 def run_batch(workers: list, jobs: list[Job], output: media.OutputFolder, args) -> int:
   """Every job over the devices of `workers`, into OUT/<name>/; OUT/summary.json. -> the exit status."""
   from gsfm_jax.inference import parallel
+
   lengths = [len(j.inputs.video) for j in jobs]
   meter, lock, done, began = Rate(sum(lengths)), threading.Lock(), [0, 0], time.perf_counter()
 
@@ -262,11 +303,14 @@ def run_batch(workers: list, jobs: list[Job], output: media.OutputFolder, args) 
       done[0], done[1] = done[0] + 1, done[1] + summary['frames']
       if meter.started:
         meter.update(done[1])
-      else:   # rates and the ETA count from the end of the first video, which compiles
+      else:  # rates and the ETA count from the end of the first video, which compiles
         meter.begin(done[1])
       rate = f' | {meter.rate:.2f} frames/s | ETA {meter.eta()}' if done[0] > 1 else ''
-      print(f'[{done[0]}/{len(jobs)}] {job.name}: {summary["frames"]} frames ({engine.device}) | '
-            f'{done[1]}/{meter.total} frames{rate}', flush=True)
+      print(
+        f'[{done[0]}/{len(jobs)}] {job.name}: {summary["frames"]} frames ({engine.device}) | '
+        f'{done[1]}/{meter.total} frames{rate}',
+        flush=True,
+      )
     return summary
 
   with output as out:
@@ -274,13 +318,23 @@ def run_batch(workers: list, jobs: list[Job], output: media.OutputFolder, args) 
     seconds = time.perf_counter() - began
     frames = sum(s['frames'] for s in summaries.values())
     with open(os.path.join(out, 'summary.json'), 'w') as f:
-      json.dump({'videos': {jobs[i].name: s for i, s in sorted(summaries.items())},
-                 'failed': {jobs[i].name: e for i, e in sorted(failures.items())}, 'devices': len(workers),
-                 'seconds': seconds, 'frames_per_s': frames / seconds}, f, indent=2)
+      json.dump(
+        {
+          'videos': {jobs[i].name: s for i, s in sorted(summaries.items())},
+          'failed': {jobs[i].name: e for i, e in sorted(failures.items())},
+          'devices': len(workers),
+          'seconds': seconds,
+          'frames_per_s': frames / seconds,
+        },
+        f,
+        indent=2,
+      )
   for i, error in sorted(failures.items()):
     print(f'error: {jobs[i].name} ({jobs[i].inputs.video.path}) failed: {error}', file=sys.stderr)
-  print(f'{len(summaries)} of {len(jobs)} videos, {frames} frames in {seconds:.1f} s ({frames / seconds:.2f} frames/s '
-        f'with compilation, {len(workers)} device(s)); written to {args.out}')
+  print(
+    f'{len(summaries)} of {len(jobs)} videos, {frames} frames in {seconds:.1f} s ({frames / seconds:.2f} frames/s '
+    f'with compilation, {len(workers)} device(s)); written to {args.out}'
+  )
   return 1 if failures else 0
 
 

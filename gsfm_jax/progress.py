@@ -1,13 +1,17 @@
 """Console progress of long work: rate over the last interval and time left; the seconds a thread spent
 compiling, so that speeds can leave compilation out."""
+
 import threading
 import time
 
 import numpy as np
 
 # JAX's monitoring events of one program's tracing, lowering and XLA compilation (or cache read)
-COMPILE_EVENTS = ('/jax/core/compile/jaxpr_trace_duration', '/jax/core/compile/jaxpr_to_mlir_module_duration',
-                  '/jax/core/compile/backend_compile_duration')
+COMPILE_EVENTS = (
+  '/jax/core/compile/jaxpr_trace_duration',
+  '/jax/core/compile/jaxpr_to_mlir_module_duration',
+  '/jax/core/compile/backend_compile_duration',
+)
 _compiling = threading.local()
 _listening = threading.Lock()
 
@@ -23,6 +27,7 @@ def compile_seconds() -> float:
   with _listening:
     if not getattr(compile_seconds, 'listening', False):
       import jax
+
       jax.monitoring.register_event_duration_secs_listener(_on_event)
       compile_seconds.listening = True
   return getattr(_compiling, 'seconds', 0.0)
@@ -44,7 +49,7 @@ class Rate:
     self.total, self._start, self._began = total, start, time.perf_counter()
     self._last, self._last_time = start, self._began
     self.rate = 0.0
-    self.started = False   # whether `begin` was called
+    self.started = False  # whether `begin` was called
 
   def begin(self, done: int) -> None:
     """Counts from here: call after the first unit of work, whose time includes compilation."""

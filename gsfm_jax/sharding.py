@@ -3,11 +3,13 @@
 Works the same on one CPU, several GPUs and many hosts: every host passes its own part of the global
 batch, and `global_batch` assembles the global arrays without moving data between hosts.
 """
+
 from typing import Any, Mapping
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = 'data'
 
@@ -30,8 +32,10 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
 def check_batch(global_batch: int, mesh: Mesh, process_count: int) -> None:
   """Raises a clear error unless the global batch splits evenly over devices and processes."""
   if global_batch % mesh.size or global_batch % process_count:
-    raise ValueError(f'global_batch {global_batch} must be a multiple of the device count {mesh.size} '
-                     f'(and of the process count {process_count})')
+    raise ValueError(
+      f'global_batch {global_batch} must be a multiple of the device count {mesh.size} '
+      f'(and of the process count {process_count})'
+    )
 
 
 def global_batch(local: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
@@ -43,8 +47,9 @@ def global_batch(local: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.A
 def put_replicated(tree: Any, mesh: Mesh) -> Any:
   """Host arrays (identical on every process) -> arrays replicated over the mesh."""
   sharding = replicated(mesh)
-  return jax.tree.map(lambda x: jax.make_array_from_callback(np.shape(x), sharding, lambda idx: np.asarray(x)[idx]),
-                      tree)
+  return jax.tree.map(
+    lambda x: jax.make_array_from_callback(np.shape(x), sharding, lambda idx: np.asarray(x)[idx]), tree
+  )
 
 
 def local_copy(tree: Any) -> Any:
@@ -56,4 +61,5 @@ def sync(name: str) -> None:
   """Waits until every process gets here (no-op on one process)."""
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
+
     multihost_utils.sync_global_devices(name)

@@ -14,12 +14,12 @@ SIGTERM (preemption) and Ctrl-C save a checkpoint and exit cleanly (a second Ctr
 Writes into the workdir: checkpoints/, TensorBoard events, metrics.jsonl, images/ (clip previews) and
 curves.png (loss and IoU).
 """
+
 import os
 import sys
 from typing import Iterator, Optional
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import app, flags, logging
@@ -27,17 +27,16 @@ from ml_collections import config_flags
 from PIL import Image
 
 import configs
-from gsfm_jax import checkpoint, cli, console, metrics as metrics_lib, sharding
-from gsfm_jax.weights import ConversionError
-from gsfm_jax.weights.start import initial_variables
+from gsfm_jax import checkpoint, cli, console, sharding
+from gsfm_jax import metrics as metrics_lib
 from gsfm_jax.losses import hard_mining
 from gsfm_jax.models import build_model, init_variables
-from gsfm_jax.train_step import (BATCH_KEYS, TrainState, create_state, make_train_step, optimizer, place_state,
-                                 targets)
+from gsfm_jax.train_step import BATCH_KEYS, TrainState, create_state, make_train_step, optimizer, place_state, targets
 from gsfm_jax.visualize import clip_preview
+from gsfm_jax.weights import ConversionError
+from gsfm_jax.weights.start import initial_variables
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'configs/NAME.py[:ARG], or NAME[:ARG]',
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'configs/NAME.py[:ARG], or NAME[:ARG]', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'run folder: checkpoints, logs, images (resumed if present)')
 _DISTRIBUTED = flags.DEFINE_bool('distributed', False, cli.DISTRIBUTED_HELP)
 _COORDINATOR = flags.DEFINE_string('coordinator_address', None, cli.COORDINATOR_HELP)
@@ -59,10 +58,12 @@ def prepare_data(config: ml_collections.ConfigDict) -> None:
   if not root:
     return
   from data_pipelines import synthetic
+
   if not synthetic.is_complete(root):
     if jax.process_index() == 0:
-      logging.info('writing the built-in dataset to %s%s', root,
-                   ' (replacing an incomplete one)' if os.path.exists(root) else '')
+      logging.info(
+        'writing the built-in dataset to %s%s', root, ' (replacing an incomplete one)' if os.path.exists(root) else ''
+      )
       synthetic.generate(root)
     sharding.sync('builtin_data')
 
@@ -70,10 +71,18 @@ def prepare_data(config: ml_collections.ConfigDict) -> None:
 def open_batches(config: ml_collections.ConfigDict, start_step: int) -> Iterator[dict]:
   """This process's numpy batches from `start_step` on (tf.data; broken samples are replaced and logged)."""
   from data_pipelines.input_pipeline import Batches, make_dataset, open_source
+
   source = open_source(config.data)
-  dataset = make_dataset(config.data, seed=config.seed, global_batch=config.global_batch, total_steps=config.steps,
-                         start_step=start_step, process_index=jax.process_index(),
-                         process_count=jax.process_count(), source=source)
+  dataset = make_dataset(
+    config.data,
+    seed=config.seed,
+    global_batch=config.global_batch,
+    total_steps=config.steps,
+    start_step=start_step,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+    source=source,
+  )
   return Batches(dataset, source, start_step, config.global_batch, jax.process_index(), jax.process_count())
 
 
@@ -95,12 +104,16 @@ def initial_state(config: ml_collections.ConfigDict, model, mesh, ckpt: checkpoi
 def _init_fields(init: ml_collections.ConfigDict) -> str:
   """Which config fields chose the starting weights, and what else would do."""
   if init.kind == 'checkpoint':
-    return (f'config.init.checkpoint={init.checkpoint}: train the stage it comes from first (the main config starts '
-            'from --config=pretrain --workdir=runs/pretrain), or set --config.init.checkpoint=PATH, or '
-            '--config.init.kind=imagenet / scratch')
+    return (
+      f'config.init.checkpoint={init.checkpoint}: train the stage it comes from first (the main config starts '
+      'from --config=pretrain --workdir=runs/pretrain), or set --config.init.checkpoint=PATH, or '
+      '--config.init.kind=imagenet / scratch'
+    )
   if init.kind == 'imagenet':
-    return (f'config.init.resnet50={init.resnet50}, config.init.resnet18={init.resnet18}: torchvision\'s ImageNet '
-            'files, or --config.init.kind=scratch')
+    return (
+      f"config.init.resnet50={init.resnet50}, config.init.resnet18={init.resnet18}: torchvision's ImageNet "
+      'files, or --config.init.kind=scratch'
+    )
   return f'config.init.kind={init.kind}'
 
 
@@ -119,10 +132,12 @@ def write_preview(workdir: str, step: int, local: dict, pred: np.ndarray, single
 
 def make_preview(model, mesh):
   """Jitted (params, batch_stats, batch) -> probabilities (1, T-1, H, W, K) of the batch's first clip."""
+
   def preview(params, batch_stats, batch):
     masks, selector = targets({k: v[:1] for k, v in batch.items()}, model.single_object)
     out = model.apply({'params': params, 'batch_stats': batch_stats}, batch['frames'][:1], masks[:, 0], selector)
     return out['prob']
+
   return jax.jit(preview, out_shardings=sharding.replicated(mesh))
 
 
@@ -134,27 +149,35 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   except ValueError as e:
     raise ConfigError(f'config.{e}: set --config.global_batch to a multiple of it') from None
   if config.global_batch % (config.grad_accum * mesh.size):
-    raise ConfigError(f'config.global_batch {config.global_batch} must split into config.grad_accum '
-                      f'{config.grad_accum} micro-batches of whole per-device batches ({mesh.size} devices)')
+    raise ConfigError(
+      f'config.global_batch {config.global_batch} must split into config.grad_accum '
+      f'{config.grad_accum} micro-batches of whole per-device batches ({mesh.size} devices)'
+    )
   try:
     model = build_model(config.model)
   except ValueError as e:
     raise ConfigError(f'config.{e}') from None
-  ckpt = checkpoint.Checkpoints(workdir, config.checkpoint_every, config.keep_checkpoints,
-                                config.async_checkpoints)
+  ckpt = checkpoint.Checkpoints(workdir, config.checkpoint_every, config.keep_checkpoints, config.async_checkpoints)
   try:
     return _train(config, workdir, mesh, model, ckpt)
   finally:
-    ckpt.close()   # its background threads end here, not at interpreter shutdown
+    ckpt.close()  # its background threads end here, not at interpreter shutdown
 
 
 def _train(config: ml_collections.ConfigDict, workdir: str, mesh, model, ckpt: checkpoint.Checkpoints) -> TrainState:
   """The training loop of `train_and_evaluate`."""
   state = initial_state(config, model, mesh, ckpt)
   start = int(jax.device_get(state.step))
-  logging.info('%s on %d %s device(s), %d process(es); global batch %d; step %d of %d',
-               model.__class__.__name__, mesh.size, jax.devices()[0].platform, jax.process_count(),
-               config.global_batch, start, config.steps)
+  logging.info(
+    '%s on %d %s device(s), %d process(es); global batch %d; step %d of %d',
+    model.__class__.__name__,
+    mesh.size,
+    jax.devices()[0].platform,
+    jax.process_count(),
+    config.global_batch,
+    start,
+    config.steps,
+  )
   if start >= config.steps:
     return state
   prepare_data(config)
@@ -167,7 +190,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, model, ckpt: c
       f.write(config.to_json_best_effort(indent=2))
   meta = {'config': config.to_json(), 'devices': mesh.size, 'processes': jax.process_count()}
   window, progress = metrics_lib.Window(), metrics_lib.Progress(start, config.steps, config.global_batch)
-  pixels = config.data.size ** 2
+  pixels = config.data.size**2
   previous: Optional[dict] = None
   with checkpoint.Preemption() as preemption:
     for step in range(start, config.steps):
@@ -178,7 +201,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, model, ckpt: c
       state, step_metrics = train_step(state, batch, *scalars)
       window.add(step_metrics)
       done = step + 1
-      if step == start:   # the first step compiles: the steps/s and ETA count from its end
+      if step == start:  # the first step compiles: the steps/s and ETA count from its end
         jax.block_until_ready(step_metrics)
         progress.begin(done)
       if previous is not None and int(previous['refused_in_a_row']) >= config.max_refused_steps:
@@ -200,8 +223,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, model, ckpt: c
       if ckpt.save(done, state, {**meta, 'step': done}, force=preempted or done == config.steps):
         logging.info('checkpoint %d started', done)
       if preempted:
-        logging.warning('%s: saved step %d in %s, stopping; the same command resumes', preemption.reason, done,
-                        ckpt.directory)
+        logging.warning(
+          '%s: saved step %d in %s, stopping; the same command resumes', preemption.reason, done, ckpt.directory
+        )
         break
   if int(jax.device_get(state.refused_in_a_row)) >= config.max_refused_steps:
     raise TrainingStopped(_stop_message(config, ckpt, int(jax.device_get(state.step))))
@@ -210,8 +234,11 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, model, ckpt: c
   curves = os.path.join(workdir, 'curves.png')
   if jax.process_index() == 0 and os.path.exists(os.path.join(workdir, 'metrics.jsonl')):
     metrics_lib.plot_curves(os.path.join(workdir, 'metrics.jsonl'), curves)
-    print(f'{"stopped" if preemption.requested else "finished"} at step {done} of {config.steps}: checkpoint '
-          f'{ckpt.directory}/{ckpt.latest_step()}, curves {curves}', flush=True)
+    print(
+      f'{"stopped" if preemption.requested else "finished"} at step {done} of {config.steps}: checkpoint '
+      f'{ckpt.directory}/{ckpt.latest_step()}, curves {curves}',
+      flush=True,
+    )
   return state
 
 
@@ -219,9 +246,11 @@ def _stop_message(config, ckpt: checkpoint.Checkpoints, step: int) -> str:
   ckpt.wait()
   last = ckpt.latest_step()
   where = f'{ckpt.directory}/{last}' if last is not None else 'none saved yet'
-  return (f'stopped at step {step}: {config.max_refused_steps} steps in a row had a non-finite loss or gradient '
-          f'and were refused (the parameters were not changed by them). Last good checkpoint: {where}. Lower '
-          f'config.lr, check the data with `python -m data_pipelines.check`, or use float32 (config.model.dtype).')
+  return (
+    f'stopped at step {step}: {config.max_refused_steps} steps in a row had a non-finite loss or gradient '
+    f'and were refused (the parameters were not changed by them). Last good checkpoint: {where}. Lower '
+    f'config.lr, check the data with `python -m data_pipelines.check`, or use float32 (config.model.dtype).'
+  )
 
 
 def main(argv) -> int:
@@ -233,6 +262,7 @@ def main(argv) -> int:
   console.show_info()
   os.makedirs(_WORKDIR.value, exist_ok=True)
   from data_pipelines.sources import DataError
+
   try:
     train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except TrainingStopped as e:
@@ -242,8 +272,11 @@ def main(argv) -> int:
     print(f'error: {e}', file=sys.stderr)
     return 2
   except DataError as e:
-    print(f'error: {e}: point the config at the data (--config.data.davis_root, youtube_root, video_roots or '
-          'static_root; configs/data.py) and check it with python -m data_pipelines.check ROOT', file=sys.stderr)
+    print(
+      f'error: {e}: point the config at the data (--config.data.davis_root, youtube_root, video_roots or '
+      'static_root; configs/data.py) and check it with python -m data_pipelines.check ROOT',
+      file=sys.stderr,
+    )
     return 2
   return 0
 

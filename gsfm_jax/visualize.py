@@ -1,8 +1,10 @@
 """Pictures people look at: masks coloured over frames, and the training preview grid."""
+
 import numpy as np
 
 from data_pipelines.palette import davis_palette
 from gsfm_jax.models.normalisation import denormalise
+
 
 def overlay(frame: np.ndarray, labels: np.ndarray) -> np.ndarray:
   """uint8 frame (H, W, 3) with the DAVIS colours of labels (H, W) blended in (label 0 left as is)."""

@@ -1,4 +1,5 @@
 """Shared fixtures: the reference folder, official weights of the parity seed, and their conversion."""
+
 import functools
 import os
 import sys
@@ -7,7 +8,8 @@ import numpy as np
 import pytest
 
 REFERENCE_DIR = os.environ.get(
-    'GSFM_REFERENCE_DIR', os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'reference'))
+  'GSFM_REFERENCE_DIR', os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'reference')
+)
 PARITY_DIR = os.path.join(REFERENCE_DIR, 'parity')
 
 
@@ -35,6 +37,7 @@ def converted_variables(seed: int, single_object: bool = False) -> dict:
   """`official_state_dict(seed)` through the project's converter (4-channel stem for single-object)."""
   from gsfm_jax.models import GSFM
   from gsfm_jax.weights.official import state_dict_to_variables
+
   state_dict = dict(official_state_dict(seed))
   if single_object:
     state_dict['value_encoder.conv1.weight'] = state_dict['value_encoder.conv1.weight'][:, :4]
@@ -58,6 +61,7 @@ def pytest_configure(config):
   start several processes that compile the same train step."""
   del config
   import tempfile
+
   os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='gsfm-jax-xla-cache-'))
   os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '1')  # not the many tiny programs
 
@@ -65,8 +69,10 @@ def pytest_configure(config):
 @pytest.fixture(scope='session')
 def data_root(tmp_path_factory) -> str:
   """A small built-in dataset (`runs.DATASET`) for the training and video runs."""
-  from data_pipelines import synthetic
   from runs import DATASET
+
+  from data_pipelines import synthetic
+
   path = str(tmp_path_factory.mktemp('builtin'))
   synthetic.generate(path, seed=3, **DATASET)
   return path
@@ -77,6 +83,7 @@ def reference(tmp_path_factory, data_root) -> tuple[str, str]:
   """An uninterrupted 4-step run (`runs.TINY`) on one process with 2 devices, a preview at step 4:
   (workdir, its console output). test_train.py and test_multihost.py compare with it."""
   from runs import cli_args, run
+
   workdir = str(tmp_path_factory.mktemp('reference'))
   result = run(cli_args(workdir, data_root, image_every=4))
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
@@ -87,6 +94,7 @@ def reference(tmp_path_factory, data_root) -> tuple[str, str]:
 def weights(tmp_path_factory) -> str:
   """`converted_variables(0)` as an exported .npz: the checkpoint of the command-line tests."""
   from gsfm_jax.weights.files import save_npz
+
   path = str(tmp_path_factory.mktemp('weights') / 'gsfm.npz')
   save_npz(converted_variables(0), path)
   return path
@@ -97,4 +105,7 @@ def clip(data_root) -> tuple[str, str]:
   """(frame folder, first mask) of the built-in dataset's first validation video."""
   davis = os.path.join(data_root, 'DAVIS', '2017', 'trainval')
   name = open(os.path.join(davis, 'ImageSets', '2017', 'val.txt')).read().split()[0]
-  return (os.path.join(davis, 'JPEGImages', '480p', name), os.path.join(davis, 'Annotations', '480p', name, '00000.png'))
+  return (
+    os.path.join(davis, 'JPEGImages', '480p', name),
+    os.path.join(davis, 'Annotations', '480p', name, '00000.png'),
+  )

@@ -17,6 +17,7 @@ compares.
 Outputs are what the datasets return before normalisation: frames (T, S, S, 3) in [0, 1], gt / sec_gt
 (T, S, S) in [0, 1], selector (2,).
 """
+
 import math
 
 import cv2
@@ -28,6 +29,7 @@ FRAMES = 3
 
 
 # ---------------------------------------------------------------- torchvision's transforms on PIL images
+
 
 def affine_params(rng, degrees=0.0, scale=(1.0, 1.0), shear=0.0) -> tuple[float, float, float]:
   """RandomAffine.get_params: angle U(-d, d), scale U(scale), x-shear U(-s, s), no translation."""
@@ -71,10 +73,17 @@ def resized_crop_params(rng, height: int, width: int, scale, ratio=(3 / 4, 4 / 3
 
 def jitter_params(rng, brightness, contrast, saturation, hue) -> tuple:
   """ColorJitter.get_params: a random order of the four ops and their factors (None: op left out)."""
+
   def factor(x):
     return rng.uniform(max(0.0, 1 - x), 1 + x) if x else None
-  return rng.permutation(4), factor(brightness), factor(contrast), factor(saturation), (
-      rng.uniform(-hue, hue) if hue else None)
+
+  return (
+    rng.permutation(4),
+    factor(brightness),
+    factor(contrast),
+    factor(saturation),
+    (rng.uniform(-hue, hue) if hue else None),
+  )
 
 
 def adjust_hue(image: Image.Image, shift: float) -> Image.Image:
@@ -117,12 +126,13 @@ def tps_warp(rng, image: np.ndarray, mask: np.ndarray, sigma=0.02, points=12) ->
   cv2.remap): control points on distinct rows / columns, displaced by N(0, sigma); the spline maps the
   displaced points back; the remap grid is linspace(0, 1, n) scaled by n (as that package does)."""
   height, width = image.shape[:2]
-  src = np.stack([rng.choice(height, points, replace=False) / height,
-                  rng.choice(width, points, replace=False) / width], 1)
+  src = np.stack(
+    [rng.choice(height, points, replace=False) / height, rng.choice(width, points, replace=False) / width], 1
+  )
   dst = src + rng.normal(scale=sigma, size=src.shape)
 
   def u(r):
-    return r ** 2 * np.log(r + 1e-6)
+    return r**2 * np.log(r + 1e-6)
 
   def distance(a, b):
     return np.sqrt(np.square(a[:, None, :] - b[None, :, :]).sum(-1))
@@ -131,19 +141,18 @@ def tps_warp(rng, image: np.ndarray, mask: np.ndarray, sigma=0.02, points=12) ->
   system[:points, :points] = u(distance(dst, dst))
   system[:points, points:] = np.concatenate([np.ones((points, 1)), dst], 1)
   system[points:, :points] = system[:points, points:].T
-  grid_x, grid_y = np.meshgrid(np.linspace(0, 1, width, dtype=np.float32),
-                               np.linspace(0, 1, height, dtype=np.float32))
+  grid_x, grid_y = np.meshgrid(np.linspace(0, 1, width, dtype=np.float32), np.linspace(0, 1, height, dtype=np.float32))
   grid = np.stack([grid_x.ravel(), grid_y.ravel()], 1).astype(np.float64)
   maps = []
   for axis in range(2):
     theta = np.linalg.solve(system, np.concatenate([src[:, axis] - dst[:, axis], np.zeros(3)]))
-    delta = u(distance(grid, dst)) @ theta[:points] + theta[points] + grid @ theta[points + 1:]
+    delta = u(distance(grid, dst)) @ theta[:points] + theta[points] + grid @ theta[points + 1 :]
     maps.append(((grid[:, axis] + delta) * (width, height)[axis]).reshape(height, width).astype(np.float32))
-  return (cv2.remap(image, maps[0], maps[1], cv2.INTER_LINEAR),
-          cv2.remap(mask, maps[0], maps[1], cv2.INTER_NEAREST))
+  return (cv2.remap(image, maps[0], maps[1], cv2.INTER_LINEAR), cv2.remap(mask, maps[0], maps[1], cv2.INTER_NEAREST))
 
 
 # ---------------------------------------------------------------- the two datasets
+
 
 def static_clip(rng, image_path: str, mask_path: str, size: int = 384) -> tuple:
   """The official static-image dataset's sample (docs/reference.md §4.1) -> (frames, gt, sec_gt, selector)."""

@@ -1,5 +1,6 @@
 """The aliasing ratio (docs/sfm_ffr.md, "The aliasing probe") and the probe's command line on a
 built-in video, with a checkpoint trained with ARS (its own resampling measured) and its mistakes."""
+
 import json
 import os
 
@@ -20,7 +21,7 @@ def test_white_noise_sits_in_its_three_sigma_band():
   n_in = passband(64, 64, 0.25).sum() * 64
   expected = 1 - n_in / n
   assert expected == pytest.approx(1 - (31 / 64) ** 2)
-  sigma = np.sqrt(2 * n_in * (n - n_in) / n ** 3)   # bins of a real map come in conjugate pairs
+  sigma = np.sqrt(2 * n_in * (n - n_in) / n**3)  # bins of a real map come in conjugate pairs
   assert abs(aliasing_ratios(x)['ratio'] - expected) <= 3 * sigma
 
 
@@ -31,11 +32,11 @@ def cosine(frequency: float, n: int = 64, axis: int = 1) -> np.ndarray:
 
 
 def test_on_bin_cosines_are_kept_or_aliased_and_the_variants():
-  below, between, above = (cosine(k / 64)[None, :, :, None] for k in (12, 20, 28))   # 0.19, 0.31, 0.44
+  below, between, above = (cosine(k / 64)[None, :, :, None] for k in (12, 20, 28))  # 0.19, 0.31, 0.44
   assert aliasing_ratios(below)['ratio'] == pytest.approx(0, abs=1e-12)
   assert aliasing_ratios(above)['ratio'] == pytest.approx(1, abs=1e-12)
   assert aliasing_ratios(cosine(20 / 64, axis=0)[None, :, :, None])['ratio'] == pytest.approx(1, abs=1e-12)
-  ratios = aliasing_ratios(between)   # beyond 0.25, inside the ESR's √2/4 = 0.354
+  ratios = aliasing_ratios(between)  # beyond 0.25, inside the ESR's √2/4 = 0.354
   assert ratios['ratio'] == pytest.approx(1, abs=1e-12) and ratios['ratio_esr'] == pytest.approx(0, abs=1e-12)
   # DC: a constant offset lowers the ratio unless it is left out
   offset = aliasing_ratios(above + 1.0)
@@ -61,8 +62,9 @@ def test_scale_invariance_pooling_and_the_radial_spectrum():
 @pytest.fixture(scope='module')
 def ars_checkpoint(tmp_path_factory) -> str:
   """A 1/8-width network with ARS at both stages, its attention perturbed (as if trained), as .npz + config."""
-  from gsfm_jax.weights.files import save_npz
   from gsfm_jax.models import build_model, init_variables
+  from gsfm_jax.weights.files import save_npz
+
   folder = tmp_path_factory.mktemp('ars')
   config = model_config.get_config()
   config.update(width_divisor=8, ars_stages=('layer2', 'layer3'))
@@ -84,8 +86,12 @@ def test_the_probe_writes_ratios_and_plots_for_both_encoders(ars_checkpoint, dat
   video = os.path.join(davis, 'JPEGImages', '480p', name)
   mask = os.path.join(davis, 'Annotations', '480p', name, '00000.png')
   out = tmp_path / 'probe'
-  assert aliasing.main(['--checkpoint', ars_checkpoint, '--video', video, '--mask', mask, '--frames', '2',
-                        '--out', str(out)]) == 0
+  assert (
+    aliasing.main(
+      ['--checkpoint', ars_checkpoint, '--video', video, '--mask', mask, '--frames', '2', '--out', str(out)]
+    )
+    == 0
+  )
   report = json.load(open(out / 'aliasing.json'))
   assert report['ars_stages'] == ['layer2', 'layer3'] and set(report['probes']) == set(aliasing.PROBES)
   for name, entry in report['probes'].items():
@@ -93,24 +99,33 @@ def test_the_probe_writes_ratios_and_plots_for_both_encoders(ars_checkpoint, dat
     assert len(entry['spectra']['before']) == len(entry['spectrum_edges'])
     at_ars = name in aliasing.ARS_SITE
     assert ('learned_ars' in entry) == at_ars and ('energy_ars' in entry) == at_ars
-  assert report['probes']['key.layer2_in']['learned_ars']['ratio'] != report['probes']['key.layer2_in']['before']['ratio']
+  assert (
+    report['probes']['key.layer2_in']['learned_ars']['ratio'] != report['probes']['key.layer2_in']['before']['ratio']
+  )
   for plot in ('radial_spectra.png', 'ratios.png'):
     image = np.asarray(Image.open(out / plot))
     assert image.shape[0] > 200 and image.std() > 10
   assert 'key.layer3_in' in capsys.readouterr().out
 
 
-@pytest.mark.parametrize('mistake, message', [
+@pytest.mark.parametrize(
+  'mistake, message',
+  [
     ('video', 'no such video file or frame folder'),
     ('out', 'is a file; give a folder'),
     ('frames', '--frames 0: must be at least 1'),
     ('checkpoint', 'no such file or directory'),
-])
+  ],
+)
 def test_probe_mistakes_get_one_line(mistake, message, ars_checkpoint, data_root, tmp_path, capsys):
   davis = os.path.join(data_root, 'DAVIS', '2017', 'trainval')
   name = open(os.path.join(davis, 'ImageSets', '2017', 'val.txt')).read().split()[0]
-  args = {'--checkpoint': ars_checkpoint, '--video': os.path.join(davis, 'JPEGImages', '480p', name),
-          '--out': str(tmp_path / 'o'), '--frames': '1'}
+  args = {
+    '--checkpoint': ars_checkpoint,
+    '--video': os.path.join(davis, 'JPEGImages', '480p', name),
+    '--out': str(tmp_path / 'o'),
+    '--frames': '1',
+  }
   if mistake == 'video':
     args['--video'] = str(tmp_path / 'missing')
   elif mistake == 'out':

@@ -1,15 +1,16 @@
 """Configs (names, overrides, the reference's stages, the paper's ablations) and the initial weights they
 ask for (scratch init, a stage-0 workdir with the fifth channel added)."""
+
 import os
 import sys
 
 import jax
 import numpy as np
 import pytest
+from runs import run
 
 import configs
 from configs import ablation, demo, main, pretrain
-from runs import run
 
 
 def test_config_names_resolve_to_files_and_overrides_apply(capsys):
@@ -20,18 +21,34 @@ def test_config_names_resolve_to_files_and_overrides_apply(capsys):
   with pytest.raises(SystemExit) as exited:
     configs.resolve(['--config=mian'])
   assert exited.value.code == 2
-  assert capsys.readouterr().err == ('error: --config=mian: no configs/mian.py (known: ablation, data, demo, main, '
-                                     'model, pretrain)\n')
+  assert capsys.readouterr().err == (
+    'error: --config=mian: no configs/mian.py (known: ablation, data, demo, main, model, pretrain)\n'
+  )
   result = run([sys.executable, '-m', 'gsfm_jax.train', '--helpfull'], devices=1, timeout=120)
   assert '--config' in result.stdout and '--workdir' in result.stdout
 
 
 def test_stage_configs_follow_the_reference():
   stage0, stage3 = pretrain.get_config(), main.get_config()
-  assert (stage0.model.single_object, stage0.data.kind, stage0.global_batch, stage0.steps) == (True, 'static', 128, 40_000)
-  assert (stage0.lr, tuple(stage0.lr_milestones), stage0.start_warm, stage0.end_warm) == (4e-5, (20_000,), 3_000, 10_000)
+  assert (stage0.model.single_object, stage0.data.kind, stage0.global_batch, stage0.steps) == (
+    True,
+    'static',
+    128,
+    40_000,
+  )
+  assert (stage0.lr, tuple(stage0.lr_milestones), stage0.start_warm, stage0.end_warm) == (
+    4e-5,
+    (20_000,),
+    3_000,
+    10_000,
+  )
   assert (stage3.model.single_object, stage3.data.kind, stage3.global_batch, stage3.steps) == (False, 'vos', 64, 30_000)
-  assert (stage3.lr, tuple(stage3.lr_milestones), stage3.start_warm, stage3.end_warm) == (4e-5, (25_000,), 3_000, 15_000)
+  assert (stage3.lr, tuple(stage3.lr_milestones), stage3.start_warm, stage3.end_warm) == (
+    4e-5,
+    (25_000,),
+    3_000,
+    15_000,
+  )
   assert (stage3.weight_decay, stage3.boundary_weight, stage3.top_p) == (1e-7, 0.05, 0.15)
   assert (stage0.init.kind, stage3.init.kind, stage3.init.stem_fill) == ('imagenet', 'checkpoint', 'orthogonal')
 
@@ -39,7 +56,11 @@ def test_stage_configs_follow_the_reference():
 def test_ablation_configs_switch_the_right_components():
   table = {name: ablation.get_config(name).model for name in ablation.variants()}
   assert len(table) == 5 + 8 + 5 + 4 + 5
-  assert (table['t5_none'].lfm_filter, table['t5_none'].hfm_filter, table['t5_none'].boundary_branch) == ('off', 'off', False)
+  assert (table['t5_none'].lfm_filter, table['t5_none'].hfm_filter, table['t5_none'].boundary_branch) == (
+    'off',
+    'off',
+    False,
+  )
   assert (table['t5_lfm_boundary'].lfm_filter, table['t5_lfm_boundary'].hfm_filter) == ('low', 'off')
   assert table['t5_lfm_boundary'].boundary_branch
   assert (table['t3_full_high'].lfm_filter, table['t3_low_full'].hfm_filter) == ('none', 'none')
@@ -61,28 +82,43 @@ def test_ablation_configs_switch_the_right_components():
 
 # ---------------------------------------------------------------- initial weights
 
+
 def test_scratch_init_keeps_the_signal_and_starts_heads_and_residual_branches_at_zero():
   from gsfm_jax.models import GSFM, init_variables
   from gsfm_jax.models.scratch import scratch_params
+
   model = GSFM()
   shapes = jax.eval_shape(lambda: init_variables(model, jax.random.PRNGKey(0)))
   ones = jax.tree.map(lambda x: np.ones(x.shape, x.dtype), shapes['params'])
   out = scratch_params(ones, np.random.default_rng(0))
   he = lambda kernel: np.sqrt(2 / np.prod(kernel.shape[:3]))
-  for kernel in (out['key_encoder']['conv1']['kernel'], out['value_encoder']['layer3_0']['conv1']['kernel'],
-                 out['decoder']['compress']['conv1']['kernel'], out['lfm']['conv1']['kernel']):
+  for kernel in (
+    out['key_encoder']['conv1']['kernel'],
+    out['value_encoder']['layer3_0']['conv1']['kernel'],
+    out['decoder']['compress']['conv1']['kernel'],
+    out['lfm']['conv1']['kernel'],
+  ):
     assert kernel.std() == pytest.approx(he(kernel), rel=0.05) and abs(kernel.mean()) < 0.1 * he(kernel)
   for bias in (out['key_encoder']['layer2_0']['conv1']['bias'], out['decoder']['up_8_4']['skip_conv']['bias']):
     assert not bias.any()
-  for zero in (out['key_encoder']['layer2_0']['bn3']['scale'], out['key_encoder']['res2_1']['bn3']['scale'],
-               out['value_encoder']['layer1_0']['bn2']['scale'], out['decoder']['pred']['kernel'],
-               out['decoder']['predict_boundary_2']['bias']):
+  for zero in (
+    out['key_encoder']['layer2_0']['bn3']['scale'],
+    out['key_encoder']['res2_1']['bn3']['scale'],
+    out['value_encoder']['layer1_0']['bn2']['scale'],
+    out['decoder']['pred']['kernel'],
+    out['decoder']['predict_boundary_2']['bias'],
+  ):
     assert not zero.any()
-  for kept in (out['key_encoder']['layer2_0']['bn2']['scale'], out['key_encoder']['layer2_0']['downsample_1']['scale'],
-               out['key_proj']['key_proj']['kernel'], out['value_encoder']['fuser']['attention']['ChannelGate']['mlp_1']['kernel']):
+  for kept in (
+    out['key_encoder']['layer2_0']['bn2']['scale'],
+    out['key_encoder']['layer2_0']['downsample_1']['scale'],
+    out['key_proj']['key_proj']['kernel'],
+    out['value_encoder']['fuser']['attention']['ChannelGate']['mlp_1']['kernel'],
+  ):
     assert np.all(kept == 1)
   # the point of it: the key encoder's features keep a usable scale (PyTorch's default init: std ≈ 0.05)
   from gsfm_jax.weights.start import initial_variables
+
   variables = initial_variables(demo.get_config().init, model, seed=0)  # init.kind 'scratch'
   frame = np.random.default_rng(1).standard_normal((1, 64, 64, 3)).astype(np.float32)
   keys = model.apply(variables, frame, method=GSFM.encode_key)
@@ -94,9 +130,11 @@ def test_main_starts_from_a_pretrain_workdir_with_the_fifth_channel_added(tmp_pa
   """A stage-0 (single-object) training workdir as `init.checkpoint` of the two-object network: every weight
   is carried over and the value encoder's stem gains its 5th input channel, orthogonal like the reference's."""
   from conftest import converted_variables
+
   from gsfm_jax import checkpoint
-  from gsfm_jax.weights.start import initial_variables
   from gsfm_jax.models import GSFM
+  from gsfm_jax.weights.start import initial_variables
+
   stage0 = converted_variables(0, single_object=True)
   store = checkpoint.Checkpoints(str(tmp_path / 'pretrain'), every=1, keep=1, asynchronous=False)
   store.save(40, {'step': np.int32(40), **stage0}, {'step': 40}, force=True)
@@ -114,4 +152,5 @@ def test_main_starts_from_a_pretrain_workdir_with_the_fifth_channel_added(tmp_pa
 
 def flatten_params(variables) -> dict[str, np.ndarray]:
   from gsfm_jax.weights.files import flatten
+
   return flatten({k: variables[k] for k in ('params', 'batch_stats')})

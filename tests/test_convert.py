@@ -1,5 +1,6 @@
 """Weights in and out: official state_dict ⇄ Flax variables ⇄ flat numpy ⇄ orbax, the CLI, stage-0
 widening, torchvision backbones, and clear errors that leave earlier files untouched."""
+
 import os
 import sys
 
@@ -7,13 +8,14 @@ import ml_collections
 import numpy as np
 import pytest
 import torch
-
 from conftest import converted_variables, official_state_dict
 from runs import final_params
+
 from gsfm_jax import convert, weights
-from gsfm_jax.weights import files as export, imagenet, official
-from gsfm_jax.weights.start import initial_variables
 from gsfm_jax.models import GSFM
+from gsfm_jax.weights import files as export
+from gsfm_jax.weights import imagenet, official
+from gsfm_jax.weights.start import initial_variables
 
 
 def _assert_same_state_dict(got: dict, want: dict) -> None:
@@ -71,8 +73,9 @@ def test_stage0_checkpoint_widens_to_five_channels():
   four = state_dict['value_encoder.conv1.weight'][:, :4]
   state_dict['value_encoder.conv1.weight'] = four
   for fill in ('zeros', 'orthogonal'):
-    kernel = official.state_dict_to_variables(state_dict, GSFM(), 'stage0', stem_fill=fill)[
-        'params']['value_encoder']['conv1']['kernel']  # (7, 7, 5, 64)
+    kernel = official.state_dict_to_variables(state_dict, GSFM(), 'stage0', stem_fill=fill)['params']['value_encoder'][
+      'conv1'
+    ]['kernel']  # (7, 7, 5, 64)
     np.testing.assert_array_equal(kernel[:, :, :4], four.transpose(2, 3, 1, 0))
     extra = kernel[:, :, 4].reshape(49, 64).T  # official (64, 1·7·7)
     if fill == 'zeros':
@@ -90,10 +93,10 @@ def _torchvision_resnet(encoder: str, rng: np.random.Generator) -> dict[str, np.
   for key, value in reference.items():
     if not key.startswith(encoder + '.') or '.fuser.' in key or is_conv_bias(key):
       continue
-    name = key[len(encoder) + 1:]
+    name = key[len(encoder) + 1 :]
     for i, stage in enumerate(stages):
       if name.startswith(stage + '.'):
-        name = f'layer{i + 1}' + name[len(stage):]
+        name = f'layer{i + 1}' + name[len(stage) :]
     out[name] = rng.standard_normal(value.shape).astype(value.dtype) if value.ndim else value
   out['conv1.weight'] = out['conv1.weight'][:, :3]
   out['layer4.0.conv1.weight'] = np.zeros((1, 1, 1, 1), np.float32)
@@ -106,8 +109,12 @@ def test_torchvision_imagenet_backbones(tmp_path):
   r50, r18 = _torchvision_resnet('key_encoder', rng), _torchvision_resnet('value_encoder', rng)
   np.savez(tmp_path / 'r50.npz', **r50)
   np.savez(tmp_path / 'r18.npz', **r18)
-  assert convert.main(['--resnet50', str(tmp_path / 'r50.npz'), '--resnet18', str(tmp_path / 'r18.npz'),
-                       str(tmp_path / 'init.npz')]) == 0
+  assert (
+    convert.main(
+      ['--resnet50', str(tmp_path / 'r50.npz'), '--resnet18', str(tmp_path / 'r18.npz'), str(tmp_path / 'init.npz')]
+    )
+    == 0
+  )
   sd = official.variables_to_state_dict(export.load_npz(str(tmp_path / 'init.npz')))
   np.testing.assert_array_equal(sd['key_encoder.res2.1.conv2.weight'], r50['layer1.1.conv2.weight'])
   np.testing.assert_array_equal(sd['key_encoder.layer3.5.bn3.running_var'], r50['layer3.5.bn3.running_var'])
@@ -131,13 +138,20 @@ def _write_bad(path, mutate) -> str:
   return str(path)
 
 
-@pytest.mark.parametrize('mutate, expected', [
+@pytest.mark.parametrize(
+  'mutate, expected',
+  [
     (lambda sd: sd.pop('decoder.hfm.conv2.bias'), 'missing key(s): decoder.hfm.conv2.bias'),
-    (lambda sd: sd.update({'decoder.extra.weight': np.zeros((3, 3, 1, 1), np.float32)}),
-     'unexpected key(s): decoder.extra.weight'),
-    (lambda sd: sd.update({'key_comp.weight': np.zeros((512, 1024, 1, 1), np.float32)}),
-     'key_comp.weight: expected shape [512, 1024, 3, 3], found [512, 1024, 1, 1]'),
-])
+    (
+      lambda sd: sd.update({'decoder.extra.weight': np.zeros((3, 3, 1, 1), np.float32)}),
+      'unexpected key(s): decoder.extra.weight',
+    ),
+    (
+      lambda sd: sd.update({'key_comp.weight': np.zeros((512, 1024, 1, 1), np.float32)}),
+      'key_comp.weight: expected shape [512, 1024, 3, 3], found [512, 1024, 1, 1]',
+    ),
+  ],
+)
 def test_bad_state_dict_names_file_and_problem_and_writes_nothing(tmp_path, capsys, mutate, expected):
   source = _write_bad(tmp_path / 'bad.npz', mutate)
   out = tmp_path / 'out.npz'
@@ -174,9 +188,15 @@ def test_official_training_checkpoint_pth(tmp_path):
   state_dict = official_state_dict(0)
   network = torch.nn.Linear(2, 2)
   optimizer = torch.optim.Adam(network.parameters(), lr=4e-5, weight_decay=1e-7)
-  torch.save({'it': 30000, 'network': _torch_tensors(state_dict), 'optimizer': optimizer.state_dict(),
-              'scheduler': torch.optim.lr_scheduler.MultiStepLR(optimizer, [25000]).state_dict()},
-             tmp_path / 'checkpoint.pth')
+  torch.save(
+    {
+      'it': 30000,
+      'network': _torch_tensors(state_dict),
+      'optimizer': optimizer.state_dict(),
+      'scheduler': torch.optim.lr_scheduler.MultiStepLR(optimizer, [25000]).state_dict(),
+    },
+    tmp_path / 'checkpoint.pth',
+  )
   assert convert.main([str(tmp_path / 'checkpoint.pth'), str(tmp_path / 'ckpt')]) == 0
   _assert_same_variables(export.load_native(str(tmp_path / 'ckpt')), converted_variables(0))
   model, variables = weights.load_for_inference(str(tmp_path / 'checkpoint.pth'))  # what predict/evaluate read
@@ -211,8 +231,9 @@ def test_stage0_pth_into_both_networks(tmp_path):
   kernel = export.load_npz(str(tmp_path / 'mo.npz'))['params']['value_encoder']['conv1']['kernel']
   np.testing.assert_array_equal(kernel[:, :, :4], four.transpose(2, 3, 1, 0))
   assert not kernel[:, :, 4].any()
-  init = ml_collections.ConfigDict({'kind': 'checkpoint', 'checkpoint': str(tmp_path / 'stage0.pth'),
-                                    'stem_fill': 'orthogonal'})
+  init = ml_collections.ConfigDict(
+    {'kind': 'checkpoint', 'checkpoint': str(tmp_path / 'stage0.pth'), 'stem_fill': 'orthogonal'}
+  )
   extra = initial_variables(init, GSFM(), 0)['params']['value_encoder']['conv1']['kernel'][:, :, 4]
   columns = extra.reshape(49, 64)  # official (64, 1·7·7) transposed: 64 rows > 49 columns, orthonormal columns
   np.testing.assert_allclose(columns @ columns.T, np.eye(49), atol=1e-5)
@@ -224,8 +245,18 @@ def test_torchvision_pth_files(tmp_path):
   r50, r18 = _torchvision_resnet('key_encoder', rng), _torchvision_resnet('value_encoder', rng)
   torch.save(_torch_tensors(r50), tmp_path / 'resnet50.pth')
   torch.save(_torch_tensors(r18), tmp_path / 'resnet18.pth')
-  assert convert.main(['--resnet50', str(tmp_path / 'resnet50.pth'), '--resnet18', str(tmp_path / 'resnet18.pth'),
-                       str(tmp_path / 'init.npz')]) == 0
+  assert (
+    convert.main(
+      [
+        '--resnet50',
+        str(tmp_path / 'resnet50.pth'),
+        '--resnet18',
+        str(tmp_path / 'resnet18.pth'),
+        str(tmp_path / 'init.npz'),
+      ]
+    )
+    == 0
+  )
   sd = official.variables_to_state_dict(export.load_npz(str(tmp_path / 'init.npz')))
   np.testing.assert_array_equal(sd['key_encoder.layer2.3.conv3.weight'], r50['layer2.3.conv3.weight'])
   np.testing.assert_array_equal(sd['value_encoder.layer3.1.bn2.weight'], r18['layer3.1.bn2.weight'])
@@ -234,7 +265,10 @@ def test_torchvision_pth_files(tmp_path):
 def test_bad_pth_files_name_the_file(tmp_path, capsys):
   (tmp_path / 'broken.pth').write_bytes(b'\x80\x02 not a torch file')
   torch.save(torch.zeros(3), tmp_path / 'tensor.pth')
-  for name, expected in (('broken.pth', 'cannot read as a PyTorch checkpoint'), ('tensor.pth', 'holds a Tensor, not a state_dict')):
+  for name, expected in (
+    ('broken.pth', 'cannot read as a PyTorch checkpoint'),
+    ('tensor.pth', 'holds a Tensor, not a state_dict'),
+  ):
     assert convert.main([str(tmp_path / name), str(tmp_path / 'o.npz')]) == 2
     assert f'{tmp_path / name}: {expected}' in capsys.readouterr().err
   assert not (tmp_path / 'o.npz').exists()
@@ -258,11 +292,14 @@ def test_convert_takes_what_predict_takes(reference, tmp_path, capsys):
   that) step, at the run's width; a .pth output without --to official is refused before any work."""
   workdir = reference[0]
   expected = official.variables_to_state_dict(export.unflatten(final_params(workdir)))
-  for source, name in ((workdir, 'w.npz'), (os.path.join(workdir, 'checkpoints'), 'c.npz'),
-                       (os.path.join(workdir, 'checkpoints', '4'), 's.npz')):
+  for source, name in (
+    (workdir, 'w.npz'),
+    (os.path.join(workdir, 'checkpoints'), 'c.npz'),
+    (os.path.join(workdir, 'checkpoints', '4'), 's.npz'),
+  ):
     assert convert.main([source, str(tmp_path / name), '--to', 'official']) == 0, capsys.readouterr().err
     got = export.read_npz(str(tmp_path / name))
-    assert got['decoder.pred.weight'].shape == (1, 64, 3, 3)                 # 256 / 4 channels
+    assert got['decoder.pred.weight'].shape == (1, 64, 3, 3)  # 256 / 4 channels
     np.testing.assert_array_equal(got['decoder.pred.weight'], expected['decoder.pred.weight'])
   assert convert.main([str(tmp_path / 'w.npz'), str(tmp_path / 'x.pth')]) == 2
   assert 'x.pth: a .pth output holds the official names; add --to official' in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """The built-in synthetic dataset and the dataset checker, on real image files."""
+
 import hashlib
 import os
 import subprocess
@@ -10,8 +11,9 @@ from PIL import Image
 
 from data_pipelines import check, synthetic
 
-SMALL = dict(train=2, val=1, frames=6, height=96, width=160, static_flat=4, static_classes=2,
-             static_per_class=2, static_size=96)
+SMALL = dict(
+  train=2, val=1, frames=6, height=96, width=160, static_flat=4, static_classes=2, static_per_class=2, static_size=96
+)
 VOS = os.path.join('DAVIS', '2017', 'trainval')
 
 
@@ -64,16 +66,17 @@ def test_an_interrupted_write_leaves_no_partial_dataset(tmp_path, monkeypatch, c
 
   def interrupted(*args):
     raise KeyboardInterrupt
+
   with monkeypatch.context() as patch:
-    patch.setattr(synthetic, 'write_static', interrupted)   # Ctrl-C after the videos were written
+    patch.setattr(synthetic, 'write_static', interrupted)  # Ctrl-C after the videos were written
     with pytest.raises(KeyboardInterrupt):
       synthetic.generate(str(root), seed=3, **SMALL)
-  assert os.listdir(tmp_path) == []                          # neither the dataset nor its temporary folder
-  os.makedirs(root / 'DAVIS')                                # what an interrupted earlier version left
+  assert os.listdir(tmp_path) == []  # neither the dataset nor its temporary folder
+  os.makedirs(root / 'DAVIS')  # what an interrupted earlier version left
   synthetic.generate(str(root), seed=3, **SMALL)
   assert synthetic.is_complete(str(root)) and os.listdir(tmp_path) == ['builtin']
   assert len(os.listdir(root / 'static' / 'DUTS-TR')) == 8
-  assert synthetic.main(['--out', str(root)]) == 2           # a whole dataset is not written over
+  assert synthetic.main(['--out', str(root)]) == 2  # a whole dataset is not written over
   assert 'the built-in dataset is already there' in capsys.readouterr().err
 
 
@@ -88,7 +91,7 @@ def _break_everything(root: str) -> dict[str, str]:
   expected = {}
   path = os.path.join(frames, 'train_000', '00002.jpg')
   data = open(path, 'rb').read()
-  open(path, 'wb').write(data[:len(data) // 2])
+  open(path, 'wb').write(data[: len(data) // 2])
   expected[path] = 'truncated image'
   path = os.path.join(frames, 'train_000', '00003.jpg')
   open(path, 'wb').write(b'this is not a jpeg')
@@ -120,11 +123,13 @@ def _break_everything(root: str) -> dict[str, str]:
 
 def test_check_reports_every_kind_of_bad_input(dataset, tmp_path):
   import shutil
+
   broken = str(tmp_path / 'broken')
   shutil.copytree(dataset, broken)
   expected = _break_everything(broken)
-  result = subprocess.run([sys.executable, '-m', 'data_pipelines.check', broken], capture_output=True, text=True,
-                          timeout=120)
+  result = subprocess.run(
+    [sys.executable, '-m', 'data_pipelines.check', broken], capture_output=True, text=True, timeout=120
+  )
   assert result.returncode == 1
   lines = result.stdout.strip().splitlines()
   for path, message in expected.items():
@@ -136,4 +141,6 @@ def test_check_reports_every_kind_of_bad_input(dataset, tmp_path):
 def test_check_reports_a_root_with_nothing_in_it(tmp_path):
   problems, _ = check.check_roots([str(tmp_path), str(tmp_path / 'absent')])
   assert [p.message for p in problems] == [
-      'no video dataset (JPEGImages/ + Annotations/) or static images found', 'no such folder']
+    'no video dataset (JPEGImages/ + Annotations/) or static images found',
+    'no such folder',
+  ]

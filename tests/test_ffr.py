@@ -1,4 +1,5 @@
 """FFR's frequency mask as a filter shape of LFM / HFM (docs/sfm_ffr.md, "FFR's mask and μ")."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,7 +20,7 @@ def test_the_unshifted_mask_is_the_shifted_box_and_symmetric(h, w):
     mask = ideal_lowpass(h, w, cutoff)
     s = shifted_box(h, cutoff)[:, None] * shifted_box(w, cutoff)[None, :]
     np.testing.assert_array_equal(mask, np.fft.ifftshift(s))
-    np.testing.assert_array_equal(mask, mask[(-np.arange(h)) % h][:, (-np.arange(w)) % w])   # M[k] == M[-k]
+    np.testing.assert_array_equal(mask, mask[(-np.arange(h)) % h][:, (-np.arange(w)) % w])  # M[k] == M[-k]
     assert mask[0, 0] == 1 and mask.sum() == (2 * np.floor(cutoff * h) + 1) * (2 * np.floor(cutoff * w) + 1)
 
 
@@ -29,10 +30,16 @@ def test_bins_kept_per_axis():
 
 def test_low_and_high_parts_are_exact_complements():
   x = np.random.default_rng(0).standard_normal((2, 25, 30, 3))
-  low = np.real(np.fft.ifft2(np.fft.fft2(x, axes=(1, 2)) * frequency_filter(25, 30, 'low', 7.0, 'ideal', 0.2)
-                             [None, :, :, None], axes=(1, 2)))
-  high = np.real(np.fft.ifft2(np.fft.fft2(x, axes=(1, 2)) * frequency_filter(25, 30, 'high', 7.0, 'ideal', 0.2)
-                              [None, :, :, None], axes=(1, 2)))
+  low = np.real(
+    np.fft.ifft2(
+      np.fft.fft2(x, axes=(1, 2)) * frequency_filter(25, 30, 'low', 7.0, 'ideal', 0.2)[None, :, :, None], axes=(1, 2)
+    )
+  )
+  high = np.real(
+    np.fft.ifft2(
+      np.fft.fft2(x, axes=(1, 2)) * frequency_filter(25, 30, 'high', 7.0, 'ideal', 0.2)[None, :, :, None], axes=(1, 2)
+    )
+  )
   np.testing.assert_allclose(low + high, x, atol=1e-6)
   # the low part has no energy beyond the cutoff
   spectrum = np.abs(np.fft.fft2(low, axes=(1, 2)))
@@ -54,7 +61,7 @@ def test_an_all_pass_cutoff_is_the_module_without_a_filter(form, cutoff):
 def test_gaussian_shape_is_unchanged_and_mu_readings():
   i = np.arange(24)[:, None] - 12
   j = np.arange(20)[None, :] - 10
-  g = np.exp(-(i ** 2 + j ** 2) / (2 * 7.0 ** 2))
+  g = np.exp(-(i**2 + j**2) / (2 * 7.0**2))
   np.testing.assert_array_equal(frequency_filter(24, 20, 'high', 7.0), g.astype(np.float32))
   np.testing.assert_array_equal(frequency_filter(24, 20, 'low', 7.0, cutoff=0.1), (1 - g).astype(np.float32))
   assert (mu_to_cutoff(0.4), mu_to_cutoff(0.4, 'side_fraction')) == (0.4, 0.2)

@@ -7,6 +7,7 @@ loss (`train_step.clip_loss`) and optimiser (`train_step.optimizer`) are run on 
 every gradient is compared through its official name and layout, and the worst error per tensor group is
 printed (relative to ‖g‖ of the reference tensor).
 """
+
 import functools
 import os
 import zlib
@@ -16,14 +17,14 @@ import jax
 import numpy as np
 import optax
 import pytest
-
 from conftest import PARITY_DIR, official_state_dict
+
 from configs import main
 from gsfm_jax.analysis import gradients
 from gsfm_jax.train_step import optimizer
 
-TOLERANCE = 1e-2                    # of ‖g‖, for the norm, the projection and the full tensor
-LOSS_TOLERANCE = 1e-4               # relative, for every step's total loss
+TOLERANCE = 1e-2  # of ‖g‖, for the norm, the projection and the full tensor
+LOSS_TOLERANCE = 1e-4  # relative, for every step's total loss
 # bfloat16 against float32, per tensor (bench/bf16_gradients.py; README "bfloat16"): the measured worst cosine is
 # 0.997 and norm ratios stay within 0.98-1.02; bfloat16's 8-bit mantissa rounds each op by ≤ 2^-9, so 1 - cos of
 # a few 1e-3 is its floor. The limits allow 4× that and fail the bias gradients summed in bfloat16 (cos 0.93,
@@ -49,15 +50,15 @@ def projection(key: str, official_layout: np.ndarray) -> float:
 class Run(NamedTuple):
   case: gradients.GradCase
   metrics: dict[str, np.ndarray]  # the loss terms at the initial weights
-  grads: dict[str, np.ndarray]    # official name -> gradient at the initial weights, official layout
-  losses: list[float]             # total loss before each update, and after the last
+  grads: dict[str, np.ndarray]  # official name -> gradient at the initial weights, official layout
+  losses: list[float]  # total loss before each update, and after the last
 
 
 @functools.lru_cache(maxsize=2)
 def _run(path: str) -> Run:
   case = gradients.read_grad_case(path, official_state_dict)
   step = gradients.loss_and_grad('float32')
-  training = main.get_config()   # the main stage's optimiser at the case's learning rate
+  training = main.get_config()  # the main stage's optimiser at the case's learning rate
   training.lr = float(case.arrays['meta/lr'])
   tx = optimizer(training)
   params = case.variables['params']
@@ -75,25 +76,32 @@ def _run(path: str) -> Run:
 
 def _describe(case: gradients.GradCase) -> str:
   a = case.arrays
-  return (f'seed {int(a["meta/weights_seed"])}, it {int(a["meta/it"])}, {a["input/frames"].shape[2]}², '
-          f'pred_scale {float(a["meta/pred_scale"])}')
+  return (
+    f'seed {int(a["meta/weights_seed"])}, it {int(a["meta/it"])}, {a["input/frames"].shape[2]}², '
+    f'pred_scale {float(a["meta/pred_scale"])}'
+  )
 
 
 @pytest.mark.parametrize('path', grad_cases())
 def test_gradients(path, capsys):
   run = _run(path)
   ref, grads = run.case.arrays, run.grads
-  reference = sorted(k[len('grad/'):-len('/norm')] for k in ref if k.startswith('grad/') and k.endswith('/norm'))
+  reference = sorted(k[len('grad/') : -len('/norm')] for k in ref if k.startswith('grad/') and k.endswith('/norm'))
   assert reference, f'{path} has no grad/<key>/norm entries'
-  assert sorted(grads) == reference, (f'trainable tensors differ: only in the port {sorted(set(grads) - set(reference))}, '
-                                      f'only in the case {sorted(set(reference) - set(grads))}')
+  assert sorted(grads) == reference, (
+    f'trainable tensors differ: only in the port {sorted(set(grads) - set(reference))}, '
+    f'only in the case {sorted(set(reference) - set(grads))}'
+  )
   worst: dict[str, tuple[float, str]] = {}
   failures = []
   for key in reference:
     if key in gradients.EXACT_ZERO:
       continue
     g, norm = grads[key], float(ref[f'grad/{key}/norm'])
-    errors = [abs(float(np.linalg.norm(g.astype(np.float64))) - norm), abs(projection(key, g) - float(ref[f'grad/{key}/proj']))]
+    errors = [
+      abs(float(np.linalg.norm(g.astype(np.float64))) - norm),
+      abs(projection(key, g) - float(ref[f'grad/{key}/proj'])),
+    ]
     if f'grad/{key}/full' in ref:
       errors.append(float(np.abs(g.astype(np.float64) - ref[f'grad/{key}/full']).max()))
     relative = max(errors) / max(norm, 1e-30)
@@ -112,10 +120,14 @@ def test_gradients(path, capsys):
 def test_losses_through_adam_steps(path, capsys):
   run = _run(path)
   ref = run.case.arrays
-  checks = [(f'step0/{name}', float(run.metrics[name]), float(ref[f'step0/{name}'])) for name in ('loss_1', 'loss_2', 'p')]
+  checks = [
+    (f'step0/{name}', float(run.metrics[name]), float(ref[f'step0/{name}'])) for name in ('loss_1', 'loss_2', 'p')
+  ]
   checks += [(f'step/loss_{i}', loss, float(ref[f'step/loss_{i}'])) for i, loss in enumerate(run.losses)]
   with capsys.disabled():
-    print(f'\n[grad parity] {path}: losses over {int(ref["meta/steps"])} Adam steps (limit relative {LOSS_TOLERANCE:g})')
+    print(
+      f'\n[grad parity] {path}: losses over {int(ref["meta/steps"])} Adam steps (limit relative {LOSS_TOLERANCE:g})'
+    )
     for name, got, want in checks:
       print(f'  {name:14s} {got:.6f} vs {want:.6f}  relative {abs(got - want) / abs(want):.2e}')
   for name, got, want in checks:
@@ -126,8 +138,9 @@ def test_bfloat16_gradients_agree_with_float32(capsys):
   """The GPU/TPU default (`dtype=auto` is bfloat16 there) against float32, on the official weights and batch."""
   fp32 = _run(BF16_CASE).grads
   case = gradients.read_grad_case(BF16_CASE, official_state_dict)
-  (loss, _), grads = gradients.loss_and_grad('bfloat16')(case.variables['params'], case.variables['batch_stats'],
-                                                         case.batch, case.p, case.num_kept)
+  (loss, _), grads = gradients.loss_and_grad('bfloat16')(
+    case.variables['params'], case.variables['batch_stats'], case.batch, case.p, case.num_kept
+  )
   bf16 = gradients.official_gradients(grads)
   rows = []
   for key in sorted(fp32):
@@ -138,8 +151,10 @@ def test_bfloat16_gradients_agree_with_float32(capsys):
   worst = min(rows)
   ratios = sorted(r[1] for r in rows)
   with capsys.disabled():
-    print(f'\n[bf16] {BF16_CASE}: loss {float(loss):.5f} vs float32 {_run(BF16_CASE).losses[0]:.5f}; min cosine '
-          f'{worst[0]:.5f} ({worst[2]}), norm ratios {ratios[0]:.3f} … {ratios[-1]:.3f}')
+    print(
+      f'\n[bf16] {BF16_CASE}: loss {float(loss):.5f} vs float32 {_run(BF16_CASE).losses[0]:.5f}; min cosine '
+      f'{worst[0]:.5f} ({worst[2]}), norm ratios {ratios[0]:.3f} … {ratios[-1]:.3f}'
+    )
   assert worst[0] >= BF16_MIN_COSINE, f'{worst[2]}: cosine {worst[0]:.5f} < {BF16_MIN_COSINE}'
   low = [(r, k) for c, r, k in rows if not BF16_NORM_RATIO[0] <= r <= BF16_NORM_RATIO[1]]
   assert not low, f'norm ratios outside {BF16_NORM_RATIO}: {low[:5]}'

@@ -10,27 +10,29 @@
    reference's 480p and 384² halved): crops downscale as on real data, in a quarter of the time.
 3. That the test has that power: the same comparison with the pipeline's frames one level brighter fails.
 """
+
 import os
 
 import cv2
 import numpy as np
 import pytest
+import reference_loaders as reference
 import tensorflow as tf
 from PIL import Image, ImageEnhance
 
-import reference_loaders as reference
 from data_pipelines import augment, sources, stats
 from data_pipelines.palette import write_palette_png
 
-SIZE = 192                      # crop side: the reference's 384 at half scale
-VIDEO_SHAPE = (240, 427)        # 480×854 halved
+SIZE = 192  # crop side: the reference's 384 at half scale
+VIDEO_SHAPE = (240, 427)  # 480×854 halved
 STATIC_SHAPES = ((240, 320), (320, 240), (240, 360))
-CLIPS = 300                     # per side and stage
-THRESHOLD = 1e-4                # per statistic; about 45 tests per stage
-DIM = 24                        # mean grey level of the test data
+CLIPS = 300  # per side and stage
+THRESHOLD = 1e-4  # per statistic; about 45 tests per stage
+DIM = 24  # mean grey level of the test data
 
 
 # ---------------------------------------------------------------- 1. PIL's 8-bit arithmetic, op by op
+
 
 @pytest.fixture(scope='module')
 def photo() -> np.ndarray:
@@ -63,10 +65,21 @@ def test_hue_shift_is_pils_hsv_round_trip(photo, shift):
 
 def test_bicubic_warp_is_pils_transform(photo):
   m = np.array([[0.97, 0.12, 1.3], [-0.05, 1.04, -2.1], [0, 0, 1]])  # output -> source, as PIL takes it
-  expected = np.asarray(Image.fromarray(photo).transform((40, 48), Image.AFFINE, tuple(m[:2].ravel()),
-                                                         Image.BICUBIC, fillcolor=reference.IM_MEAN))
-  got = augment.warp(tf.constant(photo / 255, tf.float32), tf.constant(np.linalg.inv(m), tf.float32), (48, 40),
-                     'bicubic', augment.IM_MEAN).numpy() * 255
+  expected = np.asarray(
+    Image.fromarray(photo).transform(
+      (40, 48), Image.AFFINE, tuple(m[:2].ravel()), Image.BICUBIC, fillcolor=reference.IM_MEAN
+    )
+  )
+  got = (
+    augment.warp(
+      tf.constant(photo / 255, tf.float32),
+      tf.constant(np.linalg.inv(m), tf.float32),
+      (48, 40),
+      'bicubic',
+      augment.IM_MEAN,
+    ).numpy()
+    * 255
+  )
   # a warp that rounded (or kept floats) would differ from PIL's truncation in about half of the pixels
   difference = np.abs(np.round(got) - expected)
   assert difference.max() <= 1 and (difference > 0).mean() < 0.005  # float32 here, double in PIL
@@ -81,16 +94,17 @@ def test_resized_window_is_pils_resize_and_crop(shape):
   assert tuple(new_size) == ((64, 96) if shape[0] == 100 else (76, 64))  # torchvision's Resize(64)
   corner = np.array([(new_size[0] - 64) // 2, new_size[1] - 64])
   resized = np.asarray(Image.fromarray(image).resize(tuple(new_size[::-1]), Image.BICUBIC))
-  expected = resized[corner[0]:corner[0] + 64, corner[1]:corner[1] + 64].astype(np.float64)
+  expected = resized[corner[0] : corner[0] + 64, corner[1] : corner[1] + 64].astype(np.float64)
   got = augment.resized_window(tf.constant(image / 255, tf.float32), shape, new_size, corner, 64).numpy() * 255
   assert got.shape == (64, 64, 3) and np.array_equal(got, np.round(got))
   assert np.abs(got - expected).max() <= 1 and (got != expected).mean() < 0.01  # PIL's weights are fixed point
   nearest = np.asarray(Image.fromarray(image[..., 0]).resize(tuple(new_size[::-1]), Image.NEAREST))
   window = augment.nearest_window(tf.constant(image[..., :1]), shape, new_size, corner, 64).numpy()[..., 0]
-  np.testing.assert_array_equal(window, nearest[corner[0]:corner[0] + 64, corner[1]:corner[1] + 64])
+  np.testing.assert_array_equal(window, nearest[corner[0] : corner[0] + 64, corner[1] : corner[1] + 64])
 
 
 # ---------------------------------------------------------------- 2. clips of both stages
+
 
 def _tint(rng) -> np.ndarray:
   """A colour of mean 1 (objects differ in hue and saturation, not in brightness)."""
@@ -118,10 +132,16 @@ def write_videos(root: str, rng, videos: int = 5, frames: int = 12) -> None:
     background = _texture(rng, height, width + 3 * frames, (1.0, 0.95, 1.1))
     objects = []
     for k in range(int(rng.integers(1, 4))):
-      objects.append(dict(centre=rng.uniform((40, 30), (width - 40, height - 30)), speed=rng.uniform(-4, 4, 2),
-                          axes=rng.integers(14, 45, 2), texture=_texture(rng, height, width, _tint(rng))))
+      objects.append(
+        dict(
+          centre=rng.uniform((40, 30), (width - 40, height - 30)),
+          speed=rng.uniform(-4, 4, 2),
+          axes=rng.integers(14, 45, 2),
+          texture=_texture(rng, height, width, _tint(rng)),
+        )
+      )
     for t in range(frames):
-      image, ids = background[:, 3 * t:3 * t + width].copy(), np.zeros((height, width), np.uint8)
+      image, ids = background[:, 3 * t : 3 * t + width].copy(), np.zeros((height, width), np.uint8)
       for k, o in enumerate(objects):
         shape = np.zeros((height, width), np.uint8)
         centre = o['centre'] + t * o['speed']
@@ -138,11 +158,20 @@ def write_static(root: str, rng, images: int = 12) -> None:
   for i in range(images):
     height, width = STATIC_SHAPES[i % len(STATIC_SHAPES)]
     mask = np.zeros((height, width), np.uint8)
-    cv2.ellipse(mask, (int(rng.uniform(0.35, 0.65) * width), int(rng.uniform(0.35, 0.65) * height)),
-                (int(rng.uniform(0.12, 0.3) * width), int(rng.uniform(0.12, 0.3) * height)),
-                float(rng.uniform(0, 180)), 0, 360, 255, -1, cv2.LINE_AA)
-    image = np.where(mask[..., None] > 127, _texture(rng, height, width, _tint(rng)),
-                     _texture(rng, height, width, (1.0, 0.95, 1.1)))
+    cv2.ellipse(
+      mask,
+      (int(rng.uniform(0.35, 0.65) * width), int(rng.uniform(0.35, 0.65) * height)),
+      (int(rng.uniform(0.12, 0.3) * width), int(rng.uniform(0.12, 0.3) * height)),
+      float(rng.uniform(0, 180)),
+      0,
+      360,
+      255,
+      -1,
+      cv2.LINE_AA,
+    )
+    image = np.where(
+      mask[..., None] > 127, _texture(rng, height, width, _tint(rng)), _texture(rng, height, width, (1.0, 0.95, 1.1))
+    )
     _save_jpeg(image, os.path.join(folder, f'image{i}.jpg'))
     Image.fromarray(mask).save(os.path.join(folder, f'image{i}.png'))
 
@@ -193,8 +222,9 @@ def drawn(request, dim_root) -> tuple[str, dict, dict, dict]:
 
 
 def _report(result: dict) -> str:
-  return '\n'.join(f"{name:14s} reference {r['a']:.4f} pipeline {r['b']:.4f} p {r['p']:.1e}"
-                   for name, r in result.items())
+  return '\n'.join(
+    f'{name:14s} reference {r["a"]:.4f} pipeline {r["b"]:.4f} p {r["p"]:.1e}' for name, r in result.items()
+  )
 
 
 def test_pipeline_clips_have_the_reference_distribution(drawn):
@@ -215,10 +245,26 @@ def test_a_one_level_brighter_pipeline_fails_the_comparison(drawn):
 
 # ---------------------------------------------------------------- the statistics command
 
+
 def test_stats_command_prints_statistics_and_draws_clips(dim_root, tmp_path, capsys):
   out = tmp_path / 'look'
-  stats.main([os.path.join(dim_root, 'videos'), '--stage', 'vos', '--clips', '12', '--size', '64', '--rows', '4',
-              '--out', str(out), '--json', str(tmp_path / 'clips.json')])
+  stats.main(
+    [
+      os.path.join(dim_root, 'videos'),
+      '--stage',
+      'vos',
+      '--clips',
+      '12',
+      '--size',
+      '64',
+      '--rows',
+      '4',
+      '--out',
+      str(out),
+      '--json',
+      str(tmp_path / 'clips.json'),
+    ]
+  )
   printed = capsys.readouterr().out
   assert '12 vos clips of' in printed and all(name in printed for name in stats.statistic_names())
   picture = np.asarray(Image.open(out / 'clips.png'))
@@ -226,16 +272,20 @@ def test_stats_command_prints_statistics_and_draws_clips(dim_root, tmp_path, cap
   tinted = (picture[..., 0].astype(int) - picture[..., 1] > 60).mean()  # the target, tinted red
   assert 0 < tinted < 0.5
   import json
+
   rows = json.load(open(tmp_path / 'clips.json'))
   assert len(rows) == 12 and all(0 <= r['brightness_f0'] <= 1 for r in rows)
 
 
-@pytest.mark.parametrize('make_args, expected', [
+@pytest.mark.parametrize(
+  'make_args, expected',
+  [
     (lambda root, tmp: [str(tmp / 'missing'), '--stage', 'vos'], 'missing: no such folder'),
     (lambda root, tmp: [str(tmp), '--stage', 'vos'], 'no DAVIS (2017/), YouTube-VOS (train_480p/), JPEGImages/'),
     (lambda root, tmp: [str(tmp), '--stage', 'static'], 'no static images under'),
     (lambda root, tmp: [os.path.join(root, 'videos'), '--stage', 'vos', '--clips', '0'], '--clips must be at least 1'),
-])
+  ],
+)
 def test_stats_command_mistakes(make_args, expected, dim_root, tmp_path, capsys):
   with pytest.raises(SystemExit) as exit_:
     stats.main(make_args(dim_root, tmp_path) + ['--out', str(tmp_path / 'out')])

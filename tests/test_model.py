@@ -1,5 +1,6 @@
 """Behaviour of the GSFM modules beyond the parity case: odd sizes, single-object mode, spectral
 filter forms, top-k memory read, bf16 compute, and gradients through the frame-1 prediction."""
+
 import functools
 
 import flax.traverse_util
@@ -7,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import converted_variables
+
 from gsfm_jax.models import GSFM, init_variables
 from gsfm_jax.models.aggregate import aggregate
 from gsfm_jax.models.frequency import SpectralFilter, frequency_filter
@@ -28,7 +29,8 @@ def test_parameter_counts_match_the_official_network():
 def test_width_divisor_narrows_every_layer_but_keeps_the_layout():
   """The narrow network of the tests and the demo: same parameter names and depth, every channel count /4."""
   shapes = lambda m: flax.traverse_util.flatten_dict(
-      jax.eval_shape(lambda: init_variables(m, jax.random.PRNGKey(0)))['params'])
+    jax.eval_shape(lambda: init_variables(m, jax.random.PRNGKey(0)))['params']
+  )
   wide, narrow = shapes(GSFM()), shapes(GSFM(width_divisor=4))
   assert wide.keys() == narrow.keys()
   assert narrow[('key_proj', 'key_proj', 'kernel')].shape == (3, 3, 256, 16)
@@ -80,17 +82,20 @@ def test_filter_values_follow_the_unshifted_gaussian():
     frequency_filter(4, 4, 'band', 7.0)
 
 
-@pytest.mark.parametrize('kernel,stride,size', [(3, 1, (2, 3)), (3, 2, (5, 4)), (1, 2, (7, 6)), (7, 2, (8, 9)),
-                                                (3, 1, (8, 8))])
+@pytest.mark.parametrize(
+  'kernel,stride,size', [(3, 1, (2, 3)), (3, 2, (5, 4)), (1, 2, (7, 6)), (7, 2, (8, 9)), (3, 1, (8, 8))]
+)
 def test_small_maps_convolve_as_a_matmul_with_the_same_result(kernel, stride, size):
   """`conv_as_matmul` (used for maps of ≤ 64 output pixels) equals the padded strided convolution."""
   from gsfm_jax.models.layers import conv_as_matmul
+
   rng = np.random.default_rng(kernel * 10 + stride)
   x = jnp.asarray(rng.standard_normal((2, *size, 5)), jnp.float32)
   w = jnp.asarray(rng.standard_normal((kernel, kernel, 5, 4)), jnp.float32)
   pad = kernel // 2
-  expected = jax.lax.conv_general_dilated(x, w, (stride, stride), ((pad, pad), (pad, pad)),
-                                          dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  expected = jax.lax.conv_general_dilated(
+    x, w, (stride, stride), ((pad, pad), (pad, pad)), dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+  )
   found = conv_as_matmul(x, w, stride)
   assert found.shape == expected.shape == (2, -(-size[0] // stride), -(-size[1] // stride), 4)
   np.testing.assert_allclose(found, expected, rtol=1e-5, atol=1e-5)
@@ -132,8 +137,9 @@ def _clip_inputs(b: int, h: int, w: int, k: int, seed: int = 0):
   rng = np.random.default_rng(seed)
   frames = rng.standard_normal((b, 3, h, w, 3)).astype(np.float32)
   yy, xx = np.mgrid[:h, :w]
-  masks = np.stack([((yy - h * (0.3 + 0.3 * i)) ** 2 + (xx - w / 2) ** 2 < (h / 5) ** 2)
-                    for i in range(k)], -1).astype(np.float32)
+  masks = np.stack([((yy - h * (0.3 + 0.3 * i)) ** 2 + (xx - w / 2) ** 2 < (h / 5) ** 2) for i in range(k)], -1).astype(
+    np.float32
+  )
   return frames, np.broadcast_to(masks, (b, h, w, k)).copy(), np.ones((b, k), np.float32)
 
 
@@ -201,6 +207,7 @@ def test_gradients_flow_through_the_frame1_prediction_into_memory():
 
 def test_hard_mining_keeps_the_official_number_of_pixels_eagerly_and_under_jit():
   from gsfm_jax.losses import bootstrapped_ce, hard_mining
+
   rng = np.random.default_rng(6)
   logits = rng.standard_normal((2, 40, 40, 3)).astype(np.float32)
   labels = rng.integers(0, 3, (2, 40, 40))

@@ -1,14 +1,15 @@
 """Multi-host training: two local processes joined by `jax.distributed`, four CPU devices each, against the
 one-process run."""
+
 import os
 import socket
 import sys
 
 import numpy as np
 import pytest
+from runs import REPO, TINY, assert_same_params, final_params, metrics_rows, start
 
 from configs import demo
-from runs import REPO, TINY, assert_same_params, final_params, metrics_rows, start
 
 
 def test_two_processes_train_like_one(reference, data_root, tmp_path):
@@ -25,8 +26,22 @@ def test_two_processes_train_like_one(reference, data_root, tmp_path):
     s.bind(('localhost', 0))
     coordinator = f'localhost:{s.getsockname()[1]}'
   workdir = tmp_path / 'run'
-  workers = [start([sys.executable, os.path.join(REPO, 'tests', 'train_worker.py'), coordinator, str(p), '2',
-                    str(workdir), str(tmp_path / f'params{p}.npz'), data_root], devices=4) for p in range(2)]
+  workers = [
+    start(
+      [
+        sys.executable,
+        os.path.join(REPO, 'tests', 'train_worker.py'),
+        coordinator,
+        str(p),
+        '2',
+        str(workdir),
+        str(tmp_path / f'params{p}.npz'),
+        data_root,
+      ],
+      devices=4,
+    )
+    for p in range(2)
+  ]
   outputs = [w.communicate(timeout=900)[0] for w in workers]
   for w, out in zip(workers, outputs):
     assert w.returncode == 0, out[-5000:]

@@ -1,4 +1,5 @@
 """The optimiser against PyTorch's Adam (L2 weight decay) and MultiStepLR (real torch), step by step."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np

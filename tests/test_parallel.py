@@ -1,6 +1,7 @@
 """Many videos over many devices and processes (`inference.parallel`): the length-balanced shares, a failing
 video that leaves the others' outputs, `evaluate` on two devices and on two `jax.distributed` processes
 writing the bytes of a one-device run (PNGs, CSVs, the YouTube-VOS zip), and `predict --videos`."""
+
 import filecmp
 import json
 import os
@@ -18,7 +19,7 @@ from data_pipelines.palette import write_palette_png
 from gsfm_jax import evaluate, predict
 from gsfm_jax.inference import parallel
 
-LENGTHS = {'mid': 5, 'long': 8, 'short': 3}   # val.txt order: not the order they run in
+LENGTHS = {'mid': 5, 'long': 8, 'short': 3}  # val.txt order: not the order they run in
 
 
 def test_shares_are_balanced_by_length_longest_first():
@@ -63,7 +64,7 @@ def _link_davis(src: str, root, lengths: dict[str, int], broken: str = '') -> st
     frame = root / 'JPEGImages' / '480p' / broken / '00002.jpg'
     data = open(os.path.realpath(frame), 'rb').read()
     os.remove(frame)
-    frame.write_bytes(data[:len(data) // 3])
+    frame.write_bytes(data[: len(data) // 3])
   os.makedirs(root / 'ImageSets' / '2017')
   (root / 'ImageSets' / '2017' / 'val.txt').write_text('\n'.join(lengths) + '\n')
   return str(root)
@@ -78,8 +79,10 @@ def davis(data_root, tmp_path_factory) -> str:
 def one_device(weights, davis, tmp_path_factory) -> str:
   """The one-device evaluation every other run is compared with."""
   out = str(tmp_path_factory.mktemp('one') / 'out')
-  assert evaluate.main(['--checkpoint', weights, '--benchmark', 'davis17', '--root', davis, '--out', out,
-                        '--devices', '1']) == 0
+  assert (
+    evaluate.main(['--checkpoint', weights, '--benchmark', 'davis17', '--root', davis, '--out', out, '--devices', '1'])
+    == 0
+  )
   return out
 
 
@@ -94,13 +97,19 @@ def assert_same_files(found: str, expected: str) -> None:
 def test_two_devices_write_the_bytes_of_one(weights, davis, one_device, tmp_path, capsys):
   out = tmp_path / 'two'
   capsys.readouterr()
-  assert evaluate.main(['--checkpoint', weights, '--benchmark', 'davis17', '--root', davis, '--out', str(out),
-                        '--devices', '2']) == 0
+  assert (
+    evaluate.main(
+      ['--checkpoint', weights, '--benchmark', 'davis17', '--root', davis, '--out', str(out), '--devices', '2']
+    )
+    == 0
+  )
   printed = capsys.readouterr().out
   assert '(cpu:0)' in printed and '(cpu:1)' in printed and 'over 2 device(s)' in printed
-  fps, compiling = re.search(r'([\d.]+) FPS \(I/O and compilation excluded\).*\(([\d.]+) s compiling\)', printed).groups()
+  fps, compiling = re.search(
+    r'([\d.]+) FPS \(I/O and compilation excluded\).*\(([\d.]+) s compiling\)', printed
+  ).groups()
   assert float(fps) > 0 and float(compiling) > 0
-  assert printed.index('long:') < printed.index('short:')                   # longest first
+  assert printed.index('long:') < printed.index('short:')  # longest first
   assert_same_files(str(out), one_device)
   assert sorted(os.listdir(out)) == ['global_results-val.csv', 'long', 'mid', 'per-sequence_results-val.csv', 'short']
 
@@ -109,12 +118,28 @@ def test_two_processes_write_the_bytes_of_one(weights, davis, one_device, tmp_pa
   """Two `jax.distributed` processes of one CPU device each: process 0 takes the longest video, process 1
   the other two (5 + 3 frames); process 0 merges, scores and makes --out."""
   from runs import start
+
   with socket.socket() as s:
     s.bind(('localhost', 0))
     coordinator = f'localhost:{s.getsockname()[1]}'
   out = tmp_path / 'distributed'
-  args = [sys.executable, '-m', 'gsfm_jax.evaluate', '--checkpoint', weights, '--benchmark', 'davis17', '--root', davis,
-          '--out', str(out), '--coordinator_address', coordinator, '--num_processes', '2']
+  args = [
+    sys.executable,
+    '-m',
+    'gsfm_jax.evaluate',
+    '--checkpoint',
+    weights,
+    '--benchmark',
+    'davis17',
+    '--root',
+    davis,
+    '--out',
+    str(out),
+    '--coordinator_address',
+    coordinator,
+    '--num_processes',
+    '2',
+  ]
   workers = [start(args + ['--process_id', str(p)], devices=1) for p in range(2)]
   printed = [w.communicate(timeout=600)[0] for w in workers]
   for w, text in zip(workers, printed):
@@ -123,19 +148,24 @@ def test_two_processes_write_the_bytes_of_one(weights, davis, one_device, tmp_pa
   assert '[1/2] mid: 5 frames' in printed[1] and '[2/2] short: 3 frames' in printed[1] and 'J&F' not in printed[1]
   assert 'over 2 device(s)' in printed[0]
   assert_same_files(str(out), one_device)
-  assert not [n for n in os.listdir(tmp_path) if n.startswith('.')]        # no shared partial folder left
+  assert not [n for n in os.listdir(tmp_path) if n.startswith('.')]  # no shared partial folder left
 
 
 def test_a_video_that_fails_is_named_and_the_others_are_kept(weights, data_root, tmp_path, capsys):
-  root = _link_davis(os.path.join(data_root, 'DAVIS', '2017', 'trainval'), tmp_path / 'davis',
-                     {'short': 3, 'cut': 4}, broken='cut')
+  root = _link_davis(
+    os.path.join(data_root, 'DAVIS', '2017', 'trainval'), tmp_path / 'davis', {'short': 3, 'cut': 4}, broken='cut'
+  )
   out = tmp_path / 'out'
-  assert evaluate.main(['--checkpoint', weights, '--benchmark', 'davis17', '--root', root, '--out', str(out),
-                        '--devices', '2']) == 1
+  assert (
+    evaluate.main(
+      ['--checkpoint', weights, '--benchmark', 'davis17', '--root', root, '--out', str(out), '--devices', '2']
+    )
+    == 1
+  )
   err = capsys.readouterr().err
   assert 'error: video cut failed: ' in err and '00002.jpg' in err
   assert '1 of 2 videos failed (cut, named above); the outputs of the others are in' in err
-  assert sorted(os.listdir(out)) == ['short'] and len(os.listdir(out / 'short')) == 3   # no scores, no half video
+  assert sorted(os.listdir(out)) == ['short'] and len(os.listdir(out / 'short')) == 3  # no scores, no half video
 
 
 def _youtube(clip, root, lengths: dict[str, int]) -> str:
@@ -143,7 +173,10 @@ def _youtube(clip, root, lengths: dict[str, int]) -> str:
   frames_dir, first_mask = clip
   meta = {}
   for video, n in lengths.items():
-    images, annotations = root / 'all_frames' / 'valid_all_frames' / 'JPEGImages' / video, root / 'valid' / 'Annotations' / video
+    images, annotations = (
+      root / 'all_frames' / 'valid_all_frames' / 'JPEGImages' / video,
+      root / 'valid' / 'Annotations' / video,
+    )
     os.makedirs(images)
     os.makedirs(annotations)
     for t in range(n):
@@ -151,8 +184,12 @@ def _youtube(clip, root, lengths: dict[str, int]) -> str:
     truth = [np.asarray(Image.open(first_mask.replace('00000', f'{t:05d}'))) for t in range(2)]
     write_palette_png(np.where(truth[0] == 1, 1, 0).astype(np.uint8), str(annotations / '00000.png'))
     write_palette_png(np.where(truth[1] == 2, 5, 0).astype(np.uint8), str(annotations / '00001.png'))
-    meta[video] = {'objects': {'1': {'frames': [f'{t:05d}' for t in range(0, n, 2)]},
-                               '5': {'frames': [f'{t:05d}' for t in range(1, n)]}}}
+    meta[video] = {
+      'objects': {
+        '1': {'frames': [f'{t:05d}' for t in range(0, n, 2)]},
+        '5': {'frames': [f'{t:05d}' for t in range(1, n)]},
+      }
+    }
   json.dump({'videos': meta}, open(root / 'valid' / 'meta.json', 'w'))
   return str(root)
 
@@ -162,8 +199,25 @@ def test_youtube_submission_zip_has_the_same_bytes_on_two_devices(weights, clip,
   zips = []
   for devices in ('1', '2'):
     out = tmp_path / f'out{devices}'
-    assert evaluate.main(['--checkpoint', weights, '--benchmark', 'youtube', '--root', root, '--out', str(out),
-                          '--short_side', '64', '--devices', devices]) == 0
+    assert (
+      evaluate.main(
+        [
+          '--checkpoint',
+          weights,
+          '--benchmark',
+          'youtube',
+          '--root',
+          root,
+          '--out',
+          str(out),
+          '--short_side',
+          '64',
+          '--devices',
+          devices,
+        ]
+      )
+      == 0
+    )
     zips.append(open(str(out) + '.zip', 'rb').read())
   assert zips[0] == zips[1]
   assert_same_files(str(tmp_path / 'out2'), str(tmp_path / 'out1'))
@@ -171,11 +225,13 @@ def test_youtube_submission_zip_has_the_same_bytes_on_two_devices(weights, clip,
 
 # ---------------------------------------------------------------- predict --videos
 
+
 def test_predict_many_videos_from_a_folder_or_a_list(weights, clip, tmp_path, capsys):
   """A folder of a frame folder, an .mp4 and a video whose frame 2 cannot be decoded, each with NAME.png
   beside it, on two devices: each video's outputs in OUT/<name>/, the failing one named and left out,
   and the same masks, byte for byte, from a list file on one device."""
   import cv2
+
   frames_dir, first_mask = clip
   folder = tmp_path / 'footage'
   os.makedirs(folder)
@@ -190,7 +246,7 @@ def test_predict_many_videos_from_a_folder_or_a_list(weights, clip, tmp_path, ca
   os.makedirs(folder / 'cut')
   for t in range(4):
     data = open(os.path.join(frames_dir, f'{t:05d}.jpg'), 'rb').read()
-    (folder / 'cut' / f'{t:05d}.jpg').write_bytes(data[:len(data) // 3] if t == 2 else data)
+    (folder / 'cut' / f'{t:05d}.jpg').write_bytes(data[: len(data) // 3] if t == 2 else data)
   (folder / 'cut.png').write_bytes(open(first_mask, 'rb').read())
   (folder / 'notes.txt').write_text('not a video')
 
@@ -214,13 +270,16 @@ def test_predict_many_videos_from_a_folder_or_a_list(weights, clip, tmp_path, ca
     assert_same_files(str(again / name / 'masks'), str(out / name / 'masks'))
 
 
-@pytest.mark.parametrize('case, message', [
+@pytest.mark.parametrize(
+  'case, message',
+  [
     ('no_mask', 'its first-frame mask'),
     ('both', '--videos: the masks come from its naming rule; leave out --video'),
     ('bad_line', 'list.txt:2: expected VIDEO MASK'),
     ('twice', 'more than one video is named a'),
     ('devices', '--devices 9: this process has 8 cpu device(s)'),
-])
+  ],
+)
 def test_bad_batches_are_named_before_any_work(case, message, weights, clip, tmp_path, capsys):
   frames_dir, first_mask = clip
   os.makedirs(tmp_path / 'f')

@@ -3,13 +3,14 @@
 Tolerances are those of the parity cases' README (docs/reference.md, "Parity cases"); the measured errors
 are printed.
 """
+
 import functools
 
 import jax
 import numpy as np
 import pytest
-
 from conftest import converted_variables, parity_cases, per_frame
+
 from gsfm_jax.losses import gsfm_loss, hard_mining
 from gsfm_jax.models import GSFM
 from gsfm_jax.models.frequency import SpectralFilter
@@ -77,8 +78,10 @@ def test_train_predictions(path, capsys):
       logits, ref = out[f'logits_{t}'], case[f'train/logits_{t}']
       _report(f'logits_{t}', logits, ref)
       within, near, far = logits_agreement(logits, ref)
-      print(f'  {"":24s} within 1e-4·max|ref|: {100 * within:.3f} % (need ≥ 99.5 %); max|diff| {near:.3e} where '
-            f'|ref| ≤ {LOGIT_RESOLVED:g} (need ≤ 0.05), {far:.3e} beyond (need ≤ 0.5)')
+      print(
+        f'  {"":24s} within 1e-4·max|ref|: {100 * within:.3f} % (need ≥ 99.5 %); max|diff| {near:.3e} where '
+        f'|ref| ≤ {LOGIT_RESOLVED:g} (need ≤ 0.05), {far:.3e} beyond (need ≤ 0.5)'
+      )
       assert logits_agree(logits, ref)
 
 
@@ -87,8 +90,11 @@ def logits_agreement(logits: np.ndarray, ref: np.ndarray) -> tuple[float, float,
   log-odds, whose large values float32 resolves coarsely."""
   diff = np.abs(np.asarray(logits, np.float64) - ref)
   moderate = np.abs(ref) <= LOGIT_RESOLVED
-  return (float(np.mean(diff <= 1e-4 * np.abs(ref).max())), float(diff[moderate].max(initial=0.0)),
-          float(diff[~moderate].max(initial=0.0)))
+  return (
+    float(np.mean(diff <= 1e-4 * np.abs(ref).max())),
+    float(diff[moderate].max(initial=0.0)),
+    float(diff[~moderate].max(initial=0.0)),
+  )
 
 
 def logits_agree(logits: np.ndarray, ref: np.ndarray) -> bool:
@@ -102,7 +108,7 @@ def test_train_losses(path, capsys):
   out, case = _run(path), _load(path)
   k = case['train/selector'].shape[1]
   masks = np.stack([case['train/gt'], case['train/sec_gt']][:k], axis=-1)
-  iterations = sorted(int(key.split('/')[1][len('loss_it'):]) for key in case if key.endswith('/total_loss'))
+  iterations = sorted(int(key.split('/')[1][len('loss_it') :]) for key in case if key.endswith('/total_loss'))
   assert iterations, 'case has no train/loss_it*/ keys'
   with capsys.disabled():
     print(f'\n[parity] {path}: losses (limit relative 1e-4)')
@@ -139,6 +145,7 @@ def test_eval_keys(path, capsys):
     pytest.skip(f'{path} has no eval/* keys')
   from gsfm_jax.inference import Propagator, Protocol
   from gsfm_jax.inference.resize import pad_split
+
   frames, first = case['eval/frames'], case['eval/first_labels']
   assert pad_split(frames.shape[2]) + pad_split(frames.shape[1]) == tuple(case['eval/pad_lrtb'])
   protocol = Protocol(top_k=int(case['eval/top_k']), mem_every=int(case['eval/mem_every']))
@@ -149,8 +156,10 @@ def test_eval_keys(path, capsys):
   close = float(np.mean(np.abs(result.prob - ref_prob) <= 1e-3))
   same = float(np.mean(result.labels == ref_labels))
   with capsys.disabled():
-    print(f'\n[parity] {path}: eval ({frames.shape[0]} frames, {int(first.max())} objects): prob within 1e-3 '
-          f'{100 * close:.3f} % (need 99.5), max|diff| {np.abs(result.prob - ref_prob).max():.3e}; '
-          f'labels equal {100 * same:.3f} % (need 99.9)')
+    print(
+      f'\n[parity] {path}: eval ({frames.shape[0]} frames, {int(first.max())} objects): prob within 1e-3 '
+      f'{100 * close:.3f} % (need 99.5), max|diff| {np.abs(result.prob - ref_prob).max():.3e}; '
+      f'labels equal {100 * same:.3f} % (need 99.9)'
+    )
   assert close >= 0.995
   assert same >= 0.999

@@ -1,6 +1,7 @@
 """The tf.data clip pipelines on the built-in dataset: augmentation ops, clip contents, curriculum, object
 selection, determinism across a restart, per-host sharding (in one process and with two processes),
 the TFDS form, and broken samples."""
+
 import logging
 import os
 import shutil
@@ -18,10 +19,13 @@ from data_pipelines import augment, clips, decode, input_pipeline, sources, synt
 from data_pipelines.palette import write_palette_png
 
 SIZE = 64  # crop side in these tests (384 in training)
-DATASET = dict(train=3, val=1, frames=8, height=96, width=160, static_flat=6, static_classes=2,
-               static_per_class=3, static_size=96)
-NORMALISED_RANGE = ((0 - np.array(augment.IMAGENET_MEAN)) / augment.IMAGENET_STD,
-                    (1 - np.array(augment.IMAGENET_MEAN)) / augment.IMAGENET_STD)
+DATASET = dict(
+  train=3, val=1, frames=8, height=96, width=160, static_flat=6, static_classes=2, static_per_class=3, static_size=96
+)
+NORMALISED_RANGE = (
+  (0 - np.array(augment.IMAGENET_MEAN)) / augment.IMAGENET_STD,
+  (1 - np.array(augment.IMAGENET_MEAN)) / augment.IMAGENET_STD,
+)
 
 
 def data_config(kind: str, root: str, **overrides):
@@ -35,12 +39,27 @@ def data_config(kind: str, root: str, **overrides):
   return config
 
 
-def read_batches(config, steps: int, start_step: int = 0, process_index: int = 0, process_count: int = 1,
-                 seed: int = 0, global_batch: int = 4, total_steps: int = 100) -> list[dict]:
+def read_batches(
+  config,
+  steps: int,
+  start_step: int = 0,
+  process_index: int = 0,
+  process_count: int = 1,
+  seed: int = 0,
+  global_batch: int = 4,
+  total_steps: int = 100,
+) -> list[dict]:
   source = input_pipeline.open_source(config)
-  dataset = input_pipeline.make_dataset(config, seed=seed, global_batch=global_batch, total_steps=total_steps,
-                                        start_step=start_step, process_index=process_index,
-                                        process_count=process_count, source=source)
+  dataset = input_pipeline.make_dataset(
+    config,
+    seed=seed,
+    global_batch=global_batch,
+    total_steps=total_steps,
+    start_step=start_step,
+    process_index=process_index,
+    process_count=process_count,
+    source=source,
+  )
   batches = input_pipeline.Batches(dataset, source, start_step, global_batch, process_index, process_count)
   return [next(batches) for _ in range(steps)]
 
@@ -54,6 +73,7 @@ def root(tmp_path_factory) -> str:
 
 # ---------------------------------------------------------------- decoding and augmentation ops
 
+
 def _ids(path: str) -> np.ndarray:
   return decode.object_ids(tf.io.read_file(path), tf.constant(path)).numpy()
 
@@ -63,10 +83,10 @@ def test_palette_masks_decode_to_their_indices(tmp_path):
   write_palette_png(labels, str(tmp_path / 'davis.png'))
   assert np.array_equal(_ids(str(tmp_path / 'davis.png')), labels)
   for bits in (1, 2, 4):  # low bit depths, and a palette that repeats one colour, with transparency
-    image = Image.fromarray(labels % 2 ** bits, mode='P')
+    image = Image.fromarray(labels % 2**bits, mode='P')
     image.putpalette([7, 7, 7] * 256)
     image.save(tmp_path / f'{bits}.png', bits=bits, transparency=0)
-    assert np.array_equal(_ids(str(tmp_path / f'{bits}.png')), labels % 2 ** bits)
+    assert np.array_equal(_ids(str(tmp_path / f'{bits}.png')), labels % 2**bits)
   Image.fromarray(labels).save(tmp_path / 'gray.png')
   assert np.array_equal(_ids(str(tmp_path / 'gray.png')), labels)
   Image.fromarray(np.repeat(labels[..., None], 3, -1)).save(tmp_path / 'rgb.png')
@@ -130,6 +150,7 @@ def test_color_jitter_ranges_and_grayscale():
 
 # ---------------------------------------------------------------- sampling rules
 
+
 def test_max_skip_curriculum_switch_points():
   steps = [0, 99, 100, 199, 200, 300, 399, 400, 899, 900, 999]
   davis = [int(clips.max_skip(s, 1000)) for s in steps]
@@ -167,6 +188,7 @@ def test_object_selection():
 
 
 # ---------------------------------------------------------------- clips through the pipeline
+
 
 def _check_common(batch: dict) -> None:
   assert batch['frames'].shape == (4, 3, SIZE, SIZE, 3) and batch['frames'].dtype == np.float32
@@ -207,13 +229,15 @@ def test_vos_clip_without_objects_has_empty_masks(tmp_path):
     Image.fromarray(np.full((40, 50, 3), 60 * i, np.uint8)).save(frames[-1])
     write_palette_png(np.zeros((40, 50), np.uint8), masks[-1])
   read = input_pipeline._read_files
-  clip = clips.vos_clip(tf.constant([0, 1], tf.int64), tf.constant(frames), tf.constant(masks), tf.constant(masks),
-                        tf.constant(5), 32, read)
+  clip = clips.vos_clip(
+    tf.constant([0, 1], tf.int64), tf.constant(frames), tf.constant(masks), tf.constant(masks), tf.constant(5), 32, read
+  )
   assert not clip['gt'].numpy().any() and not clip['cls_gt'].numpy().any()
   assert clip['selector'].numpy().tolist() == [1.0, 0.0]
 
 
 # ---------------------------------------------------------------- determinism and sharding
+
 
 def test_same_seed_same_batches_and_resume_reads_the_same_steps(root):
   config = data_config('vos', root)
@@ -249,10 +273,30 @@ def _free_port() -> int:
 def test_two_processes_read_disjoint_shards_of_the_global_batch(root, tmp_path):
   coordinator = f'localhost:{_free_port()}'
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env = {**os.environ, 'PYTHONPATH': os.pathsep.join([repo, os.path.join(repo, 'tests')]), 'XLA_FLAGS': '--xla_force_host_platform_device_count=2'}
-  workers = [subprocess.Popen([sys.executable, os.path.join(repo, 'tests', 'pipeline_worker.py'), coordinator,
-                               str(p), '2', root, str(tmp_path / f'{p}.npz')], env=env, cwd=repo,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for p in range(2)]
+  env = {
+    **os.environ,
+    'PYTHONPATH': os.pathsep.join([repo, os.path.join(repo, 'tests')]),
+    'XLA_FLAGS': '--xla_force_host_platform_device_count=2',
+  }
+  workers = [
+    subprocess.Popen(
+      [
+        sys.executable,
+        os.path.join(repo, 'tests', 'pipeline_worker.py'),
+        coordinator,
+        str(p),
+        '2',
+        root,
+        str(tmp_path / f'{p}.npz'),
+      ],
+      env=env,
+      cwd=repo,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for p in range(2)
+  ]
   for worker in workers:
     output, _ = worker.communicate(timeout=300)
     assert worker.returncode == 0, output[-3000:]
@@ -266,6 +310,7 @@ def test_two_processes_read_disjoint_shards_of_the_global_batch(root, tmp_path):
 
 
 # ---------------------------------------------------------------- sources, TFDS, broken data
+
 
 def test_sources_mix_and_missing_folders(root, caplog, tmp_path):
   with caplog.at_level(logging.WARNING):
@@ -291,15 +336,20 @@ def test_sources_mix_and_missing_folders(root, caplog, tmp_path):
 
 
 def test_tfds_form_gives_the_same_clips_as_the_folders(root, tmp_path):
-  for kind, builder_kind, roots in (('static', 'static', dict(static_root=os.path.join(root, 'static'))),
-                                    ('vos', 'videos', dict(davis_root=os.path.join(root, 'DAVIS')))):
+  for kind, builder_kind, roots in (
+    ('static', 'static', dict(static_root=os.path.join(root, 'static'))),
+    ('vos', 'videos', dict(davis_root=os.path.join(root, 'DAVIS'))),
+  ):
     builder = tfds_builders.build(builder_kind, str(tmp_path / 'tfds'), **roots)
     files = input_pipeline.open_source(data_config(kind, root))
     records = input_pipeline.open_source(data_config(kind, root, tfds_dir=str(tmp_path / 'tfds')))
     assert len(records.items) == len(files.items)
     names = [n.decode() for s in records_splits(builder) for n in s]
-    file_names = (sources.list_static(os.path.join(root, 'static')).images if kind == 'static'
-                  else sources.list_videos(os.path.join(root, 'DAVIS')).names)
+    file_names = (
+      sources.list_static(os.path.join(root, 'static')).images
+      if kind == 'static'
+      else sources.list_videos(os.path.join(root, 'DAVIS')).names
+    )
     config = data_config(kind, root)
     seed = tf.constant([11, 0], tf.int64)
     for tfds_entry in (0, len(names) - 1):
@@ -316,8 +366,9 @@ def records_splits(builder) -> list[list[bytes]]:
   """The `name` of every record, split by split in the pipeline's order."""
   order = [tfds_builders.split_name(s) for s in sources.STATIC_FOLDERS + sources.VIDEO_SOURCES]
   splits = sorted(builder.info.splits, key=order.index)
-  return [[builder.as_data_source(split=s)[i]['name'] for i in range(builder.info.splits[s].num_examples)]
-          for s in splits]
+  return [
+    [builder.as_data_source(split=s)[i]['name'] for i in range(builder.info.splits[s].num_examples)] for s in splits
+  ]
 
 
 def test_broken_samples_are_replaced_counted_and_logged(root, tmp_path, caplog):
@@ -328,7 +379,7 @@ def test_broken_samples_are_replaced_counted_and_logged(root, tmp_path, caplog):
     Image.open(os.path.join(video, name)).convert('RGB').save(os.path.join(video, name))
   frame = os.path.join(broken, 'DAVIS', '2017', 'trainval', 'JPEGImages', '480p', 'train_002', '00003.jpg')
   data_ = open(frame, 'rb').read()
-  open(frame, 'wb').write(data_[:len(data_) // 3])
+  open(frame, 'wb').write(data_[: len(data_) // 3])
   config = data_config('vos', broken)
   source = input_pipeline.open_source(config)
   dataset = input_pipeline.make_dataset(config, seed=0, global_batch=4, total_steps=100, source=source)

@@ -1,4 +1,5 @@
 """The progress meter: rates and the ETA count from the end of the first (compiling) unit of work."""
+
 from gsfm_jax import progress
 from gsfm_jax.progress import Rate, duration
 
@@ -15,11 +16,11 @@ def test_the_eta_excludes_compilation(monkeypatch):
   clock = Clock()
   monkeypatch.setattr(progress.time, 'perf_counter', clock)
   meter = Rate(total=100)
-  clock.now = 120.0            # the first step: 2 minutes of compilation
+  clock.now = 120.0  # the first step: 2 minutes of compilation
   assert not meter.started
   meter.begin(1)
   assert meter.started
-  for done in range(2, 12):    # then 0.5 s per step
+  for done in range(2, 12):  # then 0.5 s per step
     clock.now += 0.5
     meter.update(done)
   assert meter.rate == 2.0 and meter.overall() == 2.0

@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import converted_variables, parity_cases, per_frame
 
 from configs import model as model_config
-from conftest import converted_variables, parity_cases, per_frame
 from gsfm_jax.analysis.aliasing import aliasing_ratios, energy_attention
 from gsfm_jax.models import GSFM, build_model, init_variables
 from gsfm_jax.models.demodulation import RelationRefinement, invert_grid, sampling_map
@@ -30,6 +30,7 @@ def monotone_grid(seed: int, std: float = 2.0, h: int = H, w: int = W) -> jnp.nd
 
 # ---------------------------------------------------------------- ARS (spec tests 1-5)
 
+
 def test_uniform_attention_is_the_identity():
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.standard_normal((2, H, W, 8)), jnp.float32)
@@ -41,7 +42,7 @@ def test_uniform_attention_is_the_identity():
   assert float(jnp.max(jnp.abs(grid - identity_grid(2, H, W)))) <= 1e-4
   assert float(jnp.linalg.norm(y - x) / jnp.linalg.norm(x)) <= 1e-5
   conv = Conv(6, kernel_size=3, stride=2)
-  params = flax.linen.Module.init(conv, jax.random.PRNGKey(1), x)   # Conv.init is its initialiser field
+  params = flax.linen.Module.init(conv, jax.random.PRNGKey(1), x)  # Conv.init is its initialiser field
   np.testing.assert_allclose(conv.apply(params, y), conv.apply(params, x), atol=1e-4)
 
 
@@ -51,8 +52,8 @@ def test_grids_never_fold_and_stay_on_the_map(seed):
   assert np.diff(u[..., 1], axis=2).min() >= -1e-5
   assert np.diff(u[..., 0], axis=1).min() >= -1e-5
   assert u[..., 0].min() >= 0 and u[..., 0].max() <= H - 1 and u[..., 1].min() >= 0 and u[..., 1].max() <= W - 1
-  assert np.abs(u - np.asarray(identity_grid(2, H, W))).max() <= 5 + 1e-4   # within R of p
-  assert np.diff(u[..., 1], axis=2).min() < 0.9   # and it does move: not the identity
+  assert np.abs(u - np.asarray(identity_grid(2, H, W))).max() <= 5 + 1e-4  # within R of p
+  assert np.diff(u[..., 1], axis=2).min() < 0.9  # and it does move: not the identity
 
 
 def test_high_attention_densifies_the_grid():
@@ -83,7 +84,7 @@ def test_resampling_by_high_frequency_energy_lowers_the_aliasing_ratio():
   x = np.cos(2 * np.pi * 2 * yy / 64) + np.sin(2 * np.pi * 3 * xx / 64)
   for cy in range(8, 64, 16):
     for cx in range(8, 64, 16):
-      x[cy:cy + 4, cx:cx + 4] += 0.5 * np.cos(np.pi * (yy + xx))[cy:cy + 4, cx:cx + 4]
+      x[cy : cy + 4, cx : cx + 4] += 0.5 * np.cos(np.pi * (yy + xx))[cy : cy + 4, cx : cx + 4]
   x = x[None, :, :, None].astype(np.float32)
   resampled = bilinear_sample(jnp.asarray(x), saliency_grid(energy_attention(x)))
   before, after = aliasing_ratios(x)['ratio'], aliasing_ratios(np.asarray(resampled))['ratio']
@@ -91,6 +92,7 @@ def test_resampling_by_high_frequency_energy_lowers_the_aliasing_ratio():
 
 
 # ---------------------------------------------------------------- demodulation and MSAU (tests 6-9)
+
 
 def test_demodulating_the_identity_warp_is_the_bilinear_upsampling():
   z = jnp.asarray(np.random.default_rng(0).standard_normal((2, H // 2, W // 2, 5)), jnp.float32)
@@ -117,7 +119,7 @@ def test_demodulation_undoes_resampling_of_a_smooth_field():
   f = f.astype(np.float32)
 
   def round_trip(grid):
-    z = bilinear_sample(jnp.asarray(f), sampling_map(grid))          # what a stride-2 stage after ARS samples
+    z = bilinear_sample(jnp.asarray(f), sampling_map(grid))  # what a stride-2 stage after ARS samples
     return np.asarray(bilinear_sample(z, invert_grid(grid).q))
 
   error = lambda g, region=np.s_[:, :, :]: np.linalg.norm((g - f)[region]) / np.linalg.norm(f[region])
@@ -144,16 +146,20 @@ def test_refinement_starts_as_stage_a_and_mixes_with_weights_that_sum_to_one():
 
 # ---------------------------------------------------------------- the network (system tests)
 
+
 def every_switch(**overrides) -> GSFM:
   config = model_config.get_config()
-  config.update({'ars_stages': ('layer2', 'layer3'), 'msau_refine': True, 'lfm_shape': 'ideal',
-                 'hfm_shape': 'ideal', **overrides})
+  config.update(
+    {'ars_stages': ('layer2', 'layer3'), 'msau_refine': True, 'lfm_shape': 'ideal', 'hfm_shape': 'ideal', **overrides}
+  )
   return build_model(config)
 
 
 def test_defaults_build_gsfm_with_the_official_parameter_tree():
-  from gsfm_jax.weights.official import variables_to_state_dict
   from conftest import official_state_dict
+
+  from gsfm_jax.weights.official import variables_to_state_dict
+
   model = build_model(model_config.get_config())
   assert model == GSFM()
   names = set(variables_to_state_dict(jax.eval_shape(lambda: init_variables(model, jax.random.PRNGKey(0)))))
@@ -178,14 +184,15 @@ def test_sfm_switches_at_init_give_gsfm_outputs_on_the_parity_case(path):
   masks = np.stack([case['train/gt'][:, 0], case['train/sec_gt'][:, 0]][:k], axis=-1)
   args = (case['train/frames'], masks, case['train/selector'])
   from test_parity import _clip_forward, logits_agree
+
   gsfm = per_frame(jax.device_get(_clip_forward()(variables, *args)))
   model = every_switch(lfm_shape='gaussian', hfm_shape='gaussian')
   sfm = per_frame(jax.device_get(jax.jit(model.apply)(with_new_parameters(model, variables), *args)))
   assert set(sfm) == set(gsfm)
   for key, ref in gsfm.items():
-    if key.startswith('logits_'):   # aggregated log-odds: the parity rule (float32 resolves large ones coarsely)
+    if key.startswith('logits_'):  # aggregated log-odds: the parity rule (float32 resolves large ones coarsely)
       assert logits_agree(sfm[key], ref), key
-    elif key.startswith('prob_'):   # and the probabilities derived from them, by the same README's rule
+    elif key.startswith('prob_'):  # and the probabilities derived from them, by the same README's rule
       diff = np.abs(sfm[key] - ref)
       assert diff.max() <= 1e-2 and np.mean(diff <= 1e-4) >= 0.999, key
     else:
@@ -194,12 +201,15 @@ def test_sfm_switches_at_init_give_gsfm_outputs_on_the_parity_case(path):
 
 def test_every_switch_trains_through_the_train_step_compiling_once():
   from test_train_step import SIZE, clip_batch, config
+
   from gsfm_jax import sharding
-  from gsfm_jax.weights.files import flatten
   from gsfm_jax.train_step import make_train_step, optimizer, place_state
+  from gsfm_jax.weights.files import flatten
+
   c = config()
-  c.model.update(ars_stages=('layer2', 'layer3'), msau_refine=True, lfm_shape='ideal', hfm_shape='ideal',
-                 width_divisor=8)
+  c.model.update(
+    ars_stages=('layer2', 'layer3'), msau_refine=True, lfm_shape='ideal', hfm_shape='ideal', width_divisor=8
+  )
   mesh = sharding.make_mesh(jax.devices()[:2])
   model = build_model(c.model)
   step = make_train_step(model, c, mesh)
@@ -211,8 +221,11 @@ def test_every_switch_trains_through_the_train_step_compiling_once():
     assert bool(metrics['finite'])
   assert step._cache_size() == 1
   moved = flatten({'p': jax.device_get(state.params)})
-  for name in ('p/key_encoder/ars_layer2/att_out/kernel', 'p/key_encoder/ars_layer3/att_out/kernel',
-               'p/decoder/up_8_4/refine/gamma'):
+  for name in (
+    'p/key_encoder/ars_layer2/att_out/kernel',
+    'p/key_encoder/ars_layer3/att_out/kernel',
+    'p/decoder/up_8_4/refine/gamma',
+  ):
     assert np.abs(moved[name]).max() > 0, f'{name} did not train'
 
 
@@ -233,6 +246,7 @@ def test_the_engine_segments_through_ars_and_msau_like_gsfm_at_init():
   """The engine carries the query's grids to the value encoder and the decoder; at init (identity warps,
   γ = 0) its probabilities are GSFM's, with the same memory bank (it stores keys and values only)."""
   from gsfm_jax.inference import Propagator, Protocol
+
   model, base = every_switch(width_divisor=8, lfm_shape='gaussian', hfm_shape='gaussian'), GSFM(width_divisor=8)
   base_variables = jax.device_get(init_variables(base, jax.random.PRNGKey(3)))
   variables = with_new_parameters(model, base_variables)
@@ -240,8 +254,10 @@ def test_the_engine_segments_through_ars_and_msau_like_gsfm_at_init():
   frames = rng.integers(0, 255, (5, 48, 64, 3), np.uint8)
   first = np.zeros((48, 64), np.uint8)
   first[10:30, 8:30], first[20:40, 36:60] = 1, 2
-  sfm, gsfm = (Propagator(m, v, Protocol(mem_every=2)).segment(frames, {0: first}, keep_prob=True)
-               for m, v in ((model, variables), (base, base_variables)))
+  sfm, gsfm = (
+    Propagator(m, v, Protocol(mem_every=2)).segment(frames, {0: first}, keep_prob=True)
+    for m, v in ((model, variables), (base, base_variables))
+  )
   np.testing.assert_array_equal(sfm.labels[0], first)
   assert np.abs(sfm.prob - gsfm.prob).max() <= 1e-4
   assert (model.key_dim, model.value_dim) == (base.key_dim, base.value_dim)
@@ -249,8 +265,9 @@ def test_the_engine_segments_through_ars_and_msau_like_gsfm_at_init():
 
 def test_bad_switches_are_refused_with_the_field_named():
   with pytest.raises(ValueError, match='ars_stages'):
-    GSFM(width_divisor=8, ars_stages=('layer4',)).init(jax.random.PRNGKey(0), jnp.zeros((1, 2, 32, 32, 3)),
-                                                           jnp.zeros((1, 32, 32, 2)))
+    GSFM(width_divisor=8, ars_stages=('layer4',)).init(
+      jax.random.PRNGKey(0), jnp.zeros((1, 2, 32, 32, 3)), jnp.zeros((1, 32, 32, 2))
+    )
   with pytest.raises(ValueError, match='msau_refine'):
     init_variables(GSFM(width_divisor=8, msau_refine=True, msau_dilations=(1, 2)), jax.random.PRNGKey(0))
   with pytest.raises(ValueError, match='lfm_shape'):
@@ -260,9 +277,11 @@ def test_bad_switches_are_refused_with_the_field_named():
 def test_training_from_scratch_starts_the_switches_as_gsfm():
   """The scratch init (the demo's) re-draws every convolution but keeps ARS's att_out and MSAU's gate at 0."""
   from gsfm_jax.models.scratch import scratch_params
+
   model = every_switch(width_divisor=8)
-  params = scratch_params(jax.device_get(init_variables(model, jax.random.PRNGKey(0)))['params'],
-                          np.random.default_rng(0))
+  params = scratch_params(
+    jax.device_get(init_variables(model, jax.random.PRNGKey(0)))['params'], np.random.default_rng(0)
+  )
   for stage in ('layer2', 'layer3'):
     assert not np.any(params['key_encoder'][f'ars_{stage}']['att_out']['kernel'])
     assert np.any(params['key_encoder'][f'ars_{stage}']['att_reduce']['kernel'])
@@ -272,6 +291,7 @@ def test_training_from_scratch_starts_the_switches_as_gsfm():
 def test_switch_parameters_travel_through_the_official_names():
   """Checkpoints of SFM networks convert like GSFM's: Flax variables -> state_dict names -> the same variables."""
   from gsfm_jax.weights.official import state_dict_to_variables, variables_to_state_dict
+
   model = every_switch(width_divisor=8)
   variables = jax.device_get(init_variables(model, jax.random.PRNGKey(0)))
   state_dict = variables_to_state_dict(variables)

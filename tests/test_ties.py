@@ -1,5 +1,6 @@
 """Gradients at ties equal PyTorch's (real torch, CPU): clamp at its bounds, max reductions, max-pool and ReLU
 on inputs full of exact ties, the situations the official training step meets."""
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -58,11 +59,14 @@ def test_max_first_is_torch_max_pool_and_max_dim():
   spatial = lambda t: torch.nn.functional.max_pool2d(t.permute(0, 3, 1, 2), (5, 6), stride=(5, 6)).flatten(1)
   np.testing.assert_array_equal(_jax_grad(lambda v: max_first(v, (1, 2)), x, w), _torch_grad(spatial, x, w))
   w = np.random.default_rng(3).standard_normal((2, 5, 6)).astype(np.float32)
-  np.testing.assert_array_equal(_jax_grad(lambda v: max_first(v, (-1,)), x, w),
-                                _torch_grad(lambda t: torch.max(t, -1)[0], x, w))
+  np.testing.assert_array_equal(
+    _jax_grad(lambda v: max_first(v, (-1,)), x, w), _torch_grad(lambda t: torch.max(t, -1)[0], x, w)
+  )
   np.testing.assert_array_equal(np.asarray(max_first(x, (1, 2))), x.max(axis=(1, 2)))
   # what max_first replaces: jnp.max shares the gradient among tied maxima
-  assert not np.array_equal(_jax_grad(lambda v: jnp.max(v, axis=-1), x, w), _jax_grad(lambda v: max_first(v, (-1,)), x, w))
+  assert not np.array_equal(
+    _jax_grad(lambda v: jnp.max(v, axis=-1), x, w), _jax_grad(lambda v: max_first(v, (-1,)), x, w)
+  )
 
 
 def test_flax_max_pool_and_relu_already_match_torch():

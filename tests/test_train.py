@@ -1,6 +1,7 @@
 """Training end to end on the built-in dataset (tiny crops, real tf.data, real orbax, real processes):
 the command line, logs and checkpoints, resume after SIGTERM and kill -9 bit for bit, restore on another
 device count. (`reference`, the uninterrupted run, is in conftest.py; test_multihost.py compares with it.)"""
+
 import json
 import os
 import signal
@@ -8,12 +9,12 @@ import signal
 import jax
 import numpy as np
 import pytest
-
-from configs import demo
 from runs import assert_same_params, cli_args, committed_steps, final_params, metrics_rows, read_until, run, start
 
+from configs import demo
 
 # ---------------------------------------------------------------- the command line and what a run writes
+
 
 def test_run_writes_metrics_checkpoints_images_and_progress(reference):
   workdir, output = reference
@@ -33,6 +34,7 @@ def test_run_writes_metrics_checkpoints_images_and_progress(reference):
   assert json.loads(meta['config'])['data']['size'] == 32
   assert any(f.startswith('events.out.tfevents') for f in os.listdir(workdir))
   from PIL import Image
+
   preview = np.asarray(Image.open(os.path.join(workdir, 'images', 'step_0000004.png')))
   assert preview.shape == (2 * 128, 3 * 128, 3) and preview.std() > 10  # 2 rows × 3 frames, ×4 enlarged
   assert Image.open(os.path.join(workdir, 'curves.png')).size[0] > 500
@@ -65,11 +67,13 @@ def test_resume_after_sigterm_and_kill_9_is_bit_exact(reference, data_root, tmp_
   assert_same_params(final_params(workdir), final_params(reference[0]))
 
 
-@pytest.mark.parametrize('signum, reason', [(signal.SIGTERM, 'preemption (SIGTERM)'),
-                                           (signal.SIGINT, 'interrupted (Ctrl-C)')])
+@pytest.mark.parametrize(
+  'signum, reason', [(signal.SIGTERM, 'preemption (SIGTERM)'), (signal.SIGINT, 'interrupted (Ctrl-C)')]
+)
 def test_signals_ask_for_a_checkpoint(signum, reason):
   """SIGTERM and Ctrl-C set the flag inside the block; the handlers it replaced are back after it."""
   from gsfm_jax.checkpoint import Preemption
+
   handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
   try:
     with Preemption() as preemption:
@@ -77,7 +81,7 @@ def test_signals_ask_for_a_checkpoint(signum, reason):
       assert not preemption.reached(1)
       os.kill(os.getpid(), signum)
       assert preemption.reached(2) and preemption.reason == reason
-      if signum == signal.SIGINT:   # a second Ctrl-C is the usual KeyboardInterrupt
+      if signum == signal.SIGINT:  # a second Ctrl-C is the usual KeyboardInterrupt
         with pytest.raises(KeyboardInterrupt):
           os.kill(os.getpid(), signal.SIGINT)
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == handlers
@@ -90,6 +94,7 @@ def test_checkpoint_restores_on_another_device_count(reference):
   """The 2-device checkpoint restored onto meshes of 1 and 3 devices: same values, placed on those devices."""
   from gsfm_jax import checkpoint, sharding
   from gsfm_jax.weights import flatten
+
   store = checkpoint.Checkpoints(reference[0], every=4, keep=2)
   raw = store.restore(None)
   for count in (1, 3):
@@ -97,5 +102,6 @@ def test_checkpoint_restores_on_another_device_count(reference):
     state = store.restore(checkpoint.abstract(jax.tree.map(np.asarray, raw), sharding.replicated(mesh)))
     leaf = jax.tree.leaves(state['params'])[0]
     assert len(leaf.sharding.device_set) == count and int(state['step']) == 4
-    assert_same_params(flatten({'params': jax.device_get(state['params'])}),
-                       flatten({'params': jax.device_get(raw['params'])}))
+    assert_same_params(
+      flatten({'params': jax.device_get(state['params'])}), flatten({'params': jax.device_get(raw['params'])})
+    )

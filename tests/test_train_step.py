@@ -1,5 +1,6 @@
 """The jitted train step on a 2-device mesh, without the data pipeline: gradient accumulation gives the same
 step as one batch, a non-finite step never reaches the parameters, and the step compiles once."""
+
 import functools
 
 import jax
@@ -8,9 +9,9 @@ import pytest
 
 from configs import demo
 from gsfm_jax import sharding
-from gsfm_jax.weights.files import flatten
 from gsfm_jax.models import build_model, init_variables
 from gsfm_jax.train_step import make_train_step, optimizer, place_state
+from gsfm_jax.weights.files import flatten
 
 SIZE, BATCH = 32, 4
 
@@ -43,11 +44,15 @@ def clip_batch(seed: int = 0) -> dict[str, np.ndarray]:
   for b in range(BATCH):
     y, x = rng.integers(2, SIZE // 2, 2)
     for t in range(3):
-      gt[b, t, y + t:y + t + 8, x:x + 8] = 1
-      sec[b, t, SIZE // 2 + 2:SIZE // 2 + 10, x + t:x + t + 10] = 1
-  return {'frames': rng.standard_normal((BATCH, 3, SIZE, SIZE, 3)).astype(np.float32), 'gt': gt, 'sec_gt': sec,
-          'cls_gt': np.where(sec > 0.5, 2, np.where(gt > 0.5, 1, 0)).astype(np.int32),
-          'selector': np.ones((BATCH, 2), np.float32)}
+      gt[b, t, y + t : y + t + 8, x : x + 8] = 1
+      sec[b, t, SIZE // 2 + 2 : SIZE // 2 + 10, x + t : x + t + 10] = 1
+  return {
+    'frames': rng.standard_normal((BATCH, 3, SIZE, SIZE, 3)).astype(np.float32),
+    'gt': gt,
+    'sec_gt': sec,
+    'cls_gt': np.where(sec > 0.5, 2, np.where(gt > 0.5, 1, 0)).astype(np.int32),
+    'selector': np.ones((BATCH, 2), np.float32),
+  }
 
 
 def run_step(grad_accum: int, batch: dict, state=None):

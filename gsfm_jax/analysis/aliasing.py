@@ -20,6 +20,7 @@ resampling: by the network's own ARS (a checkpoint trained with `ars_stages`) an
 whose attention is the map's local high-frequency energy (`energy_attention`), so any checkpoint shows what
 SFM's resampling does to its maps. Writes OUT/aliasing.json, OUT/radial_spectra.png and OUT/ratios.png.
 """
+
 import json
 import os
 import sys
@@ -58,10 +59,12 @@ def aliasing_ratios(x: np.ndarray, stride: int = 2, window: bool = False) -> dic
   keep, keep_esr = passband(h, w, 1.0 / (2 * stride)), passband(h, w, np.sqrt(2.0) / (2 * stride))
   no_dc = power.copy()
   no_dc[:, 0, 0, :] = 0.0
-  return {'ratio': float(_share_outside(power, keep)),
-          'ratio_esr': float(_share_outside(power, keep_esr)),
-          'channel_mean': float(np.nanmean(_share_outside(power, keep, axis=(0, 1, 2)))),
-          'no_dc': float(_share_outside(no_dc, keep))}
+  return {
+    'ratio': float(_share_outside(power, keep)),
+    'ratio_esr': float(_share_outside(power, keep_esr)),
+    'channel_mean': float(np.nanmean(_share_outside(power, keep, axis=(0, 1, 2)))),
+    'no_dc': float(_share_outside(no_dc, keep)),
+  }
 
 
 def radial_bins(h: int, w: int) -> int:
@@ -77,7 +80,7 @@ def radial_spectrum(x: np.ndarray, bins: Optional[int] = None) -> tuple[np.ndarr
   h, w = power.shape
   bins = bins or radial_bins(h, w)
   radius = np.maximum(np.abs(np.fft.fftfreq(h))[:, None], np.abs(np.fft.fftfreq(w))[None, :])
-  index = np.minimum((radius * 2 * bins + 1e-9).astype(int), bins - 1)   # r = ½ joins the last bin
+  index = np.minimum((radius * 2 * bins + 1e-9).astype(int), bins - 1)  # r = ½ joins the last bin
   share = np.bincount(index.ravel(), weights=power.ravel(), minlength=bins)
   return np.arange(bins) / (2 * bins), share / share.sum()
 
@@ -89,35 +92,49 @@ def energy_attention(x, strength: float = 19.0, radius: int = 2):
   box mean, their energy is averaged over channels and over a (2·radius + 1)² box.
   """
   import jax.numpy as jnp
+
   x = jnp.asarray(x, jnp.float32)
-  box = lambda a, r: sum(jnp.pad(a, ((0, 0), (r, r), (r, r), (0, 0)), mode='edge')
-                         [:, r + dy:r + dy + a.shape[1], r + dx:r + dx + a.shape[2]]
-                         for dy in range(-r, r + 1) for dx in range(-r, r + 1)) / (2 * r + 1) ** 2
+  box = lambda a, r: (
+    sum(
+      jnp.pad(a, ((0, 0), (r, r), (r, r), (0, 0)), mode='edge')[
+        :, r + dy : r + dy + a.shape[1], r + dx : r + dx + a.shape[2]
+      ]
+      for dy in range(-r, r + 1)
+      for dx in range(-r, r + 1)
+    )
+    / (2 * r + 1) ** 2
+  )
   energy = box(jnp.mean((x - box(x, 1)) ** 2, axis=-1, keepdims=True), radius)
   return 1.0 + strength * energy / jnp.maximum(jnp.max(energy, axis=(1, 2, 3), keepdims=True), 1e-12)
 
 
 def energy_resample(x, radius: int = 5, sigma: float = 3.0):
   """x (N, H, W, C) resampled by ARS's grid under `energy_attention(x)` -> (N, H, W, C) float32."""
-  from gsfm_jax.models.resampling import bilinear_sample, saliency_grid
   import jax.numpy as jnp
+
+  from gsfm_jax.models.resampling import bilinear_sample, saliency_grid
+
   x = jnp.asarray(x, jnp.float32)
   return bilinear_sample(x, saliency_grid(energy_attention(x), radius, sigma))
 
 
 # probe name -> (encoder, captured module, what the map is); the value encoder's maps are taken likewise
 PROBES = {
-    'key.image': ('key', None, 'image (input of the stem conv, stride 2)'),
-    'key.stem': ('key', 'bn1', 'stem ReLU (input of the max-pool, stride 2)'),
-    'key.layer2_in': ('key', 'res2_2', 'f4 (input of layer2, stride 2)'),
-    'key.layer3_in': ('key', 'layer2_3', 'f8 (input of layer3, stride 2)'),
-    'value.image': ('value', None, 'image + masks (input of the stem conv, stride 2)'),
-    'value.stem': ('value', 'bn1', 'stem ReLU (input of the max-pool, stride 2)'),
-    'value.layer2_in': ('value', 'layer1_1', 'layer1 output (input of layer2, stride 2)'),
-    'value.layer3_in': ('value', 'layer2_1', 'layer2 output (input of layer3, stride 2)'),
+  'key.image': ('key', None, 'image (input of the stem conv, stride 2)'),
+  'key.stem': ('key', 'bn1', 'stem ReLU (input of the max-pool, stride 2)'),
+  'key.layer2_in': ('key', 'res2_2', 'f4 (input of layer2, stride 2)'),
+  'key.layer3_in': ('key', 'layer2_3', 'f8 (input of layer3, stride 2)'),
+  'value.image': ('value', None, 'image + masks (input of the stem conv, stride 2)'),
+  'value.stem': ('value', 'bn1', 'stem ReLU (input of the max-pool, stride 2)'),
+  'value.layer2_in': ('value', 'layer1_1', 'layer1 output (input of layer2, stride 2)'),
+  'value.layer3_in': ('value', 'layer2_1', 'layer2 output (input of layer3, stride 2)'),
 }
-ARS_SITE = {'key.layer2_in': 'layer2', 'key.layer3_in': 'layer3', 'value.layer2_in': 'layer2',
-            'value.layer3_in': 'layer3'}
+ARS_SITE = {
+  'key.layer2_in': 'layer2',
+  'key.layer3_in': 'layer3',
+  'value.layer2_in': 'layer2',
+  'value.layer3_in': 'layer3',
+}
 
 
 def _captured(intermediates: dict, encoder: str, module: str) -> np.ndarray:
@@ -130,8 +147,10 @@ def probe_maps(model, variables, frames: np.ndarray, masks: np.ndarray) -> tuple
   (name -> map (N, h, w, C), name -> the map after the network's own ARS, where it has one)."""
   import jax
   import jax.numpy as jnp
+
   from gsfm_jax.models import GSFM
   from gsfm_jax.models.encoders import warp
+
   wanted = {('key_encoder', m) for _, m, _ in PROBES.values()} | {('value_encoder', m) for _, m, _ in PROBES.values()}
   wanted |= {('key_encoder', f'ars_{s}') for s in ('layer2', 'layer3')}
   capture = lambda mdl, method: method == '__call__' and tuple(mdl.path) in wanted
@@ -140,17 +159,23 @@ def probe_maps(model, variables, frames: np.ndarray, masks: np.ndarray) -> tuple
     return model.apply(v, f, method=GSFM.encode_key, capture_intermediates=capture, mutable=['intermediates'])
 
   def value(v, f, k16, m, grids):
-    return model.apply(v, f, k16, m, grids, method=GSFM.encode_value, capture_intermediates=capture,
-                       mutable=['intermediates'])
+    return model.apply(
+      v, f, k16, m, grids, method=GSFM.encode_value, capture_intermediates=capture, mutable=['intermediates']
+    )
 
   keys, key_state = jax.jit(key)(variables, jnp.asarray(frames))
   first = jax.tree.map(lambda a: a[:1], keys)
-  _, value_state = jax.jit(value)(variables, jnp.asarray(frames[:1]), first.f16, jnp.asarray(masks[None]),
-                                  first.grids)
+  _, value_state = jax.jit(value)(variables, jnp.asarray(frames[:1]), first.f16, jnp.asarray(masks[None]), first.grids)
   captured = {'key': key_state['intermediates'], 'value': value_state['intermediates']}
   others = masks.sum(-1, keepdims=True) - masks
-  value_input = np.concatenate([np.repeat(frames[:1], masks.shape[-1], 0), np.moveaxis(masks, -1, 0)[..., None],
-                                np.moveaxis(others, -1, 0)[..., None]], axis=-1)
+  value_input = np.concatenate(
+    [
+      np.repeat(frames[:1], masks.shape[-1], 0),
+      np.moveaxis(masks, -1, 0)[..., None],
+      np.moveaxis(others, -1, 0)[..., None],
+    ],
+    axis=-1,
+  )
   maps = {}
   for name, (encoder, module, _) in PROBES.items():
     if module is None:
@@ -160,8 +185,11 @@ def probe_maps(model, variables, frames: np.ndarray, masks: np.ndarray) -> tuple
   learned = {}
   for name, stage in ARS_SITE.items():
     if keys.grids and stage in keys.grids:
-      grids = keys.grids if name.startswith('key') else jax.tree.map(lambda g: jnp.repeat(g[:1], masks.shape[-1], 0),
-                                                                     keys.grids)
+      grids = (
+        keys.grids
+        if name.startswith('key')
+        else jax.tree.map(lambda g: jnp.repeat(g[:1], masks.shape[-1], 0), keys.grids)
+      )
       learned[name] = np.asarray(warp(jnp.asarray(maps[name]), grids, stage), np.float32)
   return maps, learned
 
@@ -172,8 +200,14 @@ def measure(maps: dict, learned: dict) -> dict:
   report = {}
   for name, x in maps.items():
     edges, share = radial_spectrum(x)
-    entry = {'map': PROBES[name][2], 'shape': list(x.shape), 'stride': 2, 'before': aliasing_ratios(x),
-             'spectrum_edges': edges.tolist(), 'spectra': {'before': share.tolist()}}
+    entry = {
+      'map': PROBES[name][2],
+      'shape': list(x.shape),
+      'stride': 2,
+      'before': aliasing_ratios(x),
+      'spectrum_edges': edges.tolist(),
+      'spectra': {'before': share.tolist()},
+    }
     variants = {}
     if name in learned:
       variants['learned_ars'] = learned[name]
@@ -189,8 +223,10 @@ def measure(maps: dict, learned: dict) -> dict:
 def plot(report: dict, folder: str) -> None:
   """radial_spectra.png (one panel per probe, Nyquist 0.25 and ESR 0.354 marked) and ratios.png (bars)."""
   import matplotlib
+
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
+
   names = list(report)
   fig, axes = plt.subplots(2, len(names) // 2, figsize=(4 * len(names) // 2, 7), sharex=True)
   for ax, name in zip(axes.ravel(), names):
@@ -224,11 +260,12 @@ def read_frames(video: str, count: int, mask_paths: Optional[list[str]]) -> tupl
   normalised (F, H, W, 3), the frame-0 masks (H, W, K) (one empty object without --mask) and notes."""
   from gsfm_jax.inference import media
   from gsfm_jax.models.normalisation import normalise
+
   reader = media.VideoReader(video)
   h, w = (s - s % 16 for s in reader.size)
   if min(h, w) < 32:
     raise media.InputError(f'{video}: frames of {reader.size[1]}×{reader.size[0]} are too small (at least 32×32)')
-  frames = normalise(reader[0:min(count, len(reader))][:, :h, :w])
+  frames = normalise(reader[0 : min(count, len(reader))][:, :h, :w])
   notes = [] if (h, w) == tuple(reader.size) else [f'frames cropped to {w}×{h} (multiples of 16)']
   if not mask_paths:
     return frames, np.zeros((h, w, 1), np.float32), notes + ['no --mask: the value encoder sees an empty mask']
@@ -252,6 +289,7 @@ def probe(parser: cli.Parser, args) -> int:
   """Checks the flags and files, measures, writes the report and the plots; -> 0."""
   from gsfm_jax import weights
   from gsfm_jax.inference import media
+
   parser.check(args)
   output = media.OutputFolder(args.out, args.overwrite)
   frames, masks, notes = read_frames(args.video, args.frames, args.mask)
@@ -259,8 +297,19 @@ def probe(parser: cli.Parser, args) -> int:
   report = measure(*probe_maps(model, variables, frames, masks))
   with output as folder:
     with open(os.path.join(folder, 'aliasing.json'), 'w') as f:
-      json.dump({'checkpoint': args.checkpoint, 'video': args.video, 'frames': len(frames), 'notes': notes,
-                 'ars_stages': list(model.ars.stages), 'nyquist': 0.25, 'probes': report}, f, indent=1)
+      json.dump(
+        {
+          'checkpoint': args.checkpoint,
+          'video': args.video,
+          'frames': len(frames),
+          'notes': notes,
+          'ars_stages': list(model.ars.stages),
+          'nyquist': 0.25,
+          'probes': report,
+        },
+        f,
+        indent=1,
+      )
     plot(report, folder)
   print(f'{"probe":16s} {"ratio":>7s} {"learned ARS":>12s} {"energy ARS":>11s}')
   for name, entry in report.items():
@@ -274,6 +323,7 @@ def main(argv: Optional[list[str]] = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
   from gsfm_jax import console
+
   console.show_info()
   return cli.report(lambda: probe(parser, args))
 

@@ -5,6 +5,7 @@
 A case holds `input/{frames, gt, sec_gt, cls_gt, selector}`, the iteration `meta/it` of the hard-mining schedule
 and the weights `make_state_dict(meta/weights_seed)` with the mask head scaled by `meta/pred_scale`.
 """
+
 import functools
 from typing import Callable, Mapping, NamedTuple
 
@@ -14,24 +15,29 @@ import numpy as np
 
 from gsfm_jax.losses import hard_mining
 from gsfm_jax.models import GSFM
-from gsfm_jax.weights.official import state_dict_to_variables, variables_to_state_dict
 from gsfm_jax.train_step import clip_loss
+from gsfm_jax.weights.official import state_dict_to_variables, variables_to_state_dict
 
 START_WARM, END_WARM = 3000, 15000  # the parity README's loss computer
 MASK_HEAD = ('decoder.pred.weight', 'decoder.pred.bias')
 # tensor groups for reports, first match wins: the two output heads, then the network's parts
-GROUPS = (('heads', ('decoder.pred.', 'decoder.predict_boundary_2.')), ('key encoder', ('key_encoder.',)),
-          ('value encoder', ('value_encoder.',)), ('LFM', ('lfm.',)), ('memory', ('key_proj.', 'key_comp.')),
-          ('decoder', ('decoder.',)))
+GROUPS = (
+  ('heads', ('decoder.pred.', 'decoder.predict_boundary_2.')),
+  ('key encoder', ('key_encoder.',)),
+  ('value encoder', ('value_encoder.',)),
+  ('LFM', ('lfm.',)),
+  ('memory', ('key_proj.', 'key_comp.')),
+  ('decoder', ('decoder.',)),
+)
 EXACT_ZERO = ('key_proj.key_proj.bias',)  # its gradient is 0 in exact arithmetic: the bias cancels in the affinity
 
 
 class GradCase(NamedTuple):
-  arrays: dict[str, np.ndarray]   # the file's arrays
-  variables: dict                 # {'params', 'batch_stats'} of the case's weights
-  batch: dict[str, np.ndarray]    # frames (B, 3, H, W, 3), gt, sec_gt, cls_gt (B, 3, H, W), selector (B, 2)
-  p: np.float32                   # hard-mining fraction at meta/it
-  num_kept: np.int32              # pixels kept per sample
+  arrays: dict[str, np.ndarray]  # the file's arrays
+  variables: dict  # {'params', 'batch_stats'} of the case's weights
+  batch: dict[str, np.ndarray]  # frames (B, 3, H, W, 3), gt, sec_gt, cls_gt (B, 3, H, W), selector (B, 2)
+  p: np.float32  # hard-mining fraction at meta/it
+  num_kept: np.int32  # pixels kept per sample
 
 
 def read_grad_case(path: str, state_dict: Callable[[int], Mapping[str, np.ndarray]]) -> GradCase:

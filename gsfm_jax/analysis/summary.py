@@ -7,6 +7,7 @@ The clip is three frames of a built-in-dataset video (data_pipelines.synthetic: 
 scikit-image), so nothing is downloaded. With random weights the masks are meaningless; with converted official
 weights (`--weights`, anything `gsfm_jax.convert` reads) they are the network's real predictions.
 """
+
 import os
 import statistics
 import time
@@ -25,6 +26,7 @@ from gsfm_jax.models.normalisation import normalise
 from gsfm_jax.visualize import overlay
 
 MODEL_CONFIG = os.path.join(os.path.dirname(__file__), '..', '..', 'configs', 'model.py')
+
 
 def builtin_clip(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
   """Three frames (3, S, S, 3) uint8 of a built-in-dataset video and two object masks (3, S, S, 2)."""
@@ -55,8 +57,10 @@ def main(argv) -> None:
     variables = weights.load(args.weights, model)
   else:
     variables = init_variables(model, jax.random.PRNGKey(args.seed))
-  print(f'GSFM ({"single" if config.single_object else "multi"}-object, compute {config.dtype}) on '
-        f'{jax.devices()[0].platform}')
+  print(
+    f'GSFM ({"single" if config.single_object else "multi"}-object, compute {config.dtype}) on '
+    f'{jax.devices()[0].platform}'
+  )
   for name, tree in variables['params'].items():
     print(f'  {name:15s} {sum(int(np.size(x)) for x in jax.tree.leaves(tree)):>12,d} parameters')
   print(f'  {"total":15s} {sum(int(np.size(x)) for x in jax.tree.leaves(variables["params"])):>12,d}')
@@ -71,7 +75,7 @@ def main(argv) -> None:
   @jax.jit
   def step(variables, frames, masks, cls_gt):
     out = model.apply(variables, frames, masks[:, 0], None if config.single_object else selector)
-    return out, gsfm_loss(out, masks, cls_gt, selector, *hard_mining(0, args.size ** 2, 3000, 15000))
+    return out, gsfm_loss(out, masks, cls_gt, selector, *hard_mining(0, args.size**2, 3000, 15000))
 
   start = time.perf_counter()
   out, losses = jax.block_until_ready(step(variables, frames, masks[None], cls_gt))
@@ -81,16 +85,24 @@ def main(argv) -> None:
     start = time.perf_counter()
     jax.block_until_ready(step(variables, frames, masks[None], cls_gt))
     times.append(time.perf_counter() - start)
-  print(f'clip forward + loss, 1×3×{args.size}×{args.size}: first call (with compilation) {compile_s:.2f} s, '
-        f'then median {statistics.median(times):.3f} s over {len(times)}')
+  print(
+    f'clip forward + loss, 1×3×{args.size}×{args.size}: first call (with compilation) {compile_s:.2f} s, '
+    f'then median {statistics.median(times):.3f} s over {len(times)}'
+  )
   print('losses: ' + ', '.join(f'{k} {float(v):.4f}' for k, v in sorted(losses.items())))
 
-  rows = [np.concatenate([overlay(frames_u8[0], cls_gt[0, 0])] + [
-      overlay(frames_u8[t], np.argmax(np.asarray(out['logits'][0, t - 1]), -1)) for t in (1, 2)], axis=1)]
+  rows = [
+    np.concatenate(
+      [overlay(frames_u8[0], cls_gt[0, 0])]
+      + [overlay(frames_u8[t], np.argmax(np.asarray(out['logits'][0, t - 1]), -1)) for t in (1, 2)],
+      axis=1,
+    )
+  ]
   if 'boundary' in out:
     boundary = [np.zeros_like(frames_u8[0])] + [
-        np.repeat((255 * jax.nn.sigmoid(out['boundary'][0, t - 1].max(-1)))[..., None], 3, -1).astype(np.uint8)
-        for t in (1, 2)]
+      np.repeat((255 * jax.nn.sigmoid(out['boundary'][0, t - 1].max(-1)))[..., None], 3, -1).astype(np.uint8)
+      for t in (1, 2)
+    ]
     rows.append(np.concatenate(boundary, axis=1))
   os.makedirs(args.out, exist_ok=True)
   path = os.path.join(args.out, 'summary.png')

@@ -7,6 +7,7 @@ Per sequence: the object ids are those of the first ground-truth frame (255 is v
 frames are excluded; each object's J and F series give mean, recall and decay (`measures`). Global
 figures are means over all objects, J&F = (J-Mean + F-Mean) / 2.
 """
+
 import csv
 import os
 import sys
@@ -23,9 +24,9 @@ VOID = 255
 
 
 class ObjectScores(NamedTuple):
-  name: str              # <sequence>_<object id>
-  j: np.ndarray          # (T-2,) per frame
-  f: np.ndarray          # (T-2,)
+  name: str  # <sequence>_<object id>
+  j: np.ndarray  # (T-2,) per frame
+  f: np.ndarray  # (T-2,)
 
 
 def read_labels(path: str) -> np.ndarray:
@@ -52,8 +53,10 @@ def sequence_scores(name: str, pred: np.ndarray, gt: np.ndarray, binary: bool = 
     gt = np.where(void, 0, gt)
     ids = list(range(1, int(gt[0].max()) + 1))
     if pred.max() > len(ids):
-      raise ValueError(f'{name}: the predictions hold object id {int(pred.max())} but the first ground-truth '
-                       f'frame has {len(ids)} objects')
+      raise ValueError(
+        f'{name}: the predictions hold object id {int(pred.max())} but the first ground-truth '
+        f'frame has {len(ids)} objects'
+      )
   inner = slice(1, -1)
   scores = []
   for i in ids:
@@ -81,19 +84,24 @@ def write_csvs(scores: list[ObjectScores], out_dir: str, subset: str) -> tuple[s
   """global_results-<subset>.csv and per-sequence_results-<subset>.csv, byte for byte as the toolkit's pandas
   writes them (3 decimals, LF line ends, NaN empty)."""
   os.makedirs(out_dir, exist_ok=True)
-  paths = (os.path.join(out_dir, f'global_results-{subset}.csv'),
-           os.path.join(out_dir, f'per-sequence_results-{subset}.csv'))
-  rows = ([GLOBAL_COLUMNS, [_toolkit_number(v) for v in summarise(scores).values()]],
-          [('Sequence', 'J-Mean', 'F-Mean')] + [(s.name, _toolkit_number(np.nanmean(s.j)),
-                                                 _toolkit_number(np.nanmean(s.f))) for s in scores])
+  paths = (
+    os.path.join(out_dir, f'global_results-{subset}.csv'),
+    os.path.join(out_dir, f'per-sequence_results-{subset}.csv'),
+  )
+  rows = (
+    [GLOBAL_COLUMNS, [_toolkit_number(v) for v in summarise(scores).values()]],
+    [('Sequence', 'J-Mean', 'F-Mean')]
+    + [(s.name, _toolkit_number(np.nanmean(s.j)), _toolkit_number(np.nanmean(s.f))) for s in scores],
+  )
   for path, table in zip(paths, rows):
     with open(path, 'w', newline='') as f:
       csv.writer(f, lineterminator='\n').writerows(table)
   return paths
 
 
-def evaluate_folders(results: str, annotations: str, sequences: Optional[list[str]] = None,
-                     binary: bool = False) -> list[ObjectScores]:
+def evaluate_folders(
+  results: str, annotations: str, sequences: Optional[list[str]] = None, binary: bool = False
+) -> list[ObjectScores]:
   """results/<seq>/<frame>.png against annotations/<seq>/<frame>.png for every ground-truth frame."""
   sequences = sequences or sorted(d for d in os.listdir(annotations) if os.path.isdir(os.path.join(annotations, d)))
   scores = []
@@ -101,16 +109,18 @@ def evaluate_folders(results: str, annotations: str, sequences: Optional[list[st
     names = sorted(n for n in os.listdir(os.path.join(annotations, seq)) if n.endswith('.png'))
     missing = [n for n in names if not os.path.exists(os.path.join(results, seq, n))]
     if missing:
-      raise ValueError(f'{os.path.join(results, seq)}: no prediction for {len(missing)} ground-truth frames, '
-                       f'e.g. {missing[0]}')
+      raise ValueError(
+        f'{os.path.join(results, seq)}: no prediction for {len(missing)} ground-truth frames, e.g. {missing[0]}'
+      )
     gt = np.stack([read_labels(os.path.join(annotations, seq, n)) for n in names])
     pred = np.stack([read_labels(os.path.join(results, seq, n)) for n in names])
     scores += sequence_scores(seq, pred, gt, binary)
   return scores
 
 
-def davis_sequences(davis_root: str, subset: str, binary: bool,
-                    image_set: Optional[str] = None) -> tuple[str, list[str]]:
+def davis_sequences(
+  davis_root: str, subset: str, binary: bool, image_set: Optional[str] = None
+) -> tuple[str, list[str]]:
   """(annotation folder, sequence names) of a DAVIS root (2017 trainval / test-dev layout, or 2016);
   image_set: the list file (default ROOT/ImageSets/<2016|2017>/<subset>.txt)."""
   image_set = image_set or os.path.join(davis_root, 'ImageSets', '2016' if binary else '2017', f'{subset}.txt')
@@ -136,7 +146,7 @@ def main(argv: Optional[list[str]] = None) -> int:
       raise ValueError(f'--out {args.out}: is a file; give a folder')
     annotations, sequences = davis_sequences(args.davis_root, args.set, args.binary)
     scores = evaluate_folders(args.results, annotations, sequences, args.binary)
-  except ValueError as error:   # every problem with the inputs, naming the file
+  except ValueError as error:  # every problem with the inputs, naming the file
     print(f'error: {error}', file=sys.stderr)
     return 2
   paths = write_csvs(scores, args.out or args.results, args.set)

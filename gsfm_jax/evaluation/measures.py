@@ -9,6 +9,7 @@ F, contour accuracy: boundary maps of both masks (a pixel is boundary where the 
 Statistics of a per-frame series: mean, recall (fraction of frames > 0.5) and decay (mean of the first
   quarter minus mean of the last quarter, on the toolkit's bins), NaN frames ignored.
 """
+
 import math
 import warnings
 from typing import Optional
@@ -42,7 +43,7 @@ def boundary_map(mask: np.ndarray) -> np.ndarray:
 
 def disk(radius: int) -> np.ndarray:
   """(2r+1, 2r+1) uint8 disk: x² + y² ≤ r²."""
-  y, x = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+  y, x = np.mgrid[-radius : radius + 1, -radius : radius + 1]
   return (x * x + y * y <= radius * radius).astype(np.uint8)
 
 
@@ -51,10 +52,12 @@ def boundary_radius(shape: tuple[int, int], tolerance: float = BOUNDARY_TOLERANC
   return int(tolerance if tolerance >= 1 else math.ceil(tolerance * math.hypot(*shape)))
 
 
-def contour_accuracy(pred: np.ndarray, gt: np.ndarray, void: Optional[np.ndarray] = None,
-                     tolerance: float = BOUNDARY_TOLERANCE) -> float:
+def contour_accuracy(
+  pred: np.ndarray, gt: np.ndarray, void: Optional[np.ndarray] = None, tolerance: float = BOUNDARY_TOLERANCE
+) -> float:
   """F of one (H, W) frame."""
   import cv2
+
   keep = np.ones(gt.shape, bool) if void is None else ~void.astype(bool)
   pred_b, gt_b = boundary_map(pred.astype(bool) & keep), boundary_map(gt.astype(bool) & keep)
   kernel = disk(boundary_radius(gt.shape, tolerance))
@@ -72,8 +75,11 @@ def statistics(series: np.ndarray, bins: int = 4) -> tuple[float, float, float]:
   """(mean, recall at 0.5, decay) of a per-frame series, NaN ignored."""
   series = np.asarray(series, np.float64)
   edges = (np.round(np.linspace(1, len(series), bins + 1) + 1e-10) - 1).astype(int)
-  parts = [series[edges[i]:edges[i + 1] + 1] for i in range(bins)]
+  parts = [series[edges[i] : edges[i + 1] + 1] for i in range(bins)]
   with warnings.catch_warnings():
     warnings.simplefilter('ignore', RuntimeWarning)
-    return (float(np.nanmean(series)), float(np.nanmean(series > 0.5)),
-            float(np.nanmean(parts[0]) - np.nanmean(parts[-1])))
+    return (
+      float(np.nanmean(series)),
+      float(np.nanmean(series > 0.5)),
+      float(np.nanmean(parts[0]) - np.nanmean(parts[-1])),
+    )

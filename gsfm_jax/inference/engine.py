@@ -11,6 +11,7 @@ device.
 The memory schedule (which frames are stored, computed on the host) is `inference.schedule`; memory slots
 are allocated in buckets so that videos of similar lengths share compiled programs.
 """
+
 import functools
 from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
 
@@ -25,17 +26,19 @@ from gsfm_jax.models import GSFM
 from gsfm_jax.models.aggregate import aggregate
 from gsfm_jax.models.normalisation import IMAGENET_MEAN, IMAGENET_STD
 
+
 class VideoResult(NamedTuple):
-  labels: np.ndarray            # (T, H, W) uint8: 0 background, k for object k (1 … K)
-  prob: Optional[np.ndarray]    # (T, H, W, K+1) float32, background first (when asked for)
+  labels: np.ndarray  # (T, H, W) uint8: 0 background, k for object k (1 … K)
+  prob: Optional[np.ndarray]  # (T, H, W, K+1) float32, background first (when asked for)
 
 
 class Chunk(NamedTuple):
   """Consecutive frames start … start + n - 1 of a video and their outputs."""
+
   start: int
-  frames: np.ndarray            # (n, H, W, 3) uint8, the input frames
-  labels: np.ndarray            # (n, Ho, Wo) uint8
-  prob: Optional[np.ndarray]    # (n, Ho, Wo, K+1) float32 (when asked for)
+  frames: np.ndarray  # (n, H, W, 3) uint8, the input frames
+  labels: np.ndarray  # (n, Ho, Wo) uint8
+  prob: Optional[np.ndarray]  # (n, Ho, Wo, K+1) float32 (when asked for)
 
 
 # frames of a video: an array (T, H, W, 3) or a sequence whose [a:b] gives (b - a, H, W, 3) uint8
@@ -45,26 +48,29 @@ Frames = Sequence[np.ndarray]
 class Geometry(NamedTuple):
   """Static sizes of one video: input (H, W), after the optional resize (Hr, Wr), padded (Hp, Wp),
   output (Ho, Wo)."""
+
   size: tuple[int, int]
   resized: tuple[int, int]
   padded: tuple[int, int]
   out: tuple[int, int]
 
 
-def geometry(size: tuple[int, int], resized: Optional[tuple[int, int]] = None,
-             out: Optional[tuple[int, int]] = None) -> Geometry:
+def geometry(
+  size: tuple[int, int], resized: Optional[tuple[int, int]] = None, out: Optional[tuple[int, int]] = None
+) -> Geometry:
   resized = tuple(resized or size)
   padded = tuple(s + sum(resize.pad_split(s)) for s in resized)
   return Geometry(tuple(size), resized, padded, tuple(out or size))
 
 
-def _frame(model: GSFM, top_k: Optional[int], variables, consts: dict, carry: tuple, x: dict, shared: bool,
-           keep_prob: bool):
+def _frame(
+  model: GSFM, top_k: Optional[int], variables, consts: dict, carry: tuple, x: dict, shared: bool, keep_prob: bool
+):
   """One frame: carry (bank, enabled (K,)), x (frame (H, W, 3) uint8, t, label slot, flags) -> outputs."""
   bank, enabled = carry
   k = bank.values.shape[0]
   frame = (x['frame'].astype(jnp.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-  frame = resize.apply(frame, consts['rows_in'], consts['cols_in'])[None]                     # (1, Hp, Wp, 3)
+  frame = resize.apply(frame, consts['rows_in'], consts['cols_in'])[None]  # (1, Hp, Wp, 3)
   keys = model.apply(variables, frame, method=GSFM.encode_key)
   selector = enabled.astype(jnp.float32)[None]
 
@@ -92,15 +98,16 @@ def _frame(model: GSFM, top_k: Optional[int], variables, consts: dict, carry: tu
     return memory_bank.insert(bank, keys.k16[0], values, enabled, x['t'], jnp.any(new))
 
   bank = jax.lax.cond(x['memorise'], store, lambda: bank)
-  out = resize.apply(prob, consts['rows_out'], consts['cols_out'])                             # (Ho, Wo, K+1)
+  out = resize.apply(prob, consts['rows_out'], consts['cols_out'])  # (Ho, Wo, K+1)
   result = {'labels': jnp.argmax(out, axis=-1).astype(jnp.uint8)}
   if keep_prob:
     result['prob'] = out
   return (bank, enabled), result
 
 
-def scan_chunk(model: GSFM, top_k: Optional[int], variables, consts: dict, carry: tuple, xs: dict, shared: bool,
-           keep_prob: bool):
+def scan_chunk(
+  model: GSFM, top_k: Optional[int], variables, consts: dict, carry: tuple, xs: dict, shared: bool, keep_prob: bool
+):
   """lax.scan of `_frame` over a chunk; frames with compute False are skipped (zeros out)."""
   frame = functools.partial(_frame, model, top_k, variables, consts, shared=shared, keep_prob=keep_prob)
   out_shape = jax.eval_shape(lambda: frame(carry, jax.tree.map(lambda a: a[0], xs))[1])
@@ -116,8 +123,9 @@ def scan_chunk(model: GSFM, top_k: Optional[int], variables, consts: dict, carry
 def programs(model: GSFM, top_k: Optional[int]) -> tuple[Callable, Callable]:
   """(chunk, frame), jitted for one network and top-k and shared by every Propagator and Stream; they
   compile once per shape (frame size, object count, memory slots)."""
-  jit = lambda f: jax.jit(functools.partial(f, model, top_k), static_argnames=('shared', 'keep_prob'),
-                          donate_argnames=('carry',))
+  jit = lambda f: jax.jit(
+    functools.partial(f, model, top_k), static_argnames=('shared', 'keep_prob'), donate_argnames=('carry',)
+  )
   return jit(scan_chunk), jit(_frame)
 
 
@@ -131,12 +139,21 @@ class Propagator:
   videos side by side (`inference.parallel`).
   """
 
-  def __init__(self, model: GSFM, variables: Any, protocol: Protocol = Protocol(),
-               frame_resize: str = 'bicubic', mask_resize: str = 'nearest', out_resize: str = 'bilinear',
-               device: Optional[jax.Device] = None):
+  def __init__(
+    self,
+    model: GSFM,
+    variables: Any,
+    protocol: Protocol = Protocol(),
+    frame_resize: str = 'bicubic',
+    mask_resize: str = 'nearest',
+    out_resize: str = 'bilinear',
+    device: Optional[jax.Device] = None,
+  ):
     if model.single_object:
-      raise ValueError('inference uses the multi-object network (a single-object checkpoint is widened '
-                       'to 5 input channels when it is loaded)')
+      raise ValueError(
+        'inference uses the multi-object network (a single-object checkpoint is widened '
+        'to 5 input channels when it is loaded)'
+      )
     # on the device once: host weights (as loaded from a file) would otherwise be sent with every call
     self.model, self.variables, self.protocol = model, jax.device_put(variables, device), protocol
     self.device = device
@@ -144,10 +161,17 @@ class Propagator:
     self.chunk_program, self.frame_program = programs(model, protocol.top_k)
     self.compiled: set = set()
 
-  def segment(self, frames: np.ndarray, labels: dict[int, np.ndarray], num_objects: Optional[int] = None,
-              resized: Optional[tuple[int, int]] = None, out_size: Optional[tuple[int, int]] = None,
-              wanted: Optional[np.ndarray] = None, keep_prob: bool = False,
-              progress: Optional[Callable[[int], None]] = None) -> VideoResult:
+  def segment(
+    self,
+    frames: np.ndarray,
+    labels: dict[int, np.ndarray],
+    num_objects: Optional[int] = None,
+    resized: Optional[tuple[int, int]] = None,
+    out_size: Optional[tuple[int, int]] = None,
+    wanted: Optional[np.ndarray] = None,
+    keep_prob: bool = False,
+    progress: Optional[Callable[[int], None]] = None,
+  ) -> VideoResult:
     """Segments a video held in memory: `chunks` with every chunk's outputs concatenated.
 
     Returns labels (T, Ho, Wo) and, with keep_prob, prob (T, Ho, Wo, K+1).
@@ -156,10 +180,17 @@ class Propagator:
     prob = np.concatenate([c.prob for c in parts]) if keep_prob else None
     return VideoResult(np.concatenate([c.labels for c in parts]), prob)
 
-  def chunks(self, frames: Frames, labels: dict[int, np.ndarray], num_objects: Optional[int] = None,
-             resized: Optional[tuple[int, int]] = None, out_size: Optional[tuple[int, int]] = None,
-             wanted: Optional[np.ndarray] = None, keep_prob: bool = False,
-             progress: Optional[Callable[[int], None]] = None) -> Iterator[Chunk]:
+  def chunks(
+    self,
+    frames: Frames,
+    labels: dict[int, np.ndarray],
+    num_objects: Optional[int] = None,
+    resized: Optional[tuple[int, int]] = None,
+    out_size: Optional[tuple[int, int]] = None,
+    wanted: Optional[np.ndarray] = None,
+    keep_prob: bool = False,
+    progress: Optional[Callable[[int], None]] = None,
+  ) -> Iterator[Chunk]:
     """Segments a video chunk by chunk, in constant host and device memory (with a bounded `capacity`).
 
     frames: (T, H, W, 3) uint8 RGB, an array or any sequence whose `frames[a:b]` reads those frames
@@ -173,7 +204,7 @@ class Propagator:
     num_frames = len(frames)
     video = plan(num_frames, labels, self.protocol, num_objects, wanted)
     geo = geometry(next(iter(labels.values())).shape, resized, out_size)
-    consts = jax.device_put({**self.resize_matrices(geo), 'labels': video.labels}, self.device)   # once, not per chunk
+    consts = jax.device_put({**self.resize_matrices(geo), 'labels': video.labels}, self.device)  # once, not per chunk
     shared, real, k = video.shared, video.objects, video.padded
     carry = self.empty_carry(geo, k)
     pending, stored = None, 0
@@ -184,10 +215,10 @@ class Propagator:
       carry = (memory_bank.grow(carry[0], slots_for(stored, self.protocol)), carry[1])
       piece = {name: pad_to(v[start:stop], chunk) for name, v in video.xs.items()}
       pixels = np.asarray(frames[start:stop])
-      piece = jax.device_put({**piece, 'frame': pad_to(pixels, chunk)}, self.device)   # the only upload per chunk
+      piece = jax.device_put({**piece, 'frame': pad_to(pixels, chunk)}, self.device)  # the only upload per chunk
       self._note_compile(geo, k, carry[0].capacity, shared, keep_prob)
       carry, out = self.chunk_program(self.variables, consts, carry, piece, shared=shared, keep_prob=keep_prob)
-      if pending is not None:   # the previous chunk's outputs come back while this chunk runs
+      if pending is not None:  # the previous chunk's outputs come back while this chunk runs
         yield _fetch(*pending, real, progress)
       pending = (out, start, pixels)
     yield _fetch(*pending, real, progress)
@@ -203,24 +234,36 @@ class Propagator:
     """The interpolation matrices of frames in, given masks in and probabilities out."""
     frame_m, mask_m, out_m = self.methods
     (h, w), (hr, wr), (ho, wo) = geo.size, geo.resized, geo.out
-    return {'rows_in': resize.into_padded(h, hr, frame_m), 'cols_in': resize.into_padded(w, wr, frame_m),
-            'rows_mask': resize.into_padded(h, hr, mask_m), 'cols_mask': resize.into_padded(w, wr, mask_m),
-            'rows_out': resize.out_of_padded(hr, ho, out_m), 'cols_out': resize.out_of_padded(wr, wo, out_m)}
+    return {
+      'rows_in': resize.into_padded(h, hr, frame_m),
+      'cols_in': resize.into_padded(w, wr, frame_m),
+      'rows_mask': resize.into_padded(h, hr, mask_m),
+      'cols_mask': resize.into_padded(w, wr, mask_m),
+      'rows_out': resize.out_of_padded(hr, ho, out_m),
+      'cols_out': resize.out_of_padded(wr, wo, out_m),
+    }
 
   def _note_compile(self, geo: Geometry, k: int, capacity: int, shared: bool, keep_prob: bool) -> None:
     key = (geo, k, capacity, shared, keep_prob)
     if key not in self.compiled:
       self.compiled.add(key)
-      logging.info('inference program %d%s: frames %s -> %s padded %s, out %s, %d objects, %d memory slots',
-                   len(self.compiled), f' on {self.device}' if self.device else '', geo.size, geo.resized, geo.padded,
-                   geo.out, k, capacity)
+      logging.info(
+        'inference program %d%s: frames %s -> %s padded %s, out %s, %d objects, %d memory slots',
+        len(self.compiled),
+        f' on {self.device}' if self.device else '',
+        geo.size,
+        geo.resized,
+        geo.padded,
+        geo.out,
+        k,
+        capacity,
+      )
 
 
-def _fetch(out: dict, start: int, frames: np.ndarray, real: int,
-           progress: Optional[Callable[[int], None]]) -> Chunk:
+def _fetch(out: dict, start: int, frames: np.ndarray, real: int, progress: Optional[Callable[[int], None]]) -> Chunk:
   """A chunk's outputs on the host, without the padding frames and padding objects; reports the frames done."""
-  out = jax.tree.map(lambda a: np.asarray(a[:len(frames)]), jax.device_get(out))
+  out = jax.tree.map(lambda a: np.asarray(a[: len(frames)]), jax.device_get(out))
   if progress is not None:
     progress(start + len(frames))
-  prob = out['prob'][..., :real + 1] if 'prob' in out else None
+  prob = out['prob'][..., : real + 1] if 'prob' in out else None
   return Chunk(start, frames, out['labels'], prob)

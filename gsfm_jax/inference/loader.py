@@ -8,6 +8,7 @@ model code. The host side is the engine's (`inference.schedule`); the device sid
 
 Writes OUT/masks/<frame>.png (palette PNGs with the mask's ids).
 """
+
 import json
 import sys
 import zipfile
@@ -27,6 +28,7 @@ FORMAT = 'gsfm_jax.program/1'
 class Output(NamedTuple):
   """Frames start … start + n - 1 of a video: labels (n, H, W) uint8 (0 background, k object k) and prob
   (n, H, W, K+1) float32, background first."""
+
   start: int
   labels: np.ndarray
   prob: np.ndarray
@@ -43,15 +45,21 @@ class Program:
           raise ValueError(f'format {self.header.get("format")!r}, not {FORMAT!r}')
         self.exported = export.deserialize(bytearray(f['program'].tobytes()))
         weights = [f[f'weight_{i:04d}'] for i in range(self.header['weights'])]
-        consts = {name[len('const_'):]: f[name] for name in f.files if name.startswith('const_')}
+        consts = {name[len('const_') :]: f[name] for name in f.files if name.startswith('const_')}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
-      raise ValueError(f'{path}: not a gsfm_jax program file ({error}); make one with python -m gsfm_jax.inference.program') from None
+      raise ValueError(
+        f'{path}: not a gsfm_jax program file ({error}); make one with python -m gsfm_jax.inference.program'
+      ) from None
     self.device = device
     self.weights, self.consts = jax.device_put((weights, consts), device)
     # fewer objects than the program's: padded to its count, as the engine pads to its object bucket
-    self.protocol = Protocol(top_k=self.header['top_k'], mem_every=self.header['mem_every'],
-                             capacity=self.header['capacity'], chunk=self.header['chunk'],
-                             object_bucket=self.header['objects'])
+    self.protocol = Protocol(
+      top_k=self.header['top_k'],
+      mem_every=self.header['mem_every'],
+      capacity=self.header['capacity'],
+      chunk=self.header['chunk'],
+      object_bucket=self.header['objects'],
+    )
 
   def empty_carry(self) -> tuple:
     """The memory bank's and the enabled flags' starting values (an empty bank), made on the device."""
@@ -63,8 +71,10 @@ class Program:
     objects in frame 0. Yields each chunk's outputs in order."""
     size, objects = tuple(self.header['size']), self.header['objects']
     if first_labels.shape != size or np.asarray(frames[0:1]).shape[1:3] != size:
-      raise ValueError(f'this program is for {size[0]}x{size[1]} frames and masks; got frames '
-                       f'{np.asarray(frames[0:1]).shape[1:3]}, mask {first_labels.shape}')
+      raise ValueError(
+        f'this program is for {size[0]}x{size[1]} frames and masks; got frames '
+        f'{np.asarray(frames[0:1]).shape[1:3]}, mask {first_labels.shape}'
+      )
     video = plan(len(frames), {0: first_labels}, self.protocol)
     if video.padded != objects:
       raise ValueError(f'{video.objects} objects in the first mask; this program takes 1 to {objects}')
@@ -76,7 +86,7 @@ class Program:
       xs['frame'] = pad_to(np.asarray(frames[start:stop]), chunk)
       carry, out = self.exported.call(self.weights, consts, carry, jax.device_put(xs, self.device))
       out = jax.device_get(out)
-      yield Output(start, out['labels'][:stop - start], out['prob'][:stop - start, ..., :video.objects + 1])
+      yield Output(start, out['labels'][: stop - start], out['prob'][: stop - start, ..., : video.objects + 1])
 
   def segment(self, frames: Sequence[np.ndarray], first_labels: np.ndarray) -> Output:
     """`chunks` with every chunk's outputs concatenated: labels (T, H, W), prob (T, H, W, K+1)."""
@@ -92,6 +102,7 @@ def main(argv: Optional[list[str]] = None) -> int:
   parser.add_output()
   args = parser.parse_args(argv)
   from gsfm_jax.inference import media
+
   try:
     output = media.OutputFolder(args.out, args.overwrite)
     video = media.VideoReader(args.video)
@@ -100,7 +111,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     program = Program(args.program)
     with output as folder:
       for out in program.chunks(video, media.index_lookup(ids)[mask.labels]):
-        names = video.names[out.start:out.start + len(out.labels)]
+        names = video.names[out.start : out.start + len(out.labels)]
         media.write_masks(f'{folder}/masks', names, np.array([0] + ids, np.uint8)[out.labels])
   except (OSError, ValueError) as error:
     print(f'error: {error}', file=sys.stderr)

@@ -6,6 +6,7 @@ chunk by chunk (`VideoReader`). Masks (`read_mask`): a palette PNG of object ids
 binary mask (0/255 grayscale as DAVIS 2016, white on black RGB, anti-aliased or JPEG: object 1), an RGB PNG of
 DAVIS palette colours, or one binary PNG per object.
 """
+
 import contextlib
 import os
 import shutil
@@ -52,14 +53,16 @@ class VideoReader:
       sizes = [_image_size(f) for f in self.files]
       odd = next((f for f, s in zip(self.files, sizes) if s != sizes[0]), None)
       if odd is not None:
-        raise InputError(f'{odd}: frame size {_wxh(sizes[self.files.index(odd)])} differs from the first frame '
-                         f'({_wxh(sizes[0])})')
+        raise InputError(
+          f'{odd}: frame size {_wxh(sizes[self.files.index(odd)])} differs from the first frame ({_wxh(sizes[0])})'
+        )
       self.size, self.fps = sizes[0], 24.0
       self.names = [os.path.splitext(os.path.basename(f))[0] for f in self.files]
       return
     if not path.lower().endswith(VIDEO_EXTENSIONS):
       raise InputError(f'{path}: not a video ({", ".join(VIDEO_EXTENSIONS)}) or a folder of frames')
     import cv2
+
     capture = cv2.VideoCapture(path)
     count = 0
     while capture.grab():
@@ -89,6 +92,7 @@ class VideoReader:
   def _decode(self, t: int) -> np.ndarray:
     """Frame t of the video file: forward from the current position (reopened to go back)."""
     import cv2
+
     if self._capture is None or t < self._position:
       if self._capture is not None:
         self._capture.release()
@@ -125,8 +129,8 @@ def _read_image(path: str) -> np.ndarray:
 
 
 class Mask(NamedTuple):
-  labels: np.ndarray   # (H, W) uint8 object ids
-  notes: list[str]     # what was done to make the file usable (thresholded, resized), one line each
+  labels: np.ndarray  # (H, W) uint8 object ids
+  notes: list[str]  # what was done to make the file usable (thresholded, resized), one line each
 
 
 MASK_RESIZE = ('none', 'nearest')
@@ -158,8 +162,10 @@ def _fit(path: str, ids: np.ndarray, size: tuple[int, int], resize: str, notes: 
     return ids
   found = f'{ids.shape[1]}×{ids.shape[0]}'
   if resize != 'nearest':
-    raise InputError(f'{path}: the mask is {found} but the frames are {size[1]}×{size[0]}; '
-                     'pass --mask_resize nearest to resize it to the frames')
+    raise InputError(
+      f'{path}: the mask is {found} but the frames are {size[1]}×{size[0]}; '
+      'pass --mask_resize nearest to resize it to the frames'
+    )
   notes.append(f'{path}: resized from {found} to {size[1]}×{size[0]} (nearest neighbour)')
   return np.asarray(Image.fromarray(ids).resize((size[1], size[0]), Image.NEAREST))
 
@@ -186,14 +192,16 @@ def _read_ids(path: str, notes: list[str]) -> np.ndarray:
   unknown = [int(c) for c in np.unique(codes) if int(c) not in lookup]
   if not unknown:
     return np.vectorize(lookup.get, otypes=[np.uint8])(codes)
-  if int((rgb.max(-1) - rgb.min(-1)).max()) <= GREY_SPREAD:   # grey levels: a binary mask
+  if int((rgb.max(-1) - rgb.min(-1)).max()) <= GREY_SPREAD:  # grey levels: a binary mask
     return _grey_ids(path, np.round(rgb.mean(-1)).astype(np.uint8), notes)
   shown = ', '.join(str(((c >> 16) & 255, (c >> 8) & 255, c & 255)) for c in unknown[:4])
-  raise InputError(f'{path}: an RGB mask with {len(unknown)} colour(s) that are neither DAVIS palette colours nor '
-                   f'grey levels (e.g. {shown}); save it as a palette PNG of ids or as a white-on-black mask')
+  raise InputError(
+    f'{path}: an RGB mask with {len(unknown)} colour(s) that are neither DAVIS palette colours nor '
+    f'grey levels (e.g. {shown}); save it as a palette PNG of ids or as a white-on-black mask'
+  )
 
 
-GREY_SPREAD = 24   # RGB pixels whose channels differ by at most this are grey (JPEG tints included)
+GREY_SPREAD = 24  # RGB pixels whose channels differ by at most this are grey (JPEG tints included)
 
 
 def _grey_ids(path: str, grey: np.ndarray, notes: list[str]) -> np.ndarray:
@@ -203,8 +211,10 @@ def _grey_ids(path: str, grey: np.ndarray, notes: list[str]) -> np.ndarray:
     return grey.astype(np.uint8)
   between = int(np.count_nonzero((grey > 0) & (grey < 255)))
   if between:
-    notes.append(f'{path}: {between} pixels between black and white (anti-aliased or JPEG edges); '
-                 'thresholded at 50 % into one object')
+    notes.append(
+      f'{path}: {between} pixels between black and white (anti-aliased or JPEG edges); '
+      'thresholded at 50 % into one object'
+    )
   return (grey >= 128).astype(np.uint8)
 
 
@@ -237,8 +247,9 @@ class OutputFolder:
     if os.path.exists(out) and not os.path.isdir(out):
       raise InputError(f'--out {out}: is a file; give a folder')
     if os.path.isdir(out) and os.listdir(out) and not overwrite:
-      raise InputError(f'--out {out}: already holds files (an earlier run?); pass --overwrite to replace them '
-                       'or choose another folder')
+      raise InputError(
+        f'--out {out}: already holds files (an earlier run?); pass --overwrite to replace them or choose another folder'
+      )
     self.out = os.path.abspath(out)
     self.parent = os.path.dirname(self.out)
     if not os.path.isdir(self.parent):
@@ -299,6 +310,7 @@ class OverlayVideo:
 
   def __init__(self, path: str, size: tuple[int, int], fps: float):
     import cv2
+
     self.path = path
     self.writer = cv2.VideoWriter(path + '.tmp.mp4', cv2.VideoWriter_fourcc(*'mp4v'), fps, (size[1], size[0]))
     if not self.writer.isOpened():

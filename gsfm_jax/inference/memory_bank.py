@@ -6,6 +6,7 @@ their memory at their first labelled frame while sharing the keys. A frame where
 (a labelled frame) is pinned: when the bank is full, the oldest unpinned frame makes room (the first frame
 is always kept). With enough slots nothing is ever dropped, which is the reference's unbounded memory.
 """
+
 import functools
 from typing import NamedTuple, Optional
 
@@ -18,6 +19,7 @@ from gsfm_jax.models.memory import affinity_logits, memory_softmax, readout, top
 class MemoryBank(NamedTuple):
   """keys (C, h, w, 64); values (K, C, h, w, 512); valid (K, C) bool: object k reads slot c;
   frame (C,) int32: frame index held in the slot, -1 when free; pinned (C,) bool: never dropped."""
+
   keys: jax.Array
   values: jax.Array
   valid: jax.Array
@@ -30,14 +32,18 @@ class MemoryBank(NamedTuple):
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4, 5, 6))
-def empty(capacity: int, num_objects: int, h: int, w: int, key_dim: int, value_dim: int,
-          dtype=jnp.float32) -> MemoryBank:
+def empty(
+  capacity: int, num_objects: int, h: int, w: int, key_dim: int, value_dim: int, dtype=jnp.float32
+) -> MemoryBank:
   """A bank with `capacity` free slots for K = num_objects objects on an (h, w) feature map (made on the
   device: nothing is sent from the host)."""
-  return MemoryBank(jnp.zeros((capacity, h, w, key_dim), dtype),
-                    jnp.zeros((num_objects, capacity, h, w, value_dim), dtype),
-                    jnp.zeros((num_objects, capacity), bool), jnp.full((capacity,), -1, jnp.int32),
-                    jnp.zeros((capacity,), bool))
+  return MemoryBank(
+    jnp.zeros((capacity, h, w, key_dim), dtype),
+    jnp.zeros((num_objects, capacity, h, w, value_dim), dtype),
+    jnp.zeros((num_objects, capacity), bool),
+    jnp.full((capacity,), -1, jnp.int32),
+    jnp.zeros((capacity,), bool),
+  )
 
 
 def grow(bank: MemoryBank, capacity: int) -> MemoryBank:
@@ -48,10 +54,12 @@ def grow(bank: MemoryBank, capacity: int) -> MemoryBank:
 
 @functools.partial(jax.jit, static_argnums=1)
 def _with_free_slots(bank: MemoryBank, extra: int) -> MemoryBank:
-  pad = lambda x, axis, value=0: jnp.pad(x, [(0, extra if a == axis else 0) for a in range(x.ndim)],
-                                         constant_values=value)
-  return MemoryBank(pad(bank.keys, 0), pad(bank.values, 1), pad(bank.valid, 1), pad(bank.frame, 0, -1),
-                    pad(bank.pinned, 0))
+  pad = lambda x, axis, value=0: jnp.pad(
+    x, [(0, extra if a == axis else 0) for a in range(x.ndim)], constant_values=value
+  )
+  return MemoryBank(
+    pad(bank.keys, 0), pad(bank.values, 1), pad(bank.valid, 1), pad(bank.frame, 0, -1), pad(bank.pinned, 0)
+  )
 
 
 def free_slot(bank: MemoryBank) -> jax.Array:
@@ -61,15 +69,19 @@ def free_slot(bank: MemoryBank) -> jax.Array:
   return jnp.where(jnp.any(free), jnp.argmax(free), oldest)
 
 
-def insert(bank: MemoryBank, key: jax.Array, values: jax.Array, objects: jax.Array, frame: jax.Array,
-           pinned: jax.Array) -> MemoryBank:
+def insert(
+  bank: MemoryBank, key: jax.Array, values: jax.Array, objects: jax.Array, frame: jax.Array, pinned: jax.Array
+) -> MemoryBank:
   """Stores one frame: key (h, w, 64), values (K, h, w, 512), objects (K,) bool (who reads it),
   frame index, pinned (bool)."""
   slot = free_slot(bank)
-  return MemoryBank(bank.keys.at[slot].set(key.astype(bank.keys.dtype)),
-                    bank.values.at[:, slot].set(values.astype(bank.values.dtype)),
-                    bank.valid.at[:, slot].set(objects), bank.frame.at[slot].set(frame),
-                    bank.pinned.at[slot].set(pinned))
+  return MemoryBank(
+    bank.keys.at[slot].set(key.astype(bank.keys.dtype)),
+    bank.values.at[:, slot].set(values.astype(bank.values.dtype)),
+    bank.valid.at[:, slot].set(objects),
+    bank.frame.at[slot].set(frame),
+    bank.pinned.at[slot].set(pinned),
+  )
 
 
 def read(bank: MemoryBank, query_key: jax.Array, top_k: Optional[int], shared: bool, dtype=jnp.float32) -> jax.Array:
@@ -80,17 +92,18 @@ def read(bank: MemoryBank, query_key: jax.Array, top_k: Optional[int], shared: b
   """
   num_objects, capacity, h, w, cv = bank.values.shape
   # (1, h·w, C·h·w) for the top-k read, (1, C·h·w, h·w) for the dense softmax
-  logits = affinity_logits(bank.keys.reshape(1, capacity * h * w, -1), query_key.reshape(1, h * w, -1), dtype,
-                           query_major=top_k is not None)
+  logits = affinity_logits(
+    bank.keys.reshape(1, capacity * h * w, -1), query_key.reshape(1, h * w, -1), dtype, query_major=top_k is not None
+  )
   valid = bank.valid[:1] if shared else bank.valid
   valid = valid | ~jnp.any(valid, axis=1, keepdims=True)  # an object not seen yet reads anything (zeroed later)
-  valid = jnp.repeat(valid, h * w, axis=1)                                         # (G, C·h·w)
+  valid = jnp.repeat(valid, h * w, axis=1)  # (G, C·h·w)
   logits = jnp.broadcast_to(logits, (valid.shape[0],) + logits.shape[1:])
   values = bank.values.reshape(num_objects, capacity * h * w, cv)
-  values = values[None] if shared else values[:, None]                             # (G, K or 1, C·h·w, 512)
+  values = values[None] if shared else values[:, None]  # (G, K or 1, C·h·w, 512)
   if top_k is None:
     memory = readout(memory_softmax(logits, None, valid), values, dtype)
   else:
     memory = top_k_read(logits, valid, values, top_k, dtype)
-  memory = memory[0] if shared else memory[:, 0]                                   # (K, h·w, 512)
+  memory = memory[0] if shared else memory[:, 0]  # (K, h·w, 512)
   return memory.reshape(num_objects, h, w, cv)

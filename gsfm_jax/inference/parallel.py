@@ -8,6 +8,7 @@ process takes a fixed share, balanced by length the same way (longest first, to 
 so that the processes need not talk while they work. Every video's outputs depend on that video only, so
 they are the same whichever device or process computed them.
 """
+
 import collections
 import json
 import os
@@ -55,8 +56,12 @@ def engines(model, variables, protocol, devices: Optional[Sequence[jax.Device]] 
   return [Propagator(model, variables, protocol, device=d) for d in (devices or jax.local_devices())]
 
 
-def run_all(workers: Sequence[Propagator], items: Sequence[Item], lengths: Sequence[int],
-            work: Callable[[Propagator, Item], Result]) -> tuple[dict[int, Result], dict[int, str]]:
+def run_all(
+  workers: Sequence[Propagator],
+  items: Sequence[Item],
+  lengths: Sequence[int],
+  work: Callable[[Propagator, Item], Result],
+) -> tuple[dict[int, Result], dict[int, str]]:
   """work(engine, item) for every item, longest first, each on the next engine that is free.
 
   Returns ({index: result}, {index: 'ErrorType: message'}): an item that raises is reported and the
@@ -74,10 +79,10 @@ def run_all(workers: Sequence[Propagator], items: Sequence[Item], lengths: Seque
         i = queue.popleft()
       try:
         results[i] = work(engine, items[i])
-      except Exception as error:   # noqa: BLE001 - one video's failure must not end the others
+      except Exception as error:  # noqa: BLE001 - one video's failure must not end the others
         failures[i] = f'{type(error).__name__}: {error}'
 
-  if len(workers) == 1:   # in this thread: Ctrl-C and tracebacks as usual
+  if len(workers) == 1:  # in this thread: Ctrl-C and tracebacks as usual
     worker(workers[0])
     return results, failures
   threads = [threading.Thread(target=worker, args=(e,), daemon=True) for e in workers]
@@ -93,8 +98,9 @@ def run_all(workers: Sequence[Propagator], items: Sequence[Item], lengths: Seque
   return results, failures
 
 
-def gather(output, run: Callable[[str], dict], merge: Callable[[list[dict]], dict],
-           finish: Callable[[dict, str], int]) -> int:
+def gather(
+  output, run: Callable[[str], dict], merge: Callable[[list[dict]], dict], finish: Callable[[dict, str], int]
+) -> int:
   """Several processes write one output folder: process 0 opens the shared folder, each process runs its
   share into it (run(folder) -> a JSON-able report), process 0 then merges the reports, finishes
   (finish(report, folder) -> exit status) and makes the folder `output.out`. The folder must be on a
@@ -106,8 +112,10 @@ def gather(output, run: Callable[[str], dict], merge: Callable[[list[dict]], dic
     open(marker, 'w').close()
   sync('outputs_opened')
   if not os.path.exists(marker):
-    raise InputError(f'--out {output.out}: process {index} cannot see {output.work}, which process 0 made; with '
-                     'several hosts --out must be on a filesystem they all see')
+    raise InputError(
+      f'--out {output.out}: process {index} cannot see {output.work}, which process 0 made; with '
+      'several hosts --out must be on a filesystem they all see'
+    )
   report_path = lambda p: os.path.join(output.work, f'.process-{p}.json')
   with open(report_path(index), 'w') as f:
     json.dump(run(output.work), f)

@@ -2,7 +2,8 @@
 network's weights, for videos of one frame size, run by `gsfm_jax.inference.loader`, which needs neither
 Flax nor the model code (only jax and numpy).
 
-  python -m gsfm_jax.inference.program --checkpoint runs/main --size 480x854 --objects 3 --capacity 16 --out gsfm.program
+  python -m gsfm_jax.inference.program --checkpoint runs/main --size 480x854 --objects 3 --capacity 16 \
+      --out gsfm.program
       [--resize short:480] [--dtype bfloat16] [--top_k 50] [--mem_every 3] [--platforms cpu,cuda,tpu]
   python -m gsfm_jax.inference.loader gsfm.program --video clip.mp4 --mask first.png --out out/clip
 
@@ -14,6 +15,7 @@ program (StableHLO, lowered for every platform named), its weights, the resize m
 Its outputs are the live engine's with `Protocol(capacity=C, object_bucket=K)` bit for bit (the same
 shapes); a video with fewer objects is padded to K, which changes float rounding, not the method.
 """
+
 import json
 import sys
 from typing import Any, Optional, Sequence
@@ -24,7 +26,7 @@ from jax import export
 
 from gsfm_jax import cli
 from gsfm_jax.inference import memory_bank
-from gsfm_jax.inference.engine import Geometry, Propagator, scan_chunk, geometry
+from gsfm_jax.inference.engine import Geometry, Propagator, geometry, scan_chunk
 from gsfm_jax.inference.loader import FORMAT
 from gsfm_jax.inference.media import InputError, parse_resize
 from gsfm_jax.inference.schedule import Protocol
@@ -41,7 +43,9 @@ def chunk_step(model: GSFM, top_k: Optional[int], treedef: Any):
   def step(weights: list, consts: dict, carry: tuple, xs: dict):
     variables = jax.tree.unflatten(treedef, weights)
     bank = memory_bank.MemoryBank(*carry[:-1])
-    (bank, enabled), out = scan_chunk(model, top_k, variables, consts, (bank, carry[-1]), xs, shared=True, keep_prob=True)
+    (bank, enabled), out = scan_chunk(
+      model, top_k, variables, consts, (bank, carry[-1]), xs, shared=True, keep_prob=True
+    )
     return (*bank, enabled), out
 
   return step
@@ -54,14 +58,26 @@ def step_arguments(engine: Propagator, geo: Geometry, objects: int) -> tuple[dic
   bank, enabled = engine.empty_carry(geo, objects)
   carry = (*memory_bank.grow(bank, engine.protocol.capacity), enabled)
   t = engine.protocol.chunk
-  xs = {'t': np.zeros(t, np.int32), 'memorise': np.zeros(t, bool), 'compute': np.ones(t, bool),
-        'slot': np.zeros(t, np.int32), 'new': np.zeros((t, objects), bool),
-        'frame': np.zeros((t,) + geo.size + (3,), np.uint8)}
+  xs = {
+    't': np.zeros(t, np.int32),
+    'memorise': np.zeros(t, bool),
+    'compute': np.ones(t, bool),
+    'slot': np.zeros(t, np.int32),
+    'new': np.zeros((t, objects), bool),
+    'frame': np.zeros((t,) + geo.size + (3,), np.uint8),
+  }
   return consts, carry, xs
 
 
-def export_program(model: GSFM, variables: Any, protocol: Protocol, size: tuple[int, int],
-                   resized: Optional[tuple[int, int]], objects: int, platforms: Sequence[str]) -> dict[str, np.ndarray]:
+def export_program(
+  model: GSFM,
+  variables: Any,
+  protocol: Protocol,
+  size: tuple[int, int],
+  resized: Optional[tuple[int, int]],
+  objects: int,
+  platforms: Sequence[str],
+) -> dict[str, np.ndarray]:
   """The file's arrays: 'program' (serialized `jax.export.Exported`), 'header' (JSON), weight_NNNN and const_*."""
   if protocol.capacity is None:
     raise ValueError('an exported program needs a bounded memory (Protocol.capacity)')
@@ -70,15 +86,29 @@ def export_program(model: GSFM, variables: Any, protocol: Protocol, size: tuple[
   weights, treedef = jax.tree.flatten(variables)
   spec = lambda tree: jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), tree)
   exported = export.export(jax.jit(chunk_step(model, protocol.top_k, treedef)), platforms=tuple(platforms))(
-      spec(weights), spec(consts), spec(carry), spec(xs))
-  header = {'format': FORMAT, 'size': list(geo.size), 'resized': list(geo.resized), 'objects': objects,
-            'capacity': protocol.capacity, 'chunk': protocol.chunk, 'top_k': protocol.top_k,
-            'mem_every': protocol.mem_every, 'dtype': np.dtype(model.dtype).name, 'platforms': list(platforms),
-            'weights': len(weights),
-            'carry': [{'shape': list(a.shape), 'dtype': np.dtype(a.dtype).name, 'fill': -1 if name == 'frame' else 0}
-                      for name, a in zip(memory_bank.MemoryBank._fields + ('enabled',), carry)]}
-  arrays = {'program': np.frombuffer(exported.serialize(), np.uint8),
-            'header': np.frombuffer(json.dumps(header).encode(), np.uint8)}
+    spec(weights), spec(consts), spec(carry), spec(xs)
+  )
+  header = {
+    'format': FORMAT,
+    'size': list(geo.size),
+    'resized': list(geo.resized),
+    'objects': objects,
+    'capacity': protocol.capacity,
+    'chunk': protocol.chunk,
+    'top_k': protocol.top_k,
+    'mem_every': protocol.mem_every,
+    'dtype': np.dtype(model.dtype).name,
+    'platforms': list(platforms),
+    'weights': len(weights),
+    'carry': [
+      {'shape': list(a.shape), 'dtype': np.dtype(a.dtype).name, 'fill': -1 if name == 'frame' else 0}
+      for name, a in zip(memory_bank.MemoryBank._fields + ('enabled',), carry)
+    ],
+  }
+  arrays = {
+    'program': np.frombuffer(exported.serialize(), np.uint8),
+    'header': np.frombuffer(json.dumps(header).encode(), np.uint8),
+  }
   arrays.update({f'weight_{i:04d}': np.asarray(w) for i, w in enumerate(weights)})
   arrays.update({f'const_{name}': np.asarray(v) for name, v in consts.items() if name != 'labels'})
   return arrays
@@ -118,12 +148,16 @@ def write(parser: cli.Parser, args) -> int:
     raise InputError(f'--platforms {args.platforms}: expected a comma-separated list of {", ".join(PLATFORMS)}')
   cli.writable_parent('out', args.out)
   from gsfm_jax import weights
+
   model, variables = weights.load_for_inference(args.checkpoint, args.dtype)
   protocol = Protocol(top_k=args.top_k, mem_every=args.mem_every, capacity=args.capacity)
   arrays = export_program(model, variables, protocol, size, resized, args.objects, platforms)
   write_arrays_npz(arrays, args.out, args.overwrite)
-  print(f'{args.out}: {len(arrays["program"]) / 1e6:.1f} MB program, {sum(a.nbytes for a in arrays.values()) / 1e6:.0f} MB '
-        f'in all; frames {size[0]}x{size[1]}, up to {args.objects} objects, {args.capacity} memory frames, {"/".join(platforms)}')
+  print(
+    f'{args.out}: {len(arrays["program"]) / 1e6:.1f} MB program, {sum(a.nbytes for a in arrays.values()) / 1e6:.0f} MB '
+    f'in all; frames {size[0]}x{size[1]}, up to {args.objects} objects, {args.capacity} memory frames, '
+    f'{"/".join(platforms)}'
+  )
   return 0
 
 

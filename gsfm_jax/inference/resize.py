@@ -4,9 +4,10 @@ written as one interpolation matrix per axis so that every step runs on the devi
 PyTorch resizes without antialiasing, bicubic uses a = -0.75, and nearest takes floor(dst · in / out);
 `jax.image.resize` differs on all three (it antialiases when shrinking and uses a = -0.5), hence this file.
 """
-import numpy as np
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 METHODS = ('bilinear', 'bicubic', 'nearest')
 
@@ -14,8 +15,9 @@ METHODS = ('bilinear', 'bicubic', 'nearest')
 def _cubic(t: np.ndarray, a: float = -0.75) -> np.ndarray:
   """Keys' cubic convolution kernel at distances t (PyTorch's A = -0.75)."""
   t = np.abs(t)
-  return np.where(t <= 1, ((a + 2) * t - (a + 3)) * t * t + 1,
-                  np.where(t < 2, ((a * t - 5 * a) * t + 8 * a) * t - 4 * a, 0.0))
+  return np.where(
+    t <= 1, ((a + 2) * t - (a + 3)) * t * t + 1, np.where(t < 2, ((a * t - 5 * a) * t + 8 * a) * t - 4 * a, 0.0)
+  )
 
 
 def interp_matrix(size_in: int, size_out: int, method: str) -> np.ndarray:

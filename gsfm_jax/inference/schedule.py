@@ -5,6 +5,7 @@ video runs. Pure numpy: the exported program's loader uses it without the model 
 Memory rules: 'absolute' (DAVIS engine: t % mem_every == 0), 'since_last' (YouTube engine:
 t - last memory frame ≥ mem_every). The last frame is never a regular memory frame.
 """
+
 import dataclasses
 import math
 from typing import NamedTuple, Optional
@@ -17,13 +18,14 @@ RULES = ('absolute', 'since_last')
 @dataclasses.dataclass(frozen=True)
 class Protocol:
   """How a video is propagated. Defaults: the reference's DAVIS settings."""
+
   top_k: Optional[int] = 50
   mem_every: int = 3
   memory_rule: str = 'absolute'
-  capacity: Optional[int] = None   # memory frames kept (first / labelled frames pinned, oldest dropped); None: all
-  chunk: int = 16                  # frames per compiled scan call
-  slot_bucket: int = 8             # memory slots are allocated in multiples of this
-  object_bucket: int = 1           # the object count is padded to a multiple of this (more reuse of programs)
+  capacity: Optional[int] = None  # memory frames kept (first / labelled frames pinned, oldest dropped); None: all
+  chunk: int = 16  # frames per compiled scan call
+  slot_bucket: int = 8  # memory slots are allocated in multiples of this
+  object_bucket: int = 1  # the object count is padded to a multiple of this (more reuse of programs)
 
   def __post_init__(self):
     if self.memory_rule not in RULES:
@@ -36,8 +38,9 @@ class Protocol:
 
 class Schedule(NamedTuple):
   """Per-frame flags of one video, computed on the host."""
-  memorise: np.ndarray   # (T,) bool: stored in memory
-  compute: np.ndarray    # (T,) bool: run the network at all (memory, output or labelled frames)
+
+  memorise: np.ndarray  # (T,) bool: stored in memory
+  compute: np.ndarray  # (T,) bool: run the network at all (memory, output or labelled frames)
 
 
 def regular_memory_frame(t: int, last: int, protocol: Protocol) -> bool:
@@ -49,8 +52,9 @@ def regular_memory_frame(t: int, last: int, protocol: Protocol) -> bool:
   return t - last >= protocol.mem_every
 
 
-def schedule(num_frames: int, first_seen: np.ndarray, protocol: Protocol,
-             wanted: Optional[np.ndarray] = None) -> Schedule:
+def schedule(
+  num_frames: int, first_seen: np.ndarray, protocol: Protocol, wanted: Optional[np.ndarray] = None
+) -> Schedule:
   """The memory schedule: first_seen (K,) the frame each object is first labelled at; wanted (T,) bool the
   frames whose output is needed (default all)."""
   t = np.arange(num_frames)
@@ -97,28 +101,39 @@ def first_seen(labels: dict[int, np.ndarray], num_objects: Optional[int]) -> tup
 
 class Plan(NamedTuple):
   """What the scan over one video takes from the host."""
-  xs: dict               # per frame: t (T,) int32, memorise / compute (T,) bool, slot (T,) int32 (its row of
-                         # `labels`, -1 if none), new (T, K') bool (objects given at t, K' = padded)
-  labels: np.ndarray     # (L, H, W) uint8: the L labelled frames' masks, in frame order
-  objects: int           # K, the objects of the video
-  padded: int            # K', K rounded up to the protocol's object bucket (padding objects are never given)
-  shared: bool           # all objects start at one frame: one affinity for all
+
+  xs: dict  # per frame: t (T,) int32, memorise / compute (T,) bool, slot (T,) int32 (its row of
+  # `labels`, -1 if none), new (T, K') bool (objects given at t, K' = padded)
+  labels: np.ndarray  # (L, H, W) uint8: the L labelled frames' masks, in frame order
+  objects: int  # K, the objects of the video
+  padded: int  # K', K rounded up to the protocol's object bucket (padding objects are never given)
+  shared: bool  # all objects start at one frame: one affinity for all
 
 
-def plan(num_frames: int, labels: dict[int, np.ndarray], protocol: Protocol, num_objects: Optional[int] = None,
-         wanted: Optional[np.ndarray] = None) -> Plan:
+def plan(
+  num_frames: int,
+  labels: dict[int, np.ndarray],
+  protocol: Protocol,
+  num_objects: Optional[int] = None,
+  wanted: Optional[np.ndarray] = None,
+) -> Plan:
   """The plan of a video of `num_frames` frames with masks {t: (H, W) ids 0 … K} given at frames t."""
   first, slots = first_seen(labels, num_objects)
   if protocol.capacity is not None and protocol.capacity < len(labels):
-    raise ValueError(f'memory capacity {protocol.capacity} is below the {len(labels)} labelled frames, '
-                     'which are always kept')
+    raise ValueError(
+      f'memory capacity {protocol.capacity} is below the {len(labels)} labelled frames, which are always kept'
+    )
   real, k = len(first), bucket(len(first), protocol.object_bucket)
   shared = len(set(first.tolist())) == 1
-  first = np.concatenate([first, np.full(k - real, num_frames, np.int64)])   # padding: never seen
+  first = np.concatenate([first, np.full(k - real, num_frames, np.int64)])  # padding: never seen
   flags = schedule(num_frames, first, protocol, wanted)
-  xs = {'t': np.arange(num_frames, dtype=np.int32), 'memorise': flags.memorise, 'compute': flags.compute,
-        'slot': np.array([slots.get(t, -1) for t in range(num_frames)], np.int32),
-        'new': (np.arange(num_frames)[:, None] == first[None, :])}
+  xs = {
+    't': np.arange(num_frames, dtype=np.int32),
+    'memorise': flags.memorise,
+    'compute': flags.compute,
+    'slot': np.array([slots.get(t, -1) for t in range(num_frames)], np.int32),
+    'new': (np.arange(num_frames)[:, None] == first[None, :]),
+  }
   return Plan(xs, np.stack([labels[t] for t in sorted(labels)]).astype(np.uint8), real, k, shared)
 
 

@@ -8,6 +8,7 @@ The stream cannot know which frame is the last, so every frame the memory rule s
 may be added at any frame, so each object reads its own memory slots (identical results when all objects
 start together).
 """
+
 from typing import Optional
 
 import jax
@@ -21,13 +22,19 @@ from gsfm_jax.inference.schedule import bucket, regular_memory_frame, slots_for
 class Stream:
   """One live video; see the module docstring. resized / out_size as in `Propagator.segment`."""
 
-  def __init__(self, propagator: Propagator, size: tuple[int, int], num_objects: int,
-               resized: Optional[tuple[int, int]] = None, out_size: Optional[tuple[int, int]] = None):
+  def __init__(
+    self,
+    propagator: Propagator,
+    size: tuple[int, int],
+    num_objects: int,
+    resized: Optional[tuple[int, int]] = None,
+    out_size: Optional[tuple[int, int]] = None,
+  ):
     self.engine, self.protocol = propagator, propagator.protocol
     self.num_objects = bucket(num_objects, self.protocol.object_bucket)
     self._real = num_objects
     self._geo = geometry(size, resized, out_size)
-    self._matrices = jax.device_put(propagator.resize_matrices(self._geo), propagator.device)   # once, not per frame
+    self._matrices = jax.device_put(propagator.resize_matrices(self._geo), propagator.device)  # once, not per frame
     self._no_labels = np.zeros((1,) + self._geo.size, np.uint8)
     self._carry = propagator.empty_carry(self._geo, self.num_objects)
     self._enabled = np.zeros(self.num_objects, bool)
@@ -48,11 +55,18 @@ class Stream:
       self._carry = (memory_bank.grow(self._carry[0], slots_for(self._stored, self.protocol)), self._carry[1])
     self._enabled |= new
     consts = {**self._matrices, 'labels': self._no_labels if labels is None else labels[None].astype(np.uint8)}
-    x = {'frame': frame, 't': np.int32(self.t), 'slot': np.int32(0 if labelled else -1), 'new': new,
-         'memorise': np.bool_(memorise), 'compute': np.bool_(True)}
-    consts, x = jax.device_put((consts, x), self.engine.device)   # the frame and its flags: the only upload per frame
-    self._carry, out = self.engine.frame_program(self.engine.variables, consts, self._carry, x, shared=False,
-                                             keep_prob=True)
+    x = {
+      'frame': frame,
+      't': np.int32(self.t),
+      'slot': np.int32(0 if labelled else -1),
+      'new': new,
+      'memorise': np.bool_(memorise),
+      'compute': np.bool_(True),
+    }
+    consts, x = jax.device_put((consts, x), self.engine.device)  # the frame and its flags: the only upload per frame
+    self._carry, out = self.engine.frame_program(
+      self.engine.variables, consts, self._carry, x, shared=False, keep_prob=True
+    )
     self.t += 1
     out = jax.device_get(out)
-    return VideoResult(out['labels'], out['prob'][..., :self._real + 1])
+    return VideoResult(out['labels'], out['prob'][..., : self._real + 1])

@@ -1,4 +1,5 @@
 """Soft aggregation of per-object probabilities (docs/reference.md §1.9)."""
+
 import jax
 import jax.numpy as jnp
 

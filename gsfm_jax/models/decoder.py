@@ -9,6 +9,7 @@ With ARS in the encoder, the ×2 upsampling where a warped map meets its stage's
 (`demodulation`): up_16_8 undoes the layer3 warp, up_8_4 the layer2 warp, and `msau_refine` adds the
 relation refinement there. Everything from the 1/4 features on is on the uniform grid.
 """
+
 from typing import Optional
 
 import flax.linen as nn
@@ -27,6 +28,7 @@ class UpsampleBlock(nn.Module):
   up×2 is the half-pixel bilinear, or with `inverse` (a warped `up`) the demodulation, refined by
   `RelationRefinement` when `refine` names its dilations.
   """
+
   features: int
   dtype: Dtype = jnp.float32
   refine: tuple[int, ...] = ()
@@ -40,9 +42,9 @@ class UpsampleBlock(nn.Module):
     else:
       y = bilinear_sample(up, inverse.q)
       if self.refine:
-        y = RelationRefinement(features=up.shape[-1], dilations=self.refine, channels=self.refine_channels,
-                               dtype=self.dtype, name='refine')(
-            y, skip, inverse.rho)
+        y = RelationRefinement(
+          features=up.shape[-1], dilations=self.refine, channels=self.refine_channels, dtype=self.dtype, name='refine'
+        )(y, skip, inverse.rho)
     x = x + y.astype(x.dtype)
     return ResBlock(self.features, dtype=self.dtype, name='out_conv')(x)
 
@@ -56,6 +58,7 @@ class Decoder(nn.Module):
   `msau_refine`: the dilations of the relation refinement, () for none. Channel counts (512, 256) are divided
   by `width_divisor`.
   """
+
   hfm_filter: str = 'high'
   sigma: float = 7.0
   spectral_form: str = 'exact'
@@ -69,17 +72,26 @@ class Decoder(nn.Module):
   def _hfm(self, x: jax.Array) -> jax.Array:
     if self.hfm_filter == 'off':
       return x
-    y = SpectralFilter(filter=self.hfm_filter, sigma=self.sigma, form=self.spectral_form, dtype=self.dtype,
-                       shape=self.hfm_shape, cutoff=self.hfm_cutoff, name='hfm')(x)
+    y = SpectralFilter(
+      filter=self.hfm_filter,
+      sigma=self.sigma,
+      form=self.spectral_form,
+      dtype=self.dtype,
+      shape=self.hfm_shape,
+      cutoff=self.hfm_cutoff,
+      name='hfm',
+    )(x)
     return y.astype(x.dtype)
 
   @nn.compact
-  def __call__(self, f16_cat: jax.Array, f8: jax.Array, f4: jax.Array,
-               inverses: Optional[dict[str, Inverse]] = None) -> tuple[jax.Array, Optional[jax.Array]]:
+  def __call__(
+    self, f16_cat: jax.Array, f8: jax.Array, f4: jax.Array, inverses: Optional[dict[str, Inverse]] = None
+  ) -> tuple[jax.Array, Optional[jax.Array]]:
     conv = lambda features, name, k=3: Conv(features, kernel_size=k, dtype=self.dtype, name=name)
     c, inverses = 256 // self.width_divisor, inverses or {}
-    up = lambda name: UpsampleBlock(features=c, dtype=self.dtype, refine=self.msau_refine,
-                                    refine_channels=64 // self.width_divisor, name=name)
+    up = lambda name: UpsampleBlock(
+      features=c, dtype=self.dtype, refine=self.msau_refine, refine_channels=64 // self.width_divisor, name=name
+    )
     x = ResBlock(2 * c, dtype=self.dtype, name='compress')(f16_cat)
     x = up('up_16_8')(f8, x, inverses.get('layer3'))
     x = up('up_8_4')(f4, x, inverses.get('layer2'))

@@ -13,6 +13,7 @@ dilations and log ρ; γ starts at 0, so y' = y exactly until it is trained.
 
 The inverse map depends on the frame only: `invert_grid` runs once per frame, `bilinear_sample` per object.
 """
+
 from typing import NamedTuple
 
 import flax.linen as nn
@@ -30,8 +31,9 @@ NEIGHBOURS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx
 
 class Inverse(NamedTuple):
   """Where every uniform high-resolution pixel lies on a warped low-resolution map; float32."""
-  q: jax.Array     # (N, H, W, 2) low-resolution coordinates (row, column)
-  rho: jax.Array   # (N, H, W, 1) sampling density 1/|det J|
+
+  q: jax.Array  # (N, H, W, 2) low-resolution coordinates (row, column)
+  rho: jax.Array  # (N, H, W, 1) sampling density 1/|det J|
 
 
 def sampling_map(grid: jax.Array) -> jax.Array:
@@ -57,7 +59,7 @@ def _determinant(j: jax.Array) -> jax.Array:
 
 def _solve(j: jax.Array, r: jax.Array) -> jax.Array:
   """J⁻¹ r for J (..., 4) and r (..., 2)."""
-  a, b, c, d = (j[..., i:i + 1] for i in range(4))
+  a, b, c, d = (j[..., i : i + 1] for i in range(4))
   return jnp.concatenate([d * r[..., :1] - b * r[..., 1:], a * r[..., 1:] - c * r[..., :1]], axis=-1) / _determinant(j)
 
 
@@ -65,7 +67,7 @@ def invert_grid(grid: jax.Array) -> Inverse:
   """The inverse of the sampling map of ARS grid U (N, H, W, 2): q (N, H, W, 2) with G(q(p)) ≈ p."""
   n, h, w, _ = grid.shape
   g = sampling_map(grid)
-  table = jnp.concatenate([g, jacobian(g)], axis=-1)                  # (N, h, w, 6): G and J together
+  table = jnp.concatenate([g, jacobian(g)], axis=-1)  # (N, h, w, 6): G and J together
   p = jnp.broadcast_to(pixel_grid(h, w), (n, h, w, 2))
   low = g.shape[1:3]
 
@@ -73,7 +75,7 @@ def invert_grid(grid: jax.Array) -> Inverse:
     at_q = bilinear_sample(table, q)
     return clamp_grid(q + _solve(at_q[..., 2:], p - at_q[..., :2]), *low)
 
-  q = jax.lax.fori_loop(0, NEWTON_STEPS, newton, clamp_grid(p / 2.0 - 0.25, *low))   # one body to compile
+  q = jax.lax.fori_loop(0, NEWTON_STEPS, newton, clamp_grid(p / 2.0 - 0.25, *low))  # one body to compile
   return Inverse(q, 1.0 / jnp.abs(_determinant(bilinear_sample(table, q)[..., 2:])))
 
 
@@ -114,6 +116,7 @@ class RelationRefinement(nn.Module):
   Parameters `guide` (1×1 conv Cg -> channels), `guide_norm` (GroupNorm), `logits` (3×3 conv to
   8·len(dilations) + 1) and `gamma` (C,) with C = `features`, zero-initialised.
   """
+
   features: int
   dilations: tuple[int, ...] = (1, 2, 4, 8)
   channels: int = 64

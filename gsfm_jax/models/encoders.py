@@ -9,6 +9,7 @@ on an adaptive grid (`resampling.AdaptiveResampling`) and returns the grids; the
 same stage inputs with the key encoder's grids of the same frame, so its f16 stays aligned with the key
 f16 that the fuser concatenates (docs/sfm_ffr.md, "ARS and its demodulation").
 """
+
 from typing import NamedTuple, Optional
 
 import flax.linen as nn
@@ -19,21 +20,23 @@ from gsfm_jax.models.layers import CBAM, Conv, Dtype, ResBlock
 from gsfm_jax.models.resampling import AdaptiveResampling, bilinear_sample
 from gsfm_jax.models.resnet import BasicBlock, Bottleneck, stage, stem
 
-Grids = dict[str, jax.Array]   # ARS stage ('layer2' | 'layer3') -> grid (N, H/4 | H/8, W/4 | W/8, 2) float32
+Grids = dict[str, jax.Array]  # ARS stage ('layer2' | 'layer3') -> grid (N, H/4 | H/8, W/4 | W/8, 2) float32
 
 
 class KeyFeatures(NamedTuple):
   """Key-encoder outputs for N frames (h = H/16). With ARS, f8 and f16 live on the warped grids."""
-  k16: jax.Array       # (N, h, w, 64) keys
+
+  k16: jax.Array  # (N, h, w, 64) keys
   f16_thin: jax.Array  # (N, h, w, 512) query values (key_comp)
-  f16: jax.Array       # (N, h, w, 1024) post-LFM features
-  f8: jax.Array        # (N, 2h, 2w, 512)
-  f4: jax.Array        # (N, 4h, 4w, 256)
-  grids: Optional[Grids] = None   # ARS grids of the frames (None without ARS)
+  f16: jax.Array  # (N, h, w, 1024) post-LFM features
+  f8: jax.Array  # (N, 2h, 2w, 512)
+  f4: jax.Array  # (N, 4h, 4w, 256)
+  grids: Optional[Grids] = None  # ARS grids of the frames (None without ARS)
 
 
 class ARSConfig(NamedTuple):
   """Where ARS runs and its grid's hyper-parameters (docs/sfm_ffr.md, "ARS and its demodulation")."""
+
   stages: tuple[str, ...] = ()
   radius: int = 5
   sigma: float = 3.0
@@ -47,6 +50,7 @@ def warp(x: jax.Array, grids: Optional[Grids], stage_name: str) -> jax.Array:
 
 class KeyEncoder(nn.Module):
   """ResNet-50 trunk: (N, H, W, 3) -> f16 (N, H/16, W/16, 1024), f8 (…/8, 512), f4 (…/4, 256), grids."""
+
   dtype: Dtype = jnp.float32
   width_divisor: int = 1
   ars: ARSConfig = ARSConfig()
@@ -54,9 +58,14 @@ class KeyEncoder(nn.Module):
   def _resample(self, x: jax.Array, stage_name: str, grids: Grids) -> jax.Array:
     if stage_name not in self.ars.stages:
       return x
-    x, grids[stage_name] = AdaptiveResampling(channels=64 // self.width_divisor, radius=self.ars.radius,
-                                              sigma=self.ars.sigma, clip=tuple(self.ars.clip), dtype=self.dtype,
-                                              name=f'ars_{stage_name}')(x)
+    x, grids[stage_name] = AdaptiveResampling(
+      channels=64 // self.width_divisor,
+      radius=self.ars.radius,
+      sigma=self.ars.sigma,
+      clip=tuple(self.ars.clip),
+      dtype=self.dtype,
+      name=f'ars_{stage_name}',
+    )(x)
     return x
 
   @nn.compact
@@ -71,6 +80,7 @@ class KeyEncoder(nn.Module):
 
 class KeyProjection(nn.Module):
   """3×3 conv 1024 -> 64, orthogonal weight, zero bias: (N, h, w, 1024) -> (N, h, w, features), 64 in GSFM."""
+
   features: int = 64
   dtype: Dtype = jnp.float32
 
@@ -81,6 +91,7 @@ class KeyProjection(nn.Module):
 
 class FeatureFusionBlock(nn.Module):
   """block2(x + CBAM(x)), x = block1([value 256, key 1024]): -> (N, h, w, features), 512 in GSFM."""
+
   features: int = 512
   dtype: Dtype = jnp.float32
 
@@ -98,12 +109,14 @@ class ValueEncoder(nn.Module):
   image (N, H, W, 3), masks (N, H, W, 1 or 2), key_f16 (N, H/16, W/16, 1024), grids: the key encoder's
   ARS grids of the same frames (or None) -> (N, H/16, W/16, 512).
   """
+
   dtype: Dtype = jnp.float32
   width_divisor: int = 1
 
   @nn.compact
-  def __call__(self, image: jax.Array, masks: jax.Array, key_f16: jax.Array,
-               grids: Optional[Grids] = None) -> jax.Array:
+  def __call__(
+    self, image: jax.Array, masks: jax.Array, key_f16: jax.Array, grids: Optional[Grids] = None
+  ) -> jax.Array:
     d = self.width_divisor
     x = jnp.concatenate([image, masks.astype(image.dtype)], axis=-1)
     x = stem(x, 64 // d, self.dtype)

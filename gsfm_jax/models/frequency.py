@@ -22,6 +22,7 @@ Filter shapes (`shape`):
               'low' = M_c (a box around DC), 'high' = 1 - M_c, 'none' = 1. c ≥ ½ keeps every bin.
               FFR's ratio μ becomes a cutoff by `mu_to_cutoff` (default reading: c = μ).
 """
+
 import functools
 
 import flax.linen as nn
@@ -38,7 +39,8 @@ MU_CONVENTIONS = ('half_width', 'side_fraction', 'area')
 
 
 def mu_to_cutoff(mu: float, convention: str = 'half_width') -> float:
-  """FFR's low-frequency ratio μ -> the half-width c of the kept square, in cycles per pixel (docs/sfm_ffr.md, "FFR's mask and μ"):
+  """FFR's low-frequency ratio μ -> the half-width c of the kept square, in cycles per pixel (docs/sfm_ffr.md,
+  "FFR's mask and μ"):
   'half_width' c = μ (the default), 'side_fraction' c = μ/2, 'area' c = √μ/2."""
   readings = {'half_width': mu, 'side_fraction': mu / 2.0, 'area': float(np.sqrt(mu)) / 2.0}
   if convention not in readings:
@@ -56,12 +58,13 @@ def gaussian_peak(h: int, w: int, sigma: float) -> np.ndarray:
   """GSFM's g, peaked at bin (h//2, w//2) of the unshifted grid, float64 (h, w)."""
   i = np.arange(h, dtype=np.float64)[:, None] - h // 2
   j = np.arange(w, dtype=np.float64)[None, :] - w // 2
-  return np.exp(-(i ** 2 + j ** 2) / (2.0 * sigma ** 2))
+  return np.exp(-(i**2 + j**2) / (2.0 * sigma**2))
 
 
 @functools.lru_cache(maxsize=64)
-def frequency_filter(h: int, w: int, kind: str, sigma: float, shape: str = 'gaussian',
-                     cutoff: float = 0.4) -> np.ndarray:
+def frequency_filter(
+  h: int, w: int, kind: str, sigma: float, shape: str = 'gaussian', cutoff: float = 0.4
+) -> np.ndarray:
   """The filter f on the full unshifted (h, w) spectrum, float32 (h, w)."""
   if kind not in FILTERS:
     raise ValueError(f'unknown frequency filter {kind!r}; expected one of {FILTERS}')
@@ -78,8 +81,9 @@ def frequency_filter(h: int, w: int, kind: str, sigma: float, shape: str = 'gaus
   return f.astype(np.float32)
 
 
-def half_spectrum_filters(h: int, w: int, kind: str, sigma: float, shape: str = 'gaussian',
-                          cutoff: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
+def half_spectrum_filters(
+  h: int, w: int, kind: str, sigma: float, shape: str = 'gaussian', cutoff: float = 0.4
+) -> tuple[np.ndarray, np.ndarray]:
   """f(k) and f(-k) on the rfft2 half spectrum, each (h, w//2 + 1), index -k = (-i mod h, -j mod w)."""
   f = frequency_filter(h, w, kind, sigma, shape, cutoff)
   cols = w // 2 + 1
@@ -94,6 +98,7 @@ class SpectralFilter(nn.Module):
   The FFTs always run in float32; the 1×1 convs run in `dtype`. `shape` 'gaussian' uses `sigma`,
   'ideal' uses `cutoff` (cycles per pixel).
   """
+
   filter: str = 'low'
   sigma: float = 7.0
   form: str = 'exact'
@@ -117,8 +122,10 @@ class SpectralFilter(nn.Module):
     x = x.astype(jnp.float32)
     n, h, w, _ = x.shape
     spectrum = jnp.fft.rfft2(x, axes=(1, 2))
-    f, f_mirrored = (jnp.asarray(a)[None, :, :, None]
-                     for a in half_spectrum_filters(h, w, self.filter, self.sigma, self.shape, self.cutoff))
+    f, f_mirrored = (
+      jnp.asarray(a)[None, :, :, None]
+      for a in half_spectrum_filters(h, w, self.filter, self.sigma, self.shape, self.cutoff)
+    )
     if self.form == 'exact':
       both = self._mix(jnp.concatenate([spectrum * f, jnp.conj(spectrum) * f_mirrored], axis=0))
       spectrum = 0.5 * (both[:n] + jnp.conj(both[n:]))

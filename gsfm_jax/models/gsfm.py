@@ -9,6 +9,7 @@ Public API (all channels-last; K objects per sample, K = 1 for the single-object
   __call__(frames (B, T, H, W, 3), first_masks (B, H, W, K), selector)  -> dict of (B, T-1, …), the training
                                                                           clip pass
 """
+
 import functools
 from typing import NamedTuple, Optional
 
@@ -28,8 +29,9 @@ from gsfm_jax.models.resampling import STAGES
 
 class Segmentation(NamedTuple):
   """Predictions for one query frame; float32."""
-  logits: jax.Array              # (B, H, W, K+1) aggregated log-odds, background first
-  prob: jax.Array                # (B, H, W, K) aggregated object probabilities
+
+  logits: jax.Array  # (B, H, W, K+1) aggregated log-odds, background first
+  prob: jax.Array  # (B, H, W, K) aggregated object probabilities
   boundary: Optional[jax.Array]  # (B, H, W, K) raw boundary logits × selector (None without the branch)
 
 
@@ -53,6 +55,7 @@ class GSFM(nn.Module):
   `msau_dilations`) where a warp is undone; lfm_shape / hfm_shape: 'gaussian' (GSFM) or 'ideal' (FFR's box)
   with lfm_cutoff / hfm_cutoff in cycles per pixel.
   """
+
   single_object: bool = False
   lfm_filter: str = 'low'
   hfm_filter: str = 'high'
@@ -101,15 +104,28 @@ class GSFM(nn.Module):
     d = self.width_divisor
     self.key_encoder = KeyEncoder(dtype=self.dtype, width_divisor=d, ars=self.ars)
     if self.lfm_filter != 'off':
-      self.lfm = SpectralFilter(filter=self.lfm_filter, sigma=self.sigma, form=self.spectral_form, dtype=self.dtype,
-                                shape=self.lfm_shape, cutoff=self.lfm_cutoff)
+      self.lfm = SpectralFilter(
+        filter=self.lfm_filter,
+        sigma=self.sigma,
+        form=self.spectral_form,
+        dtype=self.dtype,
+        shape=self.lfm_shape,
+        cutoff=self.lfm_cutoff,
+      )
     self.key_proj = KeyProjection(features=self.key_dim, dtype=self.dtype)
     self.key_comp = Conv(self.value_dim, dtype=self.dtype)
     self.value_encoder = ValueEncoder(dtype=self.dtype, width_divisor=d)
-    self.decoder = Decoder(hfm_filter=self.hfm_filter, sigma=self.sigma, spectral_form=self.spectral_form,
-                           boundary_branch=self.boundary_branch, dtype=self.dtype, width_divisor=d,
-                           hfm_shape=self.hfm_shape, hfm_cutoff=self.hfm_cutoff,
-                           msau_refine=tuple(self.msau_dilations) if self.msau_refine else ())
+    self.decoder = Decoder(
+      hfm_filter=self.hfm_filter,
+      sigma=self.sigma,
+      spectral_form=self.spectral_form,
+      boundary_branch=self.boundary_branch,
+      dtype=self.dtype,
+      width_divisor=d,
+      hfm_shape=self.hfm_shape,
+      hfm_cutoff=self.hfm_cutoff,
+      msau_refine=tuple(self.msau_dilations) if self.msau_refine else (),
+    )
 
   def encode_key(self, frames: jax.Array) -> KeyFeatures:
     """frames (N, H, W, 3), ImageNet-normalised -> KeyFeatures at 1/16, 1/8 and 1/4 (+ ARS grids)."""
@@ -118,8 +134,9 @@ class GSFM(nn.Module):
       f16 = self.lfm(f16)
     return KeyFeatures(self.key_proj(f16), self.key_comp(f16), f16, f8, f4, grids or None)
 
-  def encode_value(self, frame: jax.Array, key_f16: jax.Array, masks: jax.Array,
-                   grids: Optional[Grids] = None) -> jax.Array:
+  def encode_value(
+    self, frame: jax.Array, key_f16: jax.Array, masks: jax.Array, grids: Optional[Grids] = None
+  ) -> jax.Array:
     """frame (B, H, W, 3), key_f16 (B, h, w, 1024), masks (B, H, W, K), grids: the frame's ARS grids
     (KeyFeatures.grids) -> values (B, K, h, w, 512).
 
@@ -137,8 +154,14 @@ class GSFM(nn.Module):
     values = self.value_encoder(per_object(frame), inputs, per_object(key_f16), jax.tree.map(per_object, grids))
     return values.reshape(b, k, *values.shape[1:])
 
-  def segment(self, query: KeyFeatures, mem_keys: jax.Array, mem_values: jax.Array,
-              selector: Optional[jax.Array] = None, top_k: Optional[int] = None) -> Segmentation:
+  def segment(
+    self,
+    query: KeyFeatures,
+    mem_keys: jax.Array,
+    mem_values: jax.Array,
+    selector: Optional[jax.Array] = None,
+    top_k: Optional[int] = None,
+  ) -> Segmentation:
     """Reads the memory for one query frame per sample and decodes every object.
 
     query: KeyFeatures of the query frames (batch B); mem_keys (B, T, h, w, 64);
@@ -147,17 +170,18 @@ class GSFM(nn.Module):
     b, t, h, w, ck = mem_keys.shape
     k, cv = mem_values.shape[1], mem_values.shape[-1]
     affinity = memory_softmax(
-        affinity_logits(mem_keys.reshape(b, t * h * w, ck), query.k16.reshape(b, h * w, ck), self.dtype),
-        top_k)
+      affinity_logits(mem_keys.reshape(b, t * h * w, ck), query.k16.reshape(b, h * w, ck), self.dtype), top_k
+    )
     memory = readout(affinity, mem_values.reshape(b, k, t * h * w, cv), self.dtype)
     return self.decode(query, memory.reshape(b, k, h, w, cv), selector)
 
   def decode(self, query: KeyFeatures, memory: jax.Array, selector: Optional[jax.Array] = None) -> Segmentation:
     """The decoder on a memory readout: query (batch B), memory (B, K, h, w, 512) -> Segmentation."""
     b, k, h, w, cv = memory.shape
-    f16_cat = jnp.concatenate([memory.reshape(b * k, h, w, cv),
-                               _objects_to_batch(query.f16_thin, k).astype(memory.dtype)], axis=-1)
-    inverses = {name: invert_grid(grid) for name, grid in (query.grids or {}).items()}   # once per frame
+    f16_cat = jnp.concatenate(
+      [memory.reshape(b * k, h, w, cv), _objects_to_batch(query.f16_thin, k).astype(memory.dtype)], axis=-1
+    )
+    inverses = {name: invert_grid(grid) for name, grid in (query.grids or {}).items()}  # once per frame
     repeat = lambda x: _objects_to_batch(x, k)
     mask, boundary = self.decoder(f16_cat, repeat(query.f8), repeat(query.f4), jax.tree.map(repeat, inverses))
     per_object = lambda x: jnp.moveaxis(x.reshape(b, k, *x.shape[1:]), 1, -1)  # (B·K, H, W) -> (B, H, W, K)
@@ -171,8 +195,9 @@ class GSFM(nn.Module):
     logits = aggregate(prob)
     return Segmentation(logits, jax.nn.softmax(logits, axis=-1)[..., 1:], boundary)
 
-  def __call__(self, frames: jax.Array, first_masks: jax.Array,
-               selector: Optional[jax.Array] = None) -> dict[str, jax.Array]:
+  def __call__(
+    self, frames: jax.Array, first_masks: jax.Array, selector: Optional[jax.Array] = None
+  ) -> dict[str, jax.Array]:
     """The training pass over a clip (docs/reference.md, "Training").
 
     frames (B, T, H, W, 3); first_masks (B, H, W, K), the ground truth of frame 0; selector (B, K).
@@ -194,8 +219,14 @@ class GSFM(nn.Module):
       if t < num_frames - 1:
         values.append(self.encode_value(frames[:, t], keys.f16[:, t], segmentations[-1].prob, query.grids))
     stacked = lambda xs: jnp.stack(xs, axis=1)
-    out = {'k16': keys.k16, 'f16': keys.f16, 'f16_thin': keys.f16_thin, 'values': stacked(values),
-           'logits': stacked([s.logits for s in segmentations]), 'prob': stacked([s.prob for s in segmentations])}
+    out = {
+      'k16': keys.k16,
+      'f16': keys.f16,
+      'f16_thin': keys.f16_thin,
+      'values': stacked(values),
+      'logits': stacked([s.logits for s in segmentations]),
+      'prob': stacked([s.prob for s in segmentations]),
+    }
     if self.boundary_branch:
       out['boundary'] = stacked([s.boundary for s in segmentations])
     return out

@@ -3,6 +3,7 @@
 Every convolution carries a bias and pads symmetrically like PyTorch (never Flax 'SAME', which pads
 stride-2 layers asymmetrically). Parameters are float32; `dtype` is the compute dtype.
 """
+
 from typing import Any
 
 import flax.linen as nn
@@ -37,6 +38,7 @@ class Conv(nn.Module):
   initialiser: 'torch' (PyTorch default), 'resnet' (normal, std √(2/(k²·features)), zero bias) or
   'orthogonal' (zero bias) or 'zeros' (kernel and bias: a layer that starts switched off).
   """
+
   features: int
   kernel_size: int = 3
   stride: int = 1
@@ -69,8 +71,9 @@ class Conv(nn.Module):
       y = conv_as_matmul(x, kernel, self.stride)
     else:
       pad = k // 2
-      y = jax.lax.conv_general_dilated(x, kernel, (self.stride, self.stride), ((pad, pad), (pad, pad)),
-                                       dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+      y = jax.lax.conv_general_dilated(
+        x, kernel, (self.stride, self.stride), ((pad, pad), (pad, pad)), dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+      )
     # the bias is added in float32: its gradient sums the cotangents of every output pixel, and a bfloat16
     # sum over a 1/4-scale map loses most of it (bias gradients 2-6x too small, bench/bf16_gradients.py)
     return (y.astype(jnp.float32) + bias).astype(self.dtype)
@@ -94,15 +97,17 @@ def conv_as_matmul(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
   _, h, w, _ = x.shape
   ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
   x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-  views = [x[:, i:i + (ho - 1) * stride + 1:stride, j:j + (wo - 1) * stride + 1:stride]
-           for i in range(k) for j in range(k)]
+  views = [
+    x[:, i : i + (ho - 1) * stride + 1 : stride, j : j + (wo - 1) * stride + 1 : stride]
+    for i in range(k)
+    for j in range(k)
+  ]
   return jnp.einsum('nhwc,cd->nhwd', jnp.concatenate(views, axis=-1), kernel.reshape(-1, kernel.shape[-1]))
 
 
 def frozen_batch_norm(name: str, dtype: Dtype) -> nn.BatchNorm:
   """BatchNorm on stored statistics (never updated), trainable scale/bias, eps 1e-5 (docs/reference.md §1.12)."""
-  return nn.BatchNorm(use_running_average=True, epsilon=1e-5, dtype=dtype,
-                      param_dtype=jnp.float32, name=name)
+  return nn.BatchNorm(use_running_average=True, epsilon=1e-5, dtype=dtype, param_dtype=jnp.float32, name=name)
 
 
 def upsample_bilinear(x: jax.Array, factor: int) -> jax.Array:
@@ -116,6 +121,7 @@ class ResBlock(nn.Module):
 
   The shortcut is a 3×3 conv named `downsample` when the channel count changes.
   """
+
   features: int
   dtype: Dtype = jnp.float32
 
@@ -131,6 +137,7 @@ class ResBlock(nn.Module):
 
 class ChannelGate(nn.Module):
   """CBAM channel gate: shared MLP (C -> C/16 -> C) on avg- and max-pooled descriptors, sigmoid."""
+
   reduction: int = 16
   dtype: Dtype = jnp.float32
 
@@ -139,11 +146,22 @@ class ChannelGate(nn.Module):
     """(N, H, W, C) -> (N, H, W, C)."""
     c = x.shape[-1]
     hidden = c // self.reduction
-    fc1 = nn.Dense(hidden, dtype=self.dtype, param_dtype=jnp.float32,
-                   kernel_init=torch_default_kernel_init(), bias_init=torch_default_bias_init(c), name='mlp_1')
-    fc2 = nn.Dense(c, dtype=self.dtype, param_dtype=jnp.float32,
-                   kernel_init=torch_default_kernel_init(), bias_init=torch_default_bias_init(hidden),
-                   name='mlp_3')
+    fc1 = nn.Dense(
+      hidden,
+      dtype=self.dtype,
+      param_dtype=jnp.float32,
+      kernel_init=torch_default_kernel_init(),
+      bias_init=torch_default_bias_init(c),
+      name='mlp_1',
+    )
+    fc2 = nn.Dense(
+      c,
+      dtype=self.dtype,
+      param_dtype=jnp.float32,
+      kernel_init=torch_default_kernel_init(),
+      bias_init=torch_default_bias_init(hidden),
+      name='mlp_3',
+    )
     mlp = lambda v: fc2(nn.relu(fc1(v)))
     att = mlp(jnp.mean(x, axis=(1, 2))) + mlp(max_first(x, (1, 2)))
     return x * nn.sigmoid(att)[:, None, None, :].astype(x.dtype)
@@ -151,6 +169,7 @@ class ChannelGate(nn.Module):
 
 class BasicConv(nn.Module):
   """The 7×7, 2 -> 1 conv of the spatial gate (official `BasicConv` without BN or ReLU)."""
+
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -161,6 +180,7 @@ class BasicConv(nn.Module):
 
 class SpatialGate(nn.Module):
   """CBAM spatial gate: 7×7 conv on [max, mean] over channels, sigmoid."""
+
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -173,6 +193,7 @@ class SpatialGate(nn.Module):
 
 class CBAM(nn.Module):
   """Convolutional block attention: SpatialGate(ChannelGate(x))."""
+
   dtype: Dtype = jnp.float32
 
   @nn.compact

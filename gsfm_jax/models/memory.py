@@ -4,6 +4,7 @@
 Shapes: memory keys `(B, N, Ck)` with N = T·h·w, query keys `(B, M, Ck)` with M = h·w, memory values
 `(B, K, N, Cv)` for K objects.
 """
+
 import math
 from typing import Optional
 
@@ -13,14 +14,19 @@ import jax.numpy as jnp
 from gsfm_jax.models.layers import Dtype
 
 
-def affinity_logits(mem_keys: jax.Array, query_keys: jax.Array, dtype: Dtype = jnp.float32,
-                    query_major: bool = False) -> jax.Array:
+def affinity_logits(
+  mem_keys: jax.Array, query_keys: jax.Array, dtype: Dtype = jnp.float32, query_major: bool = False
+) -> jax.Array:
   """(2⟨mk_n, qk_m⟩ - ‖mk_n‖²) / √Ck: (B, N, Ck), (B, M, Ck) -> (B, N, M) float32, or (B, M, N) with
   `query_major`, the layout a top-k over the memory axis reads in place (XLA does not fold a transpose of
   the (B, N, M) form into the product: the top-k then needs a transposed copy, twice the memory)."""
   mem_keys = mem_keys.astype(jnp.float32)
-  ab = jnp.einsum('bnc,bmc->bmn' if query_major else 'bnc,bmc->bnm', mem_keys.astype(dtype),
-                  query_keys.astype(dtype), preferred_element_type=jnp.float32)
+  ab = jnp.einsum(
+    'bnc,bmc->bmn' if query_major else 'bnc,bmc->bnm',
+    mem_keys.astype(dtype),
+    query_keys.astype(dtype),
+    preferred_element_type=jnp.float32,
+  )
   a_sq = jnp.expand_dims(jnp.sum(mem_keys * mem_keys, axis=-1), 1 if query_major else 2)
   return (2.0 * ab - a_sq) / math.sqrt(mem_keys.shape[-1])
 
@@ -34,8 +40,9 @@ def memory_softmax(logits: jax.Array, top_k: Optional[int] = None, valid: Option
   if top_k is None or top_k >= logits.shape[1]:
     return jax.nn.softmax(logits, axis=1)
   weights, indices = _top_k_weights(jnp.swapaxes(logits, 1, 2), top_k)
-  dense = jnp.put_along_axis(jnp.zeros(weights.shape[:2] + logits.shape[1:2], weights.dtype), indices, weights,
-                             axis=-1, inplace=False)
+  dense = jnp.put_along_axis(
+    jnp.zeros(weights.shape[:2] + logits.shape[1:2], weights.dtype), indices, weights, axis=-1, inplace=False
+  )
   return jnp.swapaxes(dense, 1, 2)
 
 
@@ -56,8 +63,9 @@ def readout(affinity: jax.Array, mem_values: jax.Array, dtype: Dtype = jnp.float
   return jnp.einsum('bnm,bknc->bkmc', affinity.astype(dtype), mem_values.astype(dtype))
 
 
-def top_k_read(query_logits: jax.Array, valid: jax.Array, mem_values: jax.Array, top_k: int,
-               dtype: Dtype = jnp.float32) -> jax.Array:
+def top_k_read(
+  query_logits: jax.Array, valid: jax.Array, mem_values: jax.Array, top_k: int, dtype: Dtype = jnp.float32
+) -> jax.Array:
   """`readout(memory_softmax(logits, top_k, valid), mem_values)` without the dense (N, M) affinity.
 
   query_logits (B, M, N) (`affinity_logits(..., query_major=True)`), valid (B, N) bool, mem_values
@@ -66,6 +74,6 @@ def top_k_read(query_logits: jax.Array, valid: jax.Array, mem_values: jax.Array,
   frames on a CPU, bench/top_k.py); query-major logits need no transposed copy for the top-k. For
   inference; training keeps the dense form (its memory is one or two frames).
   """
-  weights, indices = _top_k_weights(_masked(query_logits, valid, memory_axis=2), top_k)      # (B, M, k)
+  weights, indices = _top_k_weights(_masked(query_logits, valid, memory_axis=2), top_k)  # (B, M, k)
   rows = jax.vmap(lambda values, index: values[:, index])(mem_values.astype(dtype), indices)  # (B, K, M, k, Cv)
   return jnp.einsum('bmj,bkmjc->bkmc', weights.astype(dtype), rows)

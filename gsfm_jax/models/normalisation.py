@@ -1,5 +1,6 @@
 """The network's input: RGB scaled to [0, 1], then normalised with the ImageNet statistics its trunks were
 trained with (torchvision's), as the reference's loaders do."""
+
 import numpy as np
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)

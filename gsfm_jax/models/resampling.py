@@ -11,6 +11,7 @@ A is edge-padded by R and the coordinates run linearly past the border, so a uni
 clamped to the map. Grids, attention and sampling weights are float32 whatever the compute dtype.
 Coordinates are (row, column) in pixel-index units of the map.
 """
+
 import functools
 
 import flax.linen as nn
@@ -28,14 +29,15 @@ def centroid_kernels(radius: int, sigma: float) -> np.ndarray:
   """The Gaussian k and its first moments k·d_y, k·d_x as one HWIO kernel, float32 (2R+1, 2R+1, 1, 3)."""
   d = np.arange(-radius, radius + 1, dtype=np.float64)
   dy, dx = np.meshgrid(d, d, indexing='ij')
-  k = np.exp(-(dy ** 2 + dx ** 2) / (2.0 * sigma ** 2))
+  k = np.exp(-(dy**2 + dx**2) / (2.0 * sigma**2))
   return np.stack([k, k * dy, k * dx], axis=-1)[:, :, None, :].astype(np.float32)
 
 
 def pixel_grid(h: int, w: int) -> jax.Array:
   """The identity grid: (h, w, 2) float32, [..., 0] the row and [..., 1] the column of each pixel."""
-  return jnp.stack(jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32),
-                                indexing='ij'), axis=-1)
+  return jnp.stack(
+    jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32), indexing='ij'), axis=-1
+  )
 
 
 def clamp_grid(u: jax.Array, h: int, w: int) -> jax.Array:
@@ -50,9 +52,14 @@ def saliency_grid(attention: jax.Array, radius: int = 5, sigma: float = 3.0) -> 
   """
   _, h, w, _ = attention.shape
   a = jnp.pad(attention.astype(jnp.float32), ((0, 0), (radius, radius), (radius, radius), (0, 0)), mode='edge')
-  moments = jax.lax.conv_general_dilated(a, jnp.asarray(centroid_kernels(radius, float(sigma))), (1, 1), 'VALID',
-                                         dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-                                         precision=jax.lax.Precision.HIGHEST)
+  moments = jax.lax.conv_general_dilated(
+    a,
+    jnp.asarray(centroid_kernels(radius, float(sigma))),
+    (1, 1),
+    'VALID',
+    dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+    precision=jax.lax.Precision.HIGHEST,
+  )
   offset = moments[..., 1:] / moments[..., :1]
   return clamp_grid(pixel_grid(h, w) + offset, h, w)
 
@@ -68,10 +75,17 @@ def bilinear_sample(x: jax.Array, u: jax.Array) -> jax.Array:
   fy, fx = (u - lo)[..., :1], (u - lo)[..., 1:]
   lo = lo.astype(jnp.int32)
   hi = jnp.minimum(lo + 1, jnp.array([h - 1, w - 1]))
-  corners = jnp.stack([lo[..., 0] * w + lo[..., 1], lo[..., 0] * w + hi[..., 1],
-                       hi[..., 0] * w + lo[..., 1], hi[..., 0] * w + hi[..., 1]], axis=-1)  # (N, Ho, Wo, 4)
+  corners = jnp.stack(
+    [
+      lo[..., 0] * w + lo[..., 1],
+      lo[..., 0] * w + hi[..., 1],
+      hi[..., 0] * w + lo[..., 1],
+      hi[..., 0] * w + hi[..., 1],
+    ],
+    axis=-1,
+  )  # (N, Ho, Wo, 4)
   values = jnp.take_along_axis(x.reshape(n, h * w, c), corners.reshape(n, -1, 1), axis=1)
-  values = values.reshape(*corners.shape, c).astype(jnp.float32)                          # (N, Ho, Wo, 4, C)
+  values = values.reshape(*corners.shape, c).astype(jnp.float32)  # (N, Ho, Wo, 4, C)
   weights = jnp.concatenate([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx], axis=-1)
   return jnp.einsum('...kc,...k->...c', values, weights).astype(x.dtype)
 
@@ -82,6 +96,7 @@ class AdaptiveResampling(nn.Module):
   Parameters `att_reduce` (1×1 conv C -> channels) and `att_out` (3×3 conv channels -> 1, zero-initialised,
   so the module starts as the identity and is trained from there).
   """
+
   channels: int = 64
   radius: int = 5
   sigma: float = 3.0

@@ -5,6 +5,7 @@ Submodule names follow the official state_dict (`conv1`, `bn1`, `<stage>_<i>`, `
 so the converter maps names one to one. The helpers below are called inside a parent's
 `nn.compact` method, so the layers they create belong to that parent.
 """
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -12,8 +13,9 @@ import jax.numpy as jnp
 from gsfm_jax.models.layers import Conv, Dtype, frozen_batch_norm
 
 
-def conv_bn(x: jax.Array, features: int, kernel: int, stride: int, conv_name: str, bn_name: str,
-            dtype: Dtype) -> jax.Array:
+def conv_bn(
+  x: jax.Array, features: int, kernel: int, stride: int, conv_name: str, bn_name: str, dtype: Dtype
+) -> jax.Array:
   """Conv (ResNet init) -> frozen BN, no activation."""
   x = Conv(features, kernel_size=kernel, stride=stride, init='resnet', dtype=dtype, name=conv_name)(x)
   return frozen_batch_norm(bn_name, dtype)(x)
@@ -28,6 +30,7 @@ def shortcut(x: jax.Array, features: int, stride: int, dtype: Dtype) -> jax.Arra
 
 class Bottleneck(nn.Module):
   """ResNet-50 block, stride on the 3×3 conv (v1.5): (N, H, W, Cin) -> (N, H/s, W/s, 4·width)."""
+
   width: int
   stride: int = 1
   dtype: Dtype = jnp.float32
@@ -42,6 +45,7 @@ class Bottleneck(nn.Module):
 
 class BasicBlock(nn.Module):
   """ResNet-18 block: (N, H, W, Cin) -> (N, H/s, W/s, width)."""
+
   width: int
   stride: int = 1
   dtype: Dtype = jnp.float32
@@ -60,10 +64,10 @@ def stem(x: jax.Array, features: int, dtype: Dtype) -> jax.Array:
   return nn.max_pool(x, window_shape=(3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
 
 
-def stage(x: jax.Array, block: type[nn.Module], name: str, num_blocks: int, width: int, stride: int,
-          dtype: Dtype) -> jax.Array:
+def stage(
+  x: jax.Array, block: type[nn.Module], name: str, num_blocks: int, width: int, stride: int, dtype: Dtype
+) -> jax.Array:
   """One ResNet stage of `num_blocks` blocks named `<name>_<i>`; the first carries the stride."""
   for i in range(num_blocks):
     x = block(width, stride if i == 0 else 1, dtype, name=f'{name}_{i}')(x)
   return x
-

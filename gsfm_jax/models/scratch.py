@@ -13,6 +13,7 @@ convolution starts He-normal on its fan-in (variance-preserving through ReLU), w
 - the mask and boundary heads (`decoder/pred`, `decoder/predict_boundary_2`) start at zero: every
   probability starts at 0.5 instead of saturating.
 """
+
 import flax.traverse_util
 import numpy as np
 
@@ -38,7 +39,7 @@ def scratch_params(params: dict, rng: np.random.Generator) -> dict:
 
   def init(path: tuple[str, ...], x: np.ndarray) -> np.ndarray:
     layer, leaf = path[:-1], path[-1]
-    if path in zero_scales or any(layer[-len(h):] == h for h in HEADS):
+    if path in zero_scales or any(layer[-len(h) :] == h for h in HEADS):
       return np.zeros_like(x)
     is_conv = (*layer, 'kernel') in flat and flat[(*layer, 'kernel')].ndim == 4
     if not is_conv or any(name in layer for name in KEPT):

@@ -10,6 +10,7 @@ The forward values are those of `jnp.clip` and `jnp.max`. What already agrees wi
 (tested in tests/test_ties.py): `nn.relu` (gradient 0 at 0, PyTorch's `threshold_backward`) and Flax's
 `max_pool` (XLA's select-and-scatter keeps the first maximal element of each window, as PyTorch does).
 """
+
 from typing import Sequence
 
 import jax
@@ -31,6 +32,6 @@ def max_first(x: jax.Array, axis: Sequence[int]) -> jax.Array:
   axis = tuple(a % x.ndim for a in axis)
   kept = [a for a in range(x.ndim) if a not in axis]
   moved = jnp.transpose(x, kept + list(axis))
-  flat = moved.reshape(moved.shape[:len(kept)] + (-1,))
+  flat = moved.reshape(moved.shape[: len(kept)] + (-1,))
   first = jnp.argmax(flat, axis=-1)
   return jnp.take_along_axis(flat, first[..., None], axis=-1)[..., 0]

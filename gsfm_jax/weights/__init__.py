@@ -10,6 +10,7 @@ project's files or the official ones, `load_for_inference` also builds the netwo
   structure.py  the variables a network expects, and the check that names every difference
   start.py      a training run's starting weights by config.init.kind
 """
+
 from gsfm_jax.weights.files import ConversionError, Variables, flatten, unflatten
 from gsfm_jax.weights.loading import load, load_for_inference, save
 

@@ -3,6 +3,7 @@
 Every writer refuses to replace an existing output unless told to, and writes through a temporary
 name, so a failed conversion leaves nothing behind and never damages an earlier file.
 """
+
 import os
 import shutil
 import tempfile
@@ -41,7 +42,7 @@ def read_npz(path: str, names_only: bool = False) -> dict[str, Optional[np.ndarr
   naming the file if it cannot be read."""
   if not os.path.isfile(path):
     raise ConversionError(f'{path}: no such file')
-  if not zipfile.is_zipfile(path):   # np.load would try it as a pickle
+  if not zipfile.is_zipfile(path):  # np.load would try it as a pickle
     raise ConversionError(f'{path}: cannot read as a numpy .npz file (not a zip archive)')
   try:
     with np.load(path, allow_pickle=False) as data:
@@ -80,9 +81,11 @@ def atomic_write(path: str, overwrite: bool, write: Callable[[str], None]) -> No
 
 def write_arrays_npz(arrays: Mapping[str, np.ndarray], path: str, overwrite: bool = False) -> None:
   """Writes named arrays to an uncompressed .npz, atomically."""
+
   def write(target: str) -> None:
     with open(target, 'wb') as f:
       np.savez(f, **arrays)
+
   atomic_write(path, overwrite, write)
 
 
@@ -96,8 +99,9 @@ def load_npz(path: str) -> Variables:
   flat = read_npz(path)
   bad = [k for k in flat if k.split('/', 1)[0] not in ('params', 'batch_stats')]
   if bad:
-    raise ConversionError(f'{path}: not a gsfm_jax variables .npz (names must start with params/ or '
-                          f'batch_stats/): {listing(bad)}')
+    raise ConversionError(
+      f'{path}: not a gsfm_jax variables .npz (names must start with params/ or batch_stats/): {listing(bad)}'
+    )
   return unflatten(flat)
 
 
@@ -109,6 +113,7 @@ def save_orbax(variables: Variables, directory: str, overwrite: bool = False) ->
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(target, variables)
     checkpointer.wait_until_finished()
+
   atomic_write(directory, overwrite, write)
 
 
@@ -119,15 +124,20 @@ def load_orbax(directory: str) -> Variables:
   """
   import jax
   import orbax.checkpoint as ocp
+
   try:
     checkpointer = ocp.StandardCheckpointer()
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-                          checkpointer.metadata(os.path.abspath(directory)).item_metadata.tree)
+    target = jax.tree.map(
+      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+      checkpointer.metadata(os.path.abspath(directory)).item_metadata.tree,
+    )
     restored = checkpointer.restore(os.path.abspath(directory), target)
   except Exception as e:
-    raise ConversionError(f'{directory}: cannot restore as an orbax checkpoint ({short_reason(e)}); an incomplete '
-                          'copy or another kind of folder?') from None
+    raise ConversionError(
+      f'{directory}: cannot restore as an orbax checkpoint ({short_reason(e)}); an incomplete '
+      'copy or another kind of folder?'
+    ) from None
   return {k: v for k, v in restored.items() if k in ('params', 'batch_stats')}
 
 

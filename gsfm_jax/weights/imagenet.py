@@ -1,5 +1,6 @@
 """The ImageNet start of training (docs/reference.md, "Weights"): torchvision's ResNet-50 and ResNet-18
 trunks in the key and value encoders, everything else freshly initialised."""
+
 import flax.traverse_util
 import jax
 import numpy as np
@@ -30,7 +31,7 @@ def trunk_state_dict(resnet: dict[str, np.ndarray], encoder: str, source: str) -
     name = f'{encoder}.' + '.'.join(parts)
     out[name] = np.asarray(value, np.float32)
     if out[name].ndim == 4:
-      out[name[:-len('weight')] + 'bias'] = np.zeros(out[name].shape[0], np.float32)
+      out[name[: -len('weight')] + 'bias'] = np.zeros(out[name].shape[0], np.float32)
   if f'{encoder}.conv1.weight' not in out:
     raise ConversionError(f'{source}: not a torchvision ResNet state_dict (no conv1.weight)')
   return out
@@ -44,8 +45,11 @@ def imagenet_start(resnet50: str, resnet18: str, model: GSFM, seed: int) -> Vari
   rng = np.random.default_rng(seed)
   for source, encoder in ((resnet50, 'key_encoder'), (resnet18, 'value_encoder')):
     trunk = trunk_state_dict(official.read_state_dict(source), encoder, source)
-    expected = {k: official.official_shape(flat[p].shape) for k, p in paths.items()
-                if p[1] == encoder and k.split('.')[1] in ('conv1', 'bn1') + STAGES[encoder]}
+    expected = {
+      k: official.official_shape(flat[p].shape)
+      for k, p in paths.items()
+      if p[1] == encoder and k.split('.')[1] in ('conv1', 'bn1') + STAGES[encoder]
+    }
     found = {}
     for key, value in trunk.items():
       if key in paths:

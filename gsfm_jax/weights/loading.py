@@ -7,6 +7,7 @@ torch) or as an `.npz` of official names. Native inputs are checked in Flax name
 official names and layout; either way the error names the file and every missing key, extra key and shape
 mismatch.
 """
+
 import os
 from typing import Union
 
@@ -42,8 +43,9 @@ def load(path: str, model: Union[GSFM, ml_collections.ConfigDict], stem_fill: st
   name = '/'.join(stem.STEM)
   if name in found and stem.can_widen(found[name].shape, expected[name]):
     found[name] = stem.widen(found[name], expected[name][2], stem_fill, np.random.default_rng(0))
-  check_structure({k: v.shape for k, v in found.items()}, expected, path,
-                  f'gsfm_jax weights for the {network_kind(model)} network')
+  check_structure(
+    {k: v.shape for k, v in found.items()}, expected, path, f'gsfm_jax weights for the {network_kind(model)} network'
+  )
   return flax.traverse_util.unflatten_dict({tuple(k.split('/')): v for k, v in found.items()})
 
 
@@ -52,6 +54,7 @@ def load_for_inference(path: str, dtype: str = 'float32') -> tuple[GSFM, Variabl
   switches and width (the default GSFM otherwise). A single-object checkpoint gets a zero 5th input channel,
   as the reference's evaluation scripts do."""
   from configs import model as model_config
+
   config = workdir.run_model_config(path) or model_config.get_config()
   config.single_object, config.dtype = False, dtype
   model = build_model(config)

@@ -4,6 +4,7 @@ Names map one to one: `key_encoder.res2.0.conv1.weight` <-> params/key_encoder/r
 Layouts: conv OIHW <-> HWIO, linear (out, in) <-> (in, out), BN weight/bias <-> params scale/bias,
 running_mean/var <-> batch_stats mean/var; `num_batches_tracked` is dropped (always 0, BN never updates).
 """
+
 import re
 from typing import Any, Mapping
 
@@ -25,8 +26,7 @@ def official_key(path: Path) -> str:
   for module in path[1:-1]:
     match = _INDEXED_CONTAINER.match(module)
     parts.extend(match.groups() if match else (module,))
-  leaf = {'kernel': 'weight', 'scale': 'weight', 'mean': 'running_mean', 'var': 'running_var'}.get(
-      path[-1], path[-1])
+  leaf = {'kernel': 'weight', 'scale': 'weight', 'mean': 'running_mean', 'var': 'running_var'}.get(path[-1], path[-1])
   return '.'.join(parts + [leaf])
 
 
@@ -51,8 +51,9 @@ def official_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
   return tuple(shape) if axes is None else tuple(shape[a] for a in axes)
 
 
-def state_dict_to_variables(state_dict: Mapping[str, np.ndarray], model: GSFM, source: str,
-                            stem_fill: str = 'orthogonal', seed: int = 0) -> Variables:
+def state_dict_to_variables(
+  state_dict: Mapping[str, np.ndarray], model: GSFM, source: str, stem_fill: str = 'orthogonal', seed: int = 0
+) -> Variables:
   """Official state_dict -> Flax variables {'params', 'batch_stats'} for `model`, float32.
 
   A 4-channel (stage-0, single-object) value-encoder stem is widened to the 5 channels of a multi-object
@@ -70,9 +71,12 @@ def state_dict_to_variables(state_dict: Mapping[str, np.ndarray], model: GSFM, s
     if path == stem.STEM and stem.can_widen(value.shape, shape):
       value = stem.widen(value, shape[2], stem_fill, rng)
     arrays[key] = value
-  check_structure({k: official_shape(v.shape) for k, v in arrays.items()},
-                  {k: official_shape(shape) for k, (_, shape) in expected.items()},
-                  source, f'a GSFM state_dict for the {network_kind(model)} network')
+  check_structure(
+    {k: official_shape(v.shape) for k, v in arrays.items()},
+    {k: official_shape(shape) for k, (_, shape) in expected.items()},
+    source,
+    f'a GSFM state_dict for the {network_kind(model)} network',
+  )
   return flax.traverse_util.unflatten_dict({expected[k][0]: v for k, v in arrays.items()})
 
 
@@ -91,13 +95,15 @@ def strip_wrappers(state_dict: Mapping[str, Any]) -> dict[str, Any]:
   """Unwraps the full training checkpoint ({'network': …}) and DDP's `module.` prefix."""
   if 'network' in state_dict and isinstance(state_dict['network'], Mapping):
     state_dict = state_dict['network']
-  return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state_dict.items()}
+  return {k[len('module.') :] if k.startswith('module.') else k: v for k, v in state_dict.items()}
 
 
-TORCH_MISSING = ('{path}: reading PyTorch files needs torch (pip install torch). Without it, convert the file '
-                 'to .npz on a machine that has torch:\n  python -c "import sys, torch, numpy as np; '
-                 'sd = torch.load(sys.argv[1], map_location=\'cpu\', weights_only=True); sd = sd.get(\'network\', sd); '
-                 'np.savez(sys.argv[2], **{{k: v.numpy() for k, v in sd.items()}})" {path} out.npz')
+TORCH_MISSING = (
+  '{path}: reading PyTorch files needs torch (pip install torch). Without it, convert the file '
+  'to .npz on a machine that has torch:\n  python -c "import sys, torch, numpy as np; '
+  "sd = torch.load(sys.argv[1], map_location='cpu', weights_only=True); sd = sd.get('network', sd); "
+  'np.savez(sys.argv[2], **{{k: v.numpy() for k, v in sd.items()}})" {path} out.npz'
+)
 
 
 def read_state_dict(path: str) -> dict[str, np.ndarray]:
@@ -129,6 +135,8 @@ def write_state_dict(state_dict: Mapping[str, np.ndarray], path: str, overwrite:
   try:
     import torch
   except ImportError:
-    raise ConversionError(f'{path}: writing PyTorch files needs torch (pip install torch); write .npz instead') from None
+    raise ConversionError(
+      f'{path}: writing PyTorch files needs torch (pip install torch); write .npz instead'
+    ) from None
   tensors = {k: torch.from_numpy(np.array(v, order='C')) for k, v in state_dict.items()}  # 0-d stays 0-d
   atomic_write(path, overwrite, lambda target: torch.save(tensors, target))

@@ -1,4 +1,5 @@
 """A training run's starting weights, by `config.init.kind` (configs/main.py)."""
+
 import jax
 import ml_collections
 import numpy as np

@@ -1,5 +1,6 @@
 """Extra input channels of a stem convolution: a stage-0 (single-object, RGB + mask) value encoder loaded
 into the multi-object network, which also sees the other objects' mask; and torchvision's RGB trunks."""
+
 import numpy as np
 
 STEM = ('params', 'value_encoder', 'conv1', 'kernel')
@@ -35,5 +36,6 @@ def widen(kernel: np.ndarray, in_channels: int, fill: str, rng: np.random.Genera
 
 def can_widen(found: tuple[int, ...], expected: tuple[int, ...]) -> bool:
   """Whether a stem kernel of shape `found` (H, W, I, O) widens to `expected` (fewer inputs, else equal)."""
-  return (len(found) == len(expected) == 4 and found[2] < expected[2]
-          and found[:2] + found[3:] == expected[:2] + expected[3:])
+  return (
+    len(found) == len(expected) == 4 and found[2] < expected[2] and found[:2] + found[3:] == expected[:2] + expected[3:]
+  )

@@ -1,4 +1,5 @@
 """What a network's variables must look like, and the check that names every difference."""
+
 from typing import Mapping
 
 import flax.traverse_util
@@ -15,13 +16,17 @@ def abstract_variables(model: GSFM) -> Mapping[Path, jax.ShapeDtypeStruct]:
   return flax.traverse_util.flatten_dict(jax.eval_shape(lambda: init_variables(model, jax.random.PRNGKey(0))))
 
 
-def check_structure(found: Mapping[str, tuple[int, ...]], expected: Mapping[str, tuple[int, ...]],
-                    source: str, what: str) -> None:
+def check_structure(
+  found: Mapping[str, tuple[int, ...]], expected: Mapping[str, tuple[int, ...]], source: str, what: str
+) -> None:
   """Raises ConversionError naming `source` with every missing key, extra key and shape mismatch."""
   missing = [k for k in expected if k not in found]
   extra = [k for k in found if k not in expected]
-  mismatched = [f'{k}: expected shape {list(expected[k])}, found {list(found[k])}'
-                for k in found if k in expected and tuple(found[k]) != tuple(expected[k])]
+  mismatched = [
+    f'{k}: expected shape {list(expected[k])}, found {list(found[k])}'
+    for k in found
+    if k in expected and tuple(found[k]) != tuple(expected[k])
+  ]
   problems = []
   if missing:
     problems.append(f'{len(missing)} missing key(s): {listing(missing)}')

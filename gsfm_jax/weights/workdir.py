@@ -1,4 +1,5 @@
 """A training run's folder as a weights input: its newest checkpoint, and the network its config describes."""
+
 import json
 import os
 from typing import Optional
@@ -24,10 +25,11 @@ def run_model_config(path: str) -> Optional[ml_collections.ConfigDict]:
   config.json: `path` is its workdir, its checkpoints/ folder, a step folder or its state/. None for other
   inputs."""
   here = os.path.abspath(path)
-  for _ in range(4):   # WORKDIR/checkpoints/<step>/state
+  for _ in range(4):  # WORKDIR/checkpoints/<step>/state
     saved = os.path.join(here, 'config.json')
     if os.path.isfile(saved):
       from configs import model as model_config
+
       config = model_config.get_config()
       with open(saved) as f:
         config.update(json.load(f)['model'])
