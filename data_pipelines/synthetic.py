@@ -16,9 +16,7 @@ All objects are visible in frame 0. The same seed gives the same bytes.
 """
 
 import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -28,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from data_pipelines.palette import write_palette_png
-from gsfm_jax import cli
+from gsfm_jax import atomic, cli
 
 BACKGROUNDS = ('astronaut', 'coffee', 'rocket', 'hubble_deep_field', 'immunohistochemistry', 'retina', 'chelsea')
 TEXTURES = ('brick', 'grass', 'gravel', 'colorwheel', 'coins', 'moon', 'camera', 'cat', 'coffee', 'astronaut')
@@ -234,21 +232,14 @@ def generate(
   out = os.path.abspath(out)
   if is_complete(out):
     raise FileExistsError(f'{out}: the built-in dataset is already there (remove it to write it again)')
-  parent = os.path.dirname(out)
-  os.makedirs(parent, exist_ok=True)
-  work = tempfile.mkdtemp(prefix=f'.{os.path.basename(out)}.partial-', dir=parent)
-  try:
+  with atomic.replacing(out) as work:
+    os.makedirs(work)
     rng = np.random.default_rng(seed)
     names = {'train': [f'train_{i:03d}' for i in range(train)], 'val': [f'val_{i:03d}' for i in range(val)]}
     write_davis(work, rng, names, frames, height, width)
     write_static(work, rng, static_flat, static_classes, static_per_class, static_size)
     with open(os.path.join(work, COMPLETE), 'w') as f:
       f.write(f'seed {seed}\n')
-    if os.path.exists(out):
-      shutil.rmtree(out)
-    os.replace(work, out)
-  finally:
-    shutil.rmtree(work, ignore_errors=True)
 
 
 COMPLETE = 'COMPLETE'  # written last: the dataset under this folder is whole

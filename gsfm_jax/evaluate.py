@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image
 
 from data_pipelines.palette import write_palette_png
-from gsfm_jax import cli, console
+from gsfm_jax import atomic, cli, console
 from gsfm_jax.evaluation import davis as davis_eval
 from gsfm_jax.inference import Propagator, Protocol, parallel
 from gsfm_jax.inference.engine import Chunk
@@ -316,7 +316,7 @@ def zip_annotations(out: str) -> str:
   """OUT.zip with OUT/Annotations/ at its root (the YouTube-VOS submission); returns its path. Entries are
   sorted and carry a fixed date, so the same masks give the same bytes."""
   archive = out.rstrip('/') + '.zip'
-  with zipfile.ZipFile(archive + '.tmp', 'w', zipfile.ZIP_DEFLATED) as z:
+  with atomic.replacing(archive) as target, zipfile.ZipFile(target, 'w', zipfile.ZIP_DEFLATED) as z:
     for folder, _, files in sorted(os.walk(os.path.join(out, 'Annotations'))):
       for name in sorted(files):
         path = os.path.join(folder, name)
@@ -324,7 +324,6 @@ def zip_annotations(out: str) -> str:
         entry.compress_type = zipfile.ZIP_DEFLATED
         with open(path, 'rb') as f:
           z.writestr(entry, f.read())
-  os.replace(archive + '.tmp', archive)
   return archive
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from data_pipelines.palette import davis_palette, write_palette_png
+from gsfm_jax import atomic
 from gsfm_jax.visualize import overlay
 
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv')
@@ -231,8 +232,7 @@ def write_masks(folder: str, names: Sequence[str], ids: np.ndarray) -> None:
   os.makedirs(folder, exist_ok=True)
   for name, frame in zip(names, ids):
     path = os.path.join(folder, f'{name}.png')
-    write_palette_png(frame, path + '.tmp.png')
-    os.replace(path + '.tmp.png', path)
+    atomic.write(path, lambda target: write_palette_png(frame, target))
 
 
 class OutputFolder:
@@ -311,10 +311,12 @@ class OverlayVideo:
   def __init__(self, path: str, size: tuple[int, int], fps: float):
     import cv2
 
-    self.path = path
-    self.writer = cv2.VideoWriter(path + '.tmp.mp4', cv2.VideoWriter_fourcc(*'mp4v'), fps, (size[1], size[0]))
+    self.target = atomic.replacing(path)
+    self.writer = cv2.VideoWriter(self.target.__enter__(), cv2.VideoWriter_fourcc(*'mp4v'), fps, (size[1], size[0]))
     if not self.writer.isOpened():
-      raise InputError(f'{path}: OpenCV cannot write an .mp4 here')
+      error = InputError(f'{path}: OpenCV cannot write an .mp4 here')
+      self.target.__exit__(InputError, error, None)  # removes the temporary file
+      raise error
 
   def write(self, frames: np.ndarray, ids: np.ndarray) -> None:
     """frames (n, H, W, 3) uint8 RGB, ids (n, H, W) uint8."""
@@ -323,7 +325,7 @@ class OverlayVideo:
 
   def close(self) -> None:
     self.writer.release()
-    os.replace(self.path + '.tmp.mp4', self.path)
+    self.target.__exit__(None, None, None)
 
 
 def parse_resize(text: str, size: tuple[int, int]) -> Optional[tuple[int, int]]:

@@ -5,13 +5,13 @@ name, so a failed conversion leaves nothing behind and never damages an earlier 
 """
 
 import os
-import shutil
-import tempfile
 import zipfile
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 import flax.traverse_util
 import numpy as np
+
+from gsfm_jax import atomic
 
 Variables = dict[str, Any]
 _MAX_LISTED = 20
@@ -61,24 +61,6 @@ def short_reason(error: Exception, limit: int = 160) -> str:
   return f'{type(error).__name__}: {line[:limit]}{"…" if len(line) > limit else ""}'
 
 
-def atomic_write(path: str, overwrite: bool, write: Callable[[str], None]) -> None:
-  """Calls write(tmp) on a temporary sibling of `path`, then moves it into place."""
-  path = os.path.abspath(path)
-  if os.path.exists(path) and not overwrite:
-    raise ConversionError(f'{path}: already exists (pass --overwrite to replace it)')
-  parent = os.path.dirname(path)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix='.tmp-' + os.path.basename(path) + '-', dir=parent)
-  try:
-    target = os.path.join(tmp, os.path.basename(path))
-    write(target)
-    if os.path.isdir(path):
-      shutil.rmtree(path)
-    os.replace(target, path)
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
-
-
 def write_arrays_npz(arrays: Mapping[str, np.ndarray], path: str, overwrite: bool = False) -> None:
   """Writes named arrays to an uncompressed .npz, atomically."""
 
@@ -86,7 +68,7 @@ def write_arrays_npz(arrays: Mapping[str, np.ndarray], path: str, overwrite: boo
     with open(target, 'wb') as f:
       np.savez(f, **arrays)
 
-  atomic_write(path, overwrite, write)
+  atomic.write(path, write, overwrite)
 
 
 def save_npz(variables: Variables, path: str, overwrite: bool = False) -> None:
@@ -114,7 +96,7 @@ def save_orbax(variables: Variables, directory: str, overwrite: bool = False) ->
     checkpointer.save(target, variables)
     checkpointer.wait_until_finished()
 
-  atomic_write(directory, overwrite, write)
+  atomic.write(directory, write, overwrite)
 
 
 def load_orbax(directory: str) -> Variables:

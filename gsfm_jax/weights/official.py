@@ -11,9 +11,10 @@ from typing import Any, Mapping
 import flax.traverse_util
 import numpy as np
 
+from gsfm_jax import atomic
 from gsfm_jax.models import GSFM
 from gsfm_jax.weights import stem
-from gsfm_jax.weights.files import ConversionError, Variables, atomic_write, read_npz, write_arrays_npz
+from gsfm_jax.weights.files import ConversionError, Variables, read_npz, write_arrays_npz
 from gsfm_jax.weights.structure import Path, abstract_variables, check_structure, network_kind
 
 _INDEXED_CONTAINER = re.compile(r'^(res2|layer[1-3]|downsample|mlp)_(\d+)$')
@@ -139,4 +140,4 @@ def write_state_dict(state_dict: Mapping[str, np.ndarray], path: str, overwrite:
       f'{path}: writing PyTorch files needs torch (pip install torch); write .npz instead'
     ) from None
   tensors = {k: torch.from_numpy(np.array(v, order='C')) for k, v in state_dict.items()}  # 0-d stays 0-d
-  atomic_write(path, overwrite, lambda target: torch.save(tensors, target))
+  atomic.write(path, lambda target: torch.save(tensors, target), overwrite)
