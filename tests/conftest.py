@@ -44,6 +44,31 @@ def converted_variables(seed: int, single_object: bool = False) -> dict:
   return state_dict_to_variables(state_dict, GSFM(single_object=single_object), f'make_state_dict({seed})')
 
 
+NARROW = 4  # the width divisor of the plumbing tests' network (numbers compared with the official code: 1)
+
+
+@functools.lru_cache(maxsize=4)
+def narrow_variables(seed: int = 0) -> dict:
+  """Weights of the narrow network (`GSFM(width_divisor=NARROW)`) whose outputs depend on the input: He-normal
+  convolutions (`models.scratch`), and random mask and boundary heads (which that init starts at zero), small
+  enough that the probabilities are not saturated (a prediction then changes smoothly with the features)."""
+  import flax.traverse_util
+  import jax
+
+  from gsfm_jax.models import GSFM, init_variables
+  from gsfm_jax.models.scratch import HEADS, scratch_params
+
+  rng = np.random.default_rng(seed)
+  variables = jax.device_get(init_variables(GSFM(width_divisor=NARROW), jax.random.PRNGKey(seed)))
+  flat = flax.traverse_util.flatten_dict(scratch_params(variables['params'], rng))
+  for head in HEADS:
+    kernel = flat[head + ('kernel',)]
+    flat[head + ('kernel',)] = (0.3 * rng.standard_normal(kernel.shape) / np.sqrt(np.prod(kernel.shape[:3]))).astype(
+      np.float32
+    )
+  return {'params': flax.traverse_util.unflatten_dict(flat), 'batch_stats': variables['batch_stats']}
+
+
 def per_frame(out: dict) -> dict:
   """The clip forward's stacked outputs under the reference's per-frame names (a parity case's `train/…`):
   k16, f16, f16_thin, ref_values, frame{t}_values, logits_t, prob_t, boundary_t."""
@@ -92,12 +117,17 @@ def reference(tmp_path_factory, data_root) -> tuple[str, str]:
 
 @pytest.fixture(scope='session')
 def weights(tmp_path_factory) -> str:
-  """`converted_variables(0)` as an exported .npz: the checkpoint of the command-line tests."""
+  """`narrow_variables(0)` as an exported .npz beside the config.json that names its width (as a training
+  run's folder does): the checkpoint of the command-line tests."""
+  import json
+
   from gsfm_jax.weights.files import save_npz
 
-  path = str(tmp_path_factory.mktemp('weights') / 'gsfm.npz')
-  save_npz(converted_variables(0), path)
-  return path
+  folder = tmp_path_factory.mktemp('weights')
+  with open(folder / 'config.json', 'w') as f:
+    json.dump({'model': {'width_divisor': NARROW}}, f)
+  save_npz(narrow_variables(0), str(folder / 'gsfm.npz'))
+  return str(folder / 'gsfm.npz')
 
 
 @pytest.fixture(scope='session')

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import converted_variables
+from conftest import NARROW, narrow_variables
 
 from gsfm_jax.inference import Propagator, Protocol, resize
 from gsfm_jax.inference.schedule import schedule
@@ -18,6 +18,7 @@ from gsfm_jax.models.aggregate import aggregate
 from gsfm_jax.models.normalisation import IMAGENET_MEAN, IMAGENET_STD
 
 HEIGHT, WIDTH, TOP_K = 64, 90, 20  # padded to 64 × 96: a 4 × 6 memory map, so top-k keeps 20 of ≥ 24
+MODEL = GSFM(width_divisor=NARROW)  # the engine's machinery does not depend on the width
 
 
 def video(frames: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -38,7 +39,21 @@ def video(frames: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 @functools.lru_cache(maxsize=None)
 def engine(capacity=None) -> Propagator:
-  return Propagator(GSFM(), converted_variables(0), Protocol(top_k=TOP_K, mem_every=1, capacity=capacity, chunk=4))
+  return Propagator(MODEL, narrow_variables(0), Protocol(top_k=TOP_K, mem_every=1, capacity=capacity, chunk=4))
+
+
+@functools.lru_cache(maxsize=None)
+def _method(method):
+  """MODEL.apply(variables, *args, method=method), jitted (the reference loop calls each many times)."""
+  return jax.jit(functools.partial(MODEL.apply, method=method))
+
+
+def _segment(variables, keys, mem_keys, mem_values):
+  return _method(_read_top_k)(variables, keys, mem_keys, mem_values)
+
+
+def _read_top_k(module, keys, mem_keys, mem_values):
+  return module.segment(keys, mem_keys, mem_values, None, TOP_K)
 
 
 def loop_reference(
@@ -49,11 +64,11 @@ def loop_reference(
   rule: str = 'absolute',
   capacity=None,
 ) -> np.ndarray:
-  """The reference's propagation written as a plain loop over `GSFM.segment` (eager): per-object memory
+  """The reference's propagation written as a plain loop over `GSFM.segment`: per-object memory
   lists (an object reads the frames stored since its first labelled frame), interact on labelled frames,
   the memory rule, and the bounded-memory policy (labelled frames kept, oldest other frame dropped).
   Returns the aggregated probabilities (T, H, W, K+1) at the input size."""
-  model, variables = GSFM(), converted_variables(0)
+  variables = narrow_variables(0)
   pad_h, pad_w = resize.pad_split(HEIGHT), resize.pad_split(WIDTH)
   norm = (frames / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
   norm = np.pad(norm, ((0, 0), pad_h, pad_w, (0, 0))).astype(np.float32)
@@ -61,7 +76,7 @@ def loop_reference(
   memory: list[tuple[int, bool, np.ndarray, np.ndarray, np.ndarray]] = []  # (t, pinned, key, values, objects)
   out, last = [], -1
   for t in range(len(frames)):
-    keys = model.apply(variables, norm[t : t + 1], method=GSFM.encode_key)
+    keys = _method(GSFM.encode_key)(variables, norm[t : t + 1])
     objects = np.zeros(norm.shape[1:3] + (num_objects,), np.float32)
     logits = aggregate(jnp.asarray(objects))
     if enabled.any():
@@ -70,7 +85,7 @@ def loop_reference(
         rows = [m for m in memory if m[4][k]] or memory
         mk = jnp.stack([m[2] for m in rows])[None]
         mv = jnp.stack([m[3] for m in rows], axis=1)[None]
-        seg = model.apply(variables, keys, mk, mv, None, TOP_K, method=GSFM.segment)
+        seg = _segment(variables, keys, mk, mv)
         own.append(np.asarray(jax.nn.sigmoid(seg.logits[0, ..., k + 1])))
       logits = aggregate(jnp.asarray(np.stack(own, -1) * enabled))
       objects = np.asarray(jax.nn.softmax(logits, -1))[..., 1:] * enabled
@@ -84,9 +99,7 @@ def loop_reference(
     prob = np.asarray(jax.nn.softmax(logits, -1)) * np.concatenate([[True], enabled])
     regular = (t % mem_every == 0) if rule == 'absolute' else (t - last >= mem_every)
     if labelled or (regular and enabled.any() and t < len(frames) - 1):
-      values = model.apply(
-        variables, norm[t : t + 1], keys.f16, jnp.asarray(prob[None, ..., 1:]), keys.grids, method=GSFM.encode_value
-      )[0]
+      values = _method(GSFM.encode_value)(variables, norm[t : t + 1], keys.f16, jnp.asarray(prob[None, ..., 1:]))[0]
       if capacity is not None and len(memory) == capacity:
         memory.pop(next(i for i, m in enumerate(memory) if not m[1]))
       memory.append((t, labelled, keys.k16[0], values, enabled.copy()))
@@ -163,7 +176,7 @@ def test_an_object_that_enters_later_starts_its_memory_there():
   frames, labels = video(7, seed=2)
   given = {0: np.where(labels[0] == 1, 1, 0).astype(np.uint8), 3: np.where(labels[3] == 2, 2, 0).astype(np.uint8)}
   protocol = Protocol(top_k=TOP_K, mem_every=2, memory_rule='since_last', chunk=4)
-  result = Propagator(GSFM(), converted_variables(0), protocol).segment(frames, given, keep_prob=True)
+  result = Propagator(MODEL, narrow_variables(0), protocol).segment(frames, given, keep_prob=True)
   assert not result.prob[:3, ..., 2].any() and (result.labels[:3] != 2).all()
   assert (result.labels[3] == 2).sum() == (labels[3] == 2).sum()
   assert_close(result.prob, loop_reference(frames, given, 2, mem_every=2, rule='since_last'))
@@ -206,7 +219,7 @@ def test_schedule_follows_the_two_engines_rules():
   assert np.flatnonzero(youtube.memorise).tolist() == [0, 3, 4, 7]  # reset at the labelled frame 4
   assert np.flatnonzero(youtube.compute).tolist() == [0, 3, 4, 5, 7]  # memory, labelled, wanted frames
   with pytest.raises(ValueError, match='capacity 1 is below the 2 labelled frames'):
-    Propagator(GSFM(), converted_variables(0), Protocol(capacity=1)).segment(
+    Propagator(MODEL, narrow_variables(0), Protocol(capacity=1)).segment(
       np.zeros((3, 32, 32, 3), np.uint8), {0: np.ones((32, 32), np.uint8), 1: np.full((32, 32), 2, np.uint8)}
     )
 
