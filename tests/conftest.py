@@ -91,6 +91,14 @@ def pytest_configure(config):
   os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '1')  # not the many tiny programs
 
 
+def pytest_collection_modifyitems(items):
+  """With two test processes (pytest-xdist, `--dist loadgroup`), every test of the session's training run
+  (the `reference` fixture) runs in the same process, so that run happens once."""
+  for item in items:
+    if 'reference' in getattr(item, 'fixturenames', ()):
+      item.add_marker(pytest.mark.xdist_group('training'))
+
+
 @pytest.fixture(scope='session')
 def data_root(tmp_path_factory) -> str:
   """A small built-in dataset (`runs.DATASET`) for the training and video runs."""
