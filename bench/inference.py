@@ -29,7 +29,7 @@ with the weights kept on the device (what the engine does) against host weights 
 import functools
 import os
 import sys
-from typing import Any
+from typing import Any, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -159,7 +159,7 @@ def host_transfers(engine: RecordingEngine, video: np.ndarray, labels: np.ndarra
     )
 
 
-def main() -> None:
+def main(argv: Optional[list[str]] = None) -> None:
   parser = cli.Parser(__doc__)
   parser.add_argument('--height', type=int, default=480)
   parser.add_argument('--width', type=int, default=864)
@@ -178,7 +178,7 @@ def main() -> None:
     action='store_true',
     help='host↔device bytes per chunk, and weights kept on the device vs sent per chunk',
   )
-  args = parser.parse_args()
+  args = parser.parse_args(argv)
   print(f'machine: {machine()}')
   print(
     f'{args.frames} frames of {args.height}×{args.width}, mem_every {MEM_EVERY}, top-k {TOP_K}, '

@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -103,15 +104,15 @@ def worker(args) -> None:
   jax.distributed.shutdown()
 
 
-def processes(args, devices: int) -> tuple[list[float], int]:
-  """Starts --processes copies of this script as workers; -> (per repeat, the slowest process's seconds;
-  devices per process)."""
+def processes(args, argv: list[str], devices: int) -> tuple[list[float], int]:
+  """Starts --processes copies of this script (with the command line `argv`) as workers; -> (per repeat, the
+  slowest process's seconds; devices per process)."""
   with socket.socket() as s:
     s.bind(('localhost', 0))
     coordinator = f'localhost:{s.getsockname()[1]}'
   per = max(1, devices // args.processes)
   env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={per}', PYTHONPATH=ROOT)
-  command = [sys.executable, os.path.abspath(__file__), *sys.argv[1:], '--worker', '--coordinator', coordinator]
+  command = [sys.executable, os.path.abspath(__file__), *argv, '--worker', '--coordinator', coordinator]
   procs = [
     subprocess.Popen(command + ['--process_id', str(p)], env=env, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     for p in range(args.processes)
@@ -125,7 +126,7 @@ def processes(args, devices: int) -> tuple[list[float], int]:
   return [max(r['times'][i] for r in results) for i in range(args.repeats)], per
 
 
-def main() -> None:
+def main(argv: Optional[list[str]] = None) -> None:
   parser = cli.Parser(__doc__)
   parser.add_argument('--height', type=int, default=480)
   parser.add_argument('--width', type=int, default=864)
@@ -142,7 +143,7 @@ def main() -> None:
   parser.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
   parser.add_argument('--coordinator', help=argparse.SUPPRESS)
   parser.add_argument('--process_id', type=int, help=argparse.SUPPRESS)
-  args = parser.parse_args()
+  args = parser.parse_args(argv)
   if args.tiny:
     args.height, args.width, args.videos, args.frames, args.width_divisor, args.repeats = 32, 48, 4, [2, 4], 4, 1
     args.dtype = 'float32'
@@ -187,7 +188,7 @@ def main() -> None:
     workers = parallel.engines(model, variables, protocol, jax.local_devices()[:d])
     row(f'1 × {d}', d, statistics.median(timed_runs(workers, clips, list(range(len(clips))), args.repeats)))
   if args.processes:
-    times, per = processes(args, max(counts))
+    times, per = processes(args, sys.argv[1:] if argv is None else argv, max(counts))
     row(f'{args.processes} × {per}', args.processes * per, statistics.median(times))
   if args.out:
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

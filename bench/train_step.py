@@ -21,7 +21,7 @@ import functools
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -158,7 +158,7 @@ def max_batch_rows(args: argparse.Namespace) -> None:
       print(f'| {name} | {dtype} | {best} | {cost(best) / 2**30:.2f} | {(cost(2) - cost(1)) / 2**30:.2f} |', flush=True)
 
 
-def main() -> None:
+def main(argv: Optional[list[str]] = None) -> None:
   parser = cli.Parser(__doc__)
   parser.add_argument('--configs', nargs='+', default=['main', 'pretrain'], choices=sorted(CONFIGS))
   parser.add_argument('--dtypes', nargs='+', default=['float32', 'bfloat16'], choices=['float32', 'bfloat16'])
@@ -177,7 +177,7 @@ def main() -> None:
   parser.add_argument('--profile_steps', type=int, default=3)
   parser.add_argument('--max_batch', action='store_true', help='search the largest batch per device instead')
   parser.add_argument('--memory_gib', type=float, help='device memory on a CPU (default: the host RAM)')
-  args = parser.parse_args()
+  args = parser.parse_args(argv)
   print(f'machine: {machine()}')
   print(f'{FRAMES} frames of {args.size}², width divisor {args.width_divisor}, median of {args.repeats} steps')
   if args.max_batch:

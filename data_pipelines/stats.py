@@ -225,7 +225,7 @@ def main(argv: Optional[list[str]] = None) -> None:
   parser = cli.Parser(__doc__, prog='python -m data_pipelines.stats')
   parser.add_argument('root', help='dataset folder (see ROOT above)')
   parser.add_argument('--stage', choices=('vos', 'static'), required=True)
-  parser.add_argument('--clips', type=int, default=200, help='clips to draw (default 200)')
+  parser.add_count('clips', 200, 'clips to draw (default 200)')
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--size', type=int, default=384, help='crop side (default 384, as training)')
   parser.add_argument('--step', type=int, default=0, help='training step to draw from (the max-skip curriculum)')
@@ -236,8 +236,12 @@ def main(argv: Optional[list[str]] = None) -> None:
   args = parser.parse_args(argv)
   if not os.path.isdir(args.root):
     _error(f'{args.root}: no such folder; give the root of a dataset')
-  if args.clips < 1 or args.rows < 0 or args.size < 16:
-    _error('--clips must be at least 1, --rows at least 0 and --size at least 16')
+  try:
+    parser.check(args)
+  except cli.UsageError as error:
+    _error(str(error))
+  if args.rows < 0 or args.size < 16:
+    _error('--rows must be at least 0 and --size at least 16')
   from data_pipelines import sources
 
   try:

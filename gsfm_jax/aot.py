@@ -39,7 +39,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 import configs
-from gsfm_jax import sharding, tpu_topologies
+from gsfm_jax import cli, sharding, tpu_topologies
 from gsfm_jax.tpu_topologies import GIB
 
 TRAIN_FRAMES = 3  # frames per training clip (data_pipelines.clips.CLIP_FRAMES)
@@ -425,9 +425,7 @@ def check_flags() -> None:
   if unknown or not FLAGS.what:
     raise ValueError(f'--what={",".join(FLAGS.what)}: expected train, infer or train,infer')
   for name in ('per_chip', 'slices', 'objects', 'capacity', 'search_limit'):
-    value = getattr(FLAGS, name)
-    if value is not None and value < 1:
-      raise ValueError(f'--{name}={value}: must be at least 1')
+    cli.check_count(name, getattr(FLAGS, name), '=')
   if FLAGS.config is None or not FLAGS.topology:
     raise ValueError('--config and --topology are required (python -m gsfm_jax.aot --list names the slices)')
 

@@ -79,9 +79,7 @@ class Parser(argparse.ArgumentParser):
   def check(self, args: argparse.Namespace) -> None:
     """UsageError naming the first count below 1 or a dtype not offered."""
     for name in self.counts:
-      value = getattr(args, name)
-      if value is not None and value < 1:
-        raise UsageError(f'--{name} {value}: must be at least 1')
+      check_count(name, getattr(args, name))
     if self.dtypes and args.dtype not in self.dtypes:
       raise UsageError(f'--dtype {args.dtype}: expected one of {", ".join(self.dtypes)}')
 
@@ -93,6 +91,12 @@ DISTRIBUTED_HELP = (
 COORDINATOR_HELP = 'host:port of process 0 (multi-process runs)'
 NUM_PROCESSES_HELP = 'number of processes (multi-process runs)'
 PROCESS_ID_HELP = 'this process, 0 … num_processes-1'
+
+
+def check_count(name: str, value: Optional[int], joiner: str = ' ') -> None:
+  """UsageError `--NAME VALUE: must be at least 1` (joiner '=' for absl's spelling) when a given count is < 1."""
+  if value is not None and value < 1:
+    raise UsageError(f'--{name}{joiner}{value}: must be at least 1')
 
 
 def distributed_requested(distributed: bool, coordinator_address: Optional[str]) -> bool:

@@ -283,7 +283,10 @@ def test_stats_command_prints_statistics_and_draws_clips(dim_root, tmp_path, cap
     (lambda root, tmp: [str(tmp / 'missing'), '--stage', 'vos'], 'missing: no such folder'),
     (lambda root, tmp: [str(tmp), '--stage', 'vos'], 'no DAVIS (2017/), YouTube-VOS (train_480p/), JPEGImages/'),
     (lambda root, tmp: [str(tmp), '--stage', 'static'], 'no static images under'),
-    (lambda root, tmp: [os.path.join(root, 'videos'), '--stage', 'vos', '--clips', '0'], '--clips must be at least 1'),
+    (
+      lambda root, tmp: [os.path.join(root, 'videos'), '--stage', 'vos', '--clips', '0'],
+      '--clips 0: must be at least 1',
+    ),
   ],
 )
 def test_stats_command_mistakes(make_args, expected, dim_root, tmp_path, capsys):
