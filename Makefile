@@ -31,9 +31,10 @@ setup: $(VENV)/.installed
 setup-tpu: $(VENV)/.installed-tpu
 
 # the tests include one real compile for a TPU slice, so they install the tpu extra too; the formatter and the
-# linter (pyproject.toml) check first
+# linter (pyproject.toml) check first. Two test processes (pytest-xdist): compilation is single-threaded, so two
+# use both cores of a small machine; the tests of the session's training run stay together in one of them
 test: $(VENV)/.installed-test $(VENV)/.installed-tpu lint
-	$(TEST_ENV) $(PY) -m pytest tests
+	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadgroup tests
 
 lint: $(VENV)/.installed-test
 	$(PY) -m ruff format --check .
