@@ -86,7 +86,10 @@ def test_evaluate(tmp_path, data_root, capsys):
       f'--root {tmp_path}: {tmp_path}/JPEGImages/480p not found; --root is the DAVIS folder holding',
     ),
     (['--checkpoint', 'x.npz', '--root', root, '--top_k', '0'], '--top_k 0: must be at least 1'),
-    (['--checkpoint', 'x.npz', '--root', root, '--dtype', 'fp8'], '--dtype fp8: expected float32, bfloat16 or auto'),
+    (
+      ['--checkpoint', 'x.npz', '--root', root, '--dtype', 'fp8'],
+      '--dtype fp8: expected one of float32, bfloat16, auto',
+    ),
     (['--checkpoint', str(tmp_path / 'absent.npz'), '--root', root], 'absent.npz: no such file or directory'),
     (['--checkpoint', str(broken), '--root', root], f'{broken}: cannot restore as an orbax checkpoint'),
   ):

@@ -11,9 +11,9 @@ def test_non_finite_steps_are_refused_and_the_run_stops(data_root, tmp_path):
   """Starting weights with a NaN make every loss non-finite: nothing reaches the parameters, the refusals
   are counted, and after 2 in a row the run stops with exit status 1, naming its last good checkpoint.
   (Same compiled step as the other runs: only the weights differ.)"""
-  from gsfm_jax.checkpoint import initial_variables
   from gsfm_jax.models import build_model
   from gsfm_jax.weights.files import flatten, save_npz
+  from gsfm_jax.weights.start import initial_variables
 
   config = demo_config(data_root)
   variables = initial_variables(config.init, build_model(config.model), config.seed)
