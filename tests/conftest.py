@@ -48,7 +48,7 @@ NARROW = 4  # the width divisor of the plumbing tests' network (numbers compared
 
 
 @functools.lru_cache(maxsize=4)
-def narrow_variables(seed: int = 0) -> dict:
+def narrow_variables(seed: int = 0, single_object: bool = False) -> dict:
   """Weights of the narrow network (`GSFM(width_divisor=NARROW)`) whose outputs depend on the input: He-normal
   convolutions (`models.scratch`), and random mask and boundary heads (which that init starts at zero), small
   enough that the probabilities are not saturated (a prediction then changes smoothly with the features)."""
@@ -57,8 +57,14 @@ def narrow_variables(seed: int = 0) -> dict:
 
   from gsfm_jax.models import GSFM, init_variables
   from gsfm_jax.models.scratch import HEADS, scratch_params
+  from gsfm_jax.weights.stem import STEM
 
   rng = np.random.default_rng(seed)
+  if single_object:  # the stage-0 value encoder's stem has no channel for the other objects
+    variables = narrow_variables(seed)
+    params = flax.traverse_util.flatten_dict(variables['params'])
+    params[STEM[1:]] = params[STEM[1:]][:, :, :4]
+    return {'params': flax.traverse_util.unflatten_dict(params), 'batch_stats': variables['batch_stats']}
   variables = jax.device_get(init_variables(GSFM(width_divisor=NARROW), jax.random.PRNGKey(seed)))
   flat = flax.traverse_util.flatten_dict(scratch_params(variables['params'], rng))
   for head in HEADS:

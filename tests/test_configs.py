@@ -84,10 +84,10 @@ def test_ablation_configs_switch_the_right_components():
 
 
 def test_scratch_init_keeps_the_signal_and_starts_heads_and_residual_branches_at_zero():
-  from gsfm_jax.models import GSFM, init_variables
+  from gsfm_jax.models import GSFM, build_model, init_variables
   from gsfm_jax.models.scratch import scratch_params
 
-  model = GSFM()
+  model = build_model(demo.get_config().model)  # the demo's network, which trains from scratch
   shapes = jax.eval_shape(lambda: init_variables(model, jax.random.PRNGKey(0)))
   ones = jax.tree.map(lambda x: np.ones(x.shape, x.dtype), shapes['params'])
   out = scratch_params(ones, np.random.default_rng(0))
@@ -121,7 +121,7 @@ def test_scratch_init_keeps_the_signal_and_starts_heads_and_residual_branches_at
 
   variables = initial_variables(demo.get_config().init, model, seed=0)  # init.kind 'scratch'
   frame = np.random.default_rng(1).standard_normal((1, 64, 64, 3)).astype(np.float32)
-  keys = model.apply(variables, frame, method=GSFM.encode_key)
+  keys = jax.jit(lambda v, x: model.apply(v, x, method=GSFM.encode_key))(variables, frame)
   for name in ('f16', 'f8', 'f4'):
     assert 0.3 < float(np.std(getattr(keys, name))) < 5, name
 

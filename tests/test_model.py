@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import converted_variables
+from conftest import NARROW, narrow_variables
 
 from gsfm_jax.models import GSFM, init_variables
 from gsfm_jax.models.aggregate import aggregate
@@ -145,27 +145,28 @@ def _clip_inputs(b: int, h: int, w: int, k: int, seed: int = 0):
 
 @functools.lru_cache(maxsize=None)
 def _forward(single_object: bool = False, dtype=jnp.float32):
-  return jax.jit(GSFM(single_object=single_object, dtype=dtype).apply)
+  """The narrow network's jitted clip forward (these behaviours do not depend on the width)."""
+  return jax.jit(GSFM(single_object=single_object, dtype=dtype, width_divisor=NARROW).apply)
 
 
 def test_odd_feature_sizes():
   frames, masks, selector = _clip_inputs(1, 176, 208, 2)  # f16 11×13, f8 22×26, f4 44×52
-  out = jax.device_get(_forward()(converted_variables(0), frames, masks, selector))
-  assert out['k16'].shape == (1, 3, 11, 13, 64)
-  assert out['f16'].shape == (1, 3, 11, 13, 1024)
+  out = jax.device_get(_forward()(narrow_variables(0), frames, masks, selector))
+  assert out['k16'].shape == (1, 3, 11, 13, 64 // NARROW)
+  assert out['f16'].shape == (1, 3, 11, 13, 1024 // NARROW)
   assert out['logits'].shape == (1, 2, 176, 208, 3)
   assert out['prob'].shape == out['boundary'].shape == (1, 2, 176, 208, 2)
-  assert out['values'].shape == (1, 2, 2, 11, 13, 512)
+  assert out['values'].shape == (1, 2, 2, 11, 13, 512 // NARROW)
   assert np.isfinite(out['logits']).all() and np.isfinite(out['boundary']).all()
   assert (out['prob'].sum(-1) <= 1 + 1e-6).all()
 
 
 def test_single_object_network():
   frames, masks, _ = _clip_inputs(2, 64, 96, 1)
-  variables = converted_variables(0, single_object=True)
-  assert variables['params']['value_encoder']['conv1']['kernel'].shape == (7, 7, 4, 64)
+  variables = narrow_variables(0, single_object=True)
+  assert variables['params']['value_encoder']['conv1']['kernel'].shape == (7, 7, 4, 64 // NARROW)
   out = jax.device_get(_forward(single_object=True)(variables, frames, masks))
-  assert out['values'][:, 0].shape == (2, 1, 4, 6, 512) and 'boundary' in out
+  assert out['values'][:, 0].shape == (2, 1, 4, 6, 512 // NARROW) and 'boundary' in out
   assert out['logits'][:, 1].shape == (2, 64, 96, 2) and out['prob'][:, 1].shape == (2, 64, 96, 1)
   # one object: background = 1 - p, so its log-odds are the negated object log-odds (checked where
   # float32 still resolves 1 - p, i.e. |log-odds| < 8)
@@ -174,12 +175,12 @@ def test_single_object_network():
   assert moderate.mean() > 0.2
   np.testing.assert_allclose(bg[moderate], -fg[moderate], atol=2e-3)
   with pytest.raises(ValueError, match='one mask per sample'):
-    GSFM(single_object=True).apply(variables, frames, np.concatenate([masks, masks], -1))
+    GSFM(single_object=True, width_divisor=NARROW).apply(variables, frames, np.concatenate([masks, masks], -1))
 
 
 def test_bfloat16_compute_is_finite_and_close_to_float32():
   frames, masks, selector = _clip_inputs(1, 64, 64, 2, seed=4)
-  variables = converted_variables(0)
+  variables = narrow_variables(0)
   f32 = jax.device_get(_forward()(variables, frames, masks, selector))
   bf16 = jax.device_get(_forward(dtype=jnp.bfloat16)(variables, frames, masks, selector))
   for t in (1, 2):
@@ -191,8 +192,8 @@ def test_bfloat16_compute_is_finite_and_close_to_float32():
 
 def test_gradients_flow_through_the_frame1_prediction_into_memory():
   frames, masks, selector = _clip_inputs(1, 64, 64, 2, seed=5)
-  variables = converted_variables(0)
-  model = GSFM()
+  variables = narrow_variables(0)
+  model = GSFM(width_divisor=NARROW)
 
   def frame1_memory(decoder_params, variables, frames, masks, selector):
     params = {**variables['params'], 'decoder': decoder_params}
