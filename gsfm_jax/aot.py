@@ -38,7 +38,6 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-import configs
 from gsfm_jax import cli, sharding, tpu_topologies
 from gsfm_jax.tpu_topologies import GIB
 
@@ -481,7 +480,7 @@ def main(argv: list[str]) -> int:
 
 def run() -> None:
   define_flags()
-  app.run(lambda argv: sys.exit(main(argv)), argv=configs.resolve(sys.argv))
+  app.run(lambda argv: sys.exit(main(argv)), argv=cli.absl_argv(sys.argv))
 
 
 if __name__ == '__main__':

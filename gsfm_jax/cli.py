@@ -2,7 +2,8 @@
 flags (checkpoint, output folder, dtype, devices, multi-process) and their checks, and one way to report bad
 input: a single `error:` line naming the flag or file, exit status 2, no traceback.
 
-Imports nothing but the standard library: `inference.loader` and the data tools use it too.
+Imports nothing but the standard library (and the plain-data `configs` package when a config name is
+resolved): `inference.loader` and the data tools use it too.
 """
 
 import argparse
@@ -112,6 +113,45 @@ def initialize_distributed(
     import jax
 
     jax.distributed.initialize(coordinator_address, num_processes, process_id)
+
+
+def resolve_configs(argv: Sequence[str]) -> list[str]:
+  """Rewrites `--config=NAME[:ARG]` (or `--config NAME`) to `--config=<configs>/NAME.py[:ARG]`.
+
+  Paths (anything with a '/' before the ':' or ending in .py) are left as they are.
+  """
+  argv = list(argv)
+  for i, arg in enumerate(argv):
+    if arg.startswith('--config='):
+      argv[i] = '--config=' + config_path(arg[len('--config=') :])
+    elif arg == '--config' and i + 1 < len(argv):
+      argv[i + 1] = config_path(argv[i + 1])
+  return argv
+
+
+def config_path(spec: str) -> str:
+  """'NAME[:ARG]' -> '<configs>/NAME.py[:ARG]'; an unknown NAME is one `error:` line and exit status 2."""
+  name, colon, arg = spec.partition(':')
+  if '/' in name or name.endswith('.py'):
+    return spec
+  path = os.path.join(config_dir(), name + '.py')
+  if not os.path.exists(path):
+    known = sorted(f[:-3] for f in os.listdir(config_dir()) if f.endswith('.py') and not f.startswith('_'))
+    print(f'error: --config={spec}: no configs/{name}.py (known: {", ".join(known)})', file=sys.stderr)
+    raise SystemExit(2)
+  return path + colon + arg
+
+
+def config_dir() -> str:
+  """The folder of the project's configs (configs/NAME.py)."""
+  import configs
+
+  return os.path.dirname(os.path.abspath(configs.__file__))
+
+
+def absl_argv(argv: Sequence[str]) -> list[str]:
+  """An absl command line (train, aot) with hyphenated flags respelled and config names resolved."""
+  return resolve_configs(spell(argv))
 
 
 def report(work: Callable[[], int]) -> int:

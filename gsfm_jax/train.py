@@ -26,7 +26,6 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 from PIL import Image
 
-import configs
 from gsfm_jax import checkpoint, cli, console, sharding
 from gsfm_jax import metrics as metrics_lib
 from gsfm_jax.losses import hard_mining
@@ -282,7 +281,7 @@ def main(argv) -> int:
 
 
 def run() -> None:
-  app.run(lambda argv: sys.exit(main(argv)), argv=configs.resolve(cli.spell(sys.argv)))
+  app.run(lambda argv: sys.exit(main(argv)), argv=cli.absl_argv(sys.argv))
 
 
 if __name__ == '__main__':

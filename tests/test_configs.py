@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 from runs import run
 
-import configs
 from configs import ablation, demo, main, pretrain
+from gsfm_jax import cli
 
 
 def test_config_names_resolve_to_files_and_overrides_apply(capsys):
-  argv = configs.resolve(['train', '--config=main', '--workdir=w', '--config', 'ablation:t5_lfm/pretrain'])
-  assert argv[1] == '--config=' + os.path.join(configs.CONFIG_DIR, 'main.py')
-  assert argv[4] == os.path.join(configs.CONFIG_DIR, 'ablation.py') + ':t5_lfm/pretrain'
-  assert configs.resolve(['--config=my/own.py'])[0] == '--config=my/own.py'
+  argv = cli.resolve_configs(['train', '--config=main', '--workdir=w', '--config', 'ablation:t5_lfm/pretrain'])
+  assert argv[1] == '--config=' + os.path.join(cli.config_dir(), 'main.py')
+  assert argv[4] == os.path.join(cli.config_dir(), 'ablation.py') + ':t5_lfm/pretrain'
+  assert cli.resolve_configs(['--config=my/own.py'])[0] == '--config=my/own.py'
   with pytest.raises(SystemExit) as exited:
-    configs.resolve(['--config=mian'])
+    cli.resolve_configs(['--config=mian'])
   assert exited.value.code == 2
   assert capsys.readouterr().err == (
     'error: --config=mian: no configs/mian.py (known: ablation, data, demo, main, model, pretrain)\n'
