@@ -47,13 +47,20 @@ def cli_args(workdir: str, data_root: str, **overrides) -> list[str]:
   ]
 
 
+def xla_flags(devices: int) -> str:
+  """The session's XLA_FLAGS (the test command's compiler settings) with `devices` virtual CPU devices."""
+  kept = [f for f in os.environ.get('XLA_FLAGS', '').split() if not f.startswith('--xla_force_host_platform')]
+  return ' '.join([f'--xla_force_host_platform_device_count={devices}', *kept])
+
+
 def env(devices: int) -> dict:
-  """A CPU-only child with `devices` virtual devices, sharing the session's compilation cache."""
+  """A CPU-only child with `devices` virtual devices, sharing the session's compilation cache and compiler
+  settings."""
   return dict(
     os.environ,
     PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, 'tests')]),
     JAX_PLATFORMS='cpu',
-    XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+    XLA_FLAGS=xla_flags(devices),
     TF_CPP_MIN_LOG_LEVEL='2',
   )
 

@@ -272,12 +272,10 @@ def _free_port() -> int:
 
 def test_two_processes_read_disjoint_shards_of_the_global_batch(root, tmp_path):
   coordinator = f'localhost:{_free_port()}'
-  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env = {
-    **os.environ,
-    'PYTHONPATH': os.pathsep.join([repo, os.path.join(repo, 'tests')]),
-    'XLA_FLAGS': '--xla_force_host_platform_device_count=2',
-  }
+  from runs import REPO as repo
+  from runs import env as child_env
+
+  env = child_env(2)
   workers = [
     subprocess.Popen(
       [
