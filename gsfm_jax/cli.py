@@ -28,6 +28,12 @@ def spell(argv: Sequence[str]) -> list[str]:
   return out
 
 
+def command_name() -> str:
+  """How this process was started: `python -m PACKAGE.MODULE`, or the script's file name."""
+  spec = getattr(sys.modules.get('__main__'), '__spec__', None)
+  return f'python -m {spec.name}' if spec is not None and spec.name != '__main__' else os.path.basename(sys.argv[0])
+
+
 class Parser(argparse.ArgumentParser):
   """argparse with the project's conventions: help from the module docstring (first line, then the rest),
   hyphenated spellings accepted, argparse's own errors as one `error:` line."""
@@ -35,7 +41,7 @@ class Parser(argparse.ArgumentParser):
   def __init__(self, doc: str, prog: Optional[str] = None):
     first, _, rest = doc.partition('\n')
     super().__init__(
-      prog=prog,
+      prog=prog or command_name(),
       description=first,
       epilog=rest.strip('\n') or None,
       formatter_class=argparse.RawDescriptionHelpFormatter,
