@@ -35,11 +35,11 @@ def command_name() -> str:
 
 
 class Parser(argparse.ArgumentParser):
-  """argparse with the project's conventions: help from the module docstring (first line, then the rest),
+  """argparse with the project's conventions: help from the module docstring (first paragraph, then the rest),
   hyphenated spellings accepted, argparse's own errors as one `error:` line."""
 
   def __init__(self, doc: str, prog: Optional[str] = None):
-    first, _, rest = doc.partition('\n')
+    first, _, rest = doc.strip('\n').partition('\n\n')  # the first paragraph, then the rest
     super().__init__(
       prog=prog or command_name(),
       description=first,
