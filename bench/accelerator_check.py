@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable, Iterator, Optional
+from typing import Iterator, Optional
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
@@ -196,10 +196,7 @@ def check(tiny: bool, out: str) -> int:
     for name, what, full, toy, limit in PARTS:
       log, start = os.path.join(out, f'{name}.log'), time.perf_counter()
       print(f'== {name}', file=sys.stderr, flush=True)
-      run: Callable[[], int] = (
-        (lambda: run_here(what, toy, log)) if tiny else (lambda: run_child(what, full, limit, log, stub))
-      )
-      status = run()
+      status = run_here(what, toy, log) if tiny else run_child(what, full, limit, log, stub)
       shown = ' '.join(command(what, toy if tiny else full)[1:])
       report += section(name, time.perf_counter() - start, status, None if tiny else limit, shown, log)
       if status:

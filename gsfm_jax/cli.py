@@ -24,7 +24,7 @@ def spell(argv: Sequence[str]) -> list[str]:
   out = []
   for arg in argv:
     name, eq, value = arg.partition('=')
-    out.append(name.replace('-', '_').replace('__', '--', 1) + eq + value if name.startswith('--') else arg)
+    out.append('--' + name[2:].replace('-', '_') + eq + value if name.startswith('--') else arg)
   return out
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from gsfm_jax import atomic
 
 Variables = dict[str, Any]
-_MAX_LISTED = 20
+MAX_LISTED = 20
 
 
 class ConversionError(ValueError):
@@ -23,8 +23,8 @@ class ConversionError(ValueError):
 
 def listing(items: Iterable[str]) -> str:
   items = sorted(items)
-  shown = ', '.join(items[:_MAX_LISTED])
-  return shown + (f' … (+{len(items) - _MAX_LISTED} more)' if len(items) > _MAX_LISTED else '')
+  shown = ', '.join(items[:MAX_LISTED])
+  return shown + (f' … (+{len(items) - MAX_LISTED} more)' if len(items) > MAX_LISTED else '')
 
 
 def flatten(variables: Variables) -> dict[str, np.ndarray]:

@@ -55,8 +55,8 @@ def imagenet_start(resnet50: str, resnet18: str, model: GSFM, seed: int) -> Vari
       if key in paths:
         value = official.to_flax_layout(value)
         target = flat[paths[key]].shape
-        if paths[key][2:] == ('conv1', 'kernel') and stem.can_widen(value.shape, target):
-          value = stem.widen(value, target[2], 'orthogonal', rng)
+        if paths[key][2:] == ('conv1', 'kernel'):
+          value = stem.fit(value, target, 'orthogonal', rng)
         trunk[key] = value
       found[key] = official.official_shape(value.shape)
     check_structure(found, expected, source, f'a torchvision ResNet-{DEPTH[encoder]} state_dict')

@@ -11,7 +11,6 @@ mismatch.
 import os
 from typing import Union
 
-import flax.traverse_util
 import ml_collections
 import numpy as np
 
@@ -41,12 +40,12 @@ def load(path: str, model: Union[GSFM, ml_collections.ConfigDict], stem_fill: st
   expected = {'/'.join(p): spec.shape for p, spec in abstract_variables(model).items()}
   found = {k: np.asarray(v, np.float32) for k, v in files.flatten(files.load_native(path)).items()}
   name = '/'.join(stem.STEM)
-  if name in found and stem.can_widen(found[name].shape, expected[name]):
-    found[name] = stem.widen(found[name], expected[name][2], stem_fill, np.random.default_rng(0))
+  if name in found:
+    found[name] = stem.fit(found[name], expected[name], stem_fill, np.random.default_rng(0))
   check_structure(
     {k: v.shape for k, v in found.items()}, expected, path, f'gsfm_jax weights for the {network_kind(model)} network'
   )
-  return flax.traverse_util.unflatten_dict({tuple(k.split('/')): v for k, v in found.items()})
+  return files.unflatten(found)
 
 
 def load_for_inference(path: str, dtype: str = 'float32') -> tuple[GSFM, Variables]:

@@ -58,7 +58,7 @@ def state_dict_to_variables(
   """Official state_dict -> Flax variables {'params', 'batch_stats'} for `model`, float32.
 
   A 4-channel (stage-0, single-object) value-encoder stem is widened to the 5 channels of a multi-object
-  model with `stem_fill` (`stem.widen`). Raises ConversionError naming `source` and listing every missing
+  model with `stem_fill` (`stem.fit`). Raises ConversionError naming `source` and listing every missing
   key, extra key and shape mismatch, in the official names and layout.
   """
   expected = {official_key(p): (p, spec.shape) for p, spec in abstract_variables(model).items()}
@@ -69,8 +69,8 @@ def state_dict_to_variables(
       continue
     value = to_flax_layout(np.asarray(value, np.float32))
     path, shape = expected.get(key, (None, None))
-    if path == stem.STEM and stem.can_widen(value.shape, shape):
-      value = stem.widen(value, shape[2], stem_fill, rng)
+    if path == stem.STEM:
+      value = stem.fit(value, shape, stem_fill, rng)
     arrays[key] = value
   check_structure(
     {k: official_shape(v.shape) for k, v in arrays.items()},

@@ -18,24 +18,21 @@ def orthogonal(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
   return q.reshape(shape).astype(np.float32)
 
 
-def widen(kernel: np.ndarray, in_channels: int, fill: str, rng: np.random.Generator) -> np.ndarray:
-  """Flax stem kernel (H, W, I, O) -> (H, W, in_channels, O), the new channels after the existing ones.
+def fit(kernel: np.ndarray, shape: tuple[int, ...], fill: str, rng: np.random.Generator) -> np.ndarray:
+  """A stem kernel (H, W, I, O) with fewer input channels than `shape` (else equal) widened to `shape`, the new
+  channels after the existing ones; any other array unchanged (the structure check then names a mismatch).
 
   fill: 'orthogonal' (the reference's training and ImageNet start: PyTorch's `orthogonal_` on the new
   (O, extra, H, W) weight) or 'zeros' (the reference's evaluation scripts).
   """
-  h, w, i, o = kernel.shape
+  found = kernel.shape
+  if not (len(found) == len(shape) == 4 and found[2] < shape[2] and found[:2] + found[3:] == shape[:2] + shape[3:]):
+    return kernel
+  h, w, i, o = found
   if fill == 'orthogonal':
-    new = orthogonal((o, in_channels - i, h, w), rng).transpose(2, 3, 1, 0)
+    new = orthogonal((o, shape[2] - i, h, w), rng).transpose(2, 3, 1, 0)
   elif fill == 'zeros':
-    new = np.zeros((h, w, in_channels - i, o), np.float32)
+    new = np.zeros((h, w, shape[2] - i, o), np.float32)
   else:
     raise ValueError(f'stem fill {fill!r}: expected one of {", ".join(FILLS)}')
   return np.concatenate([kernel, new], axis=2)
-
-
-def can_widen(found: tuple[int, ...], expected: tuple[int, ...]) -> bool:
-  """Whether a stem kernel of shape `found` (H, W, I, O) widens to `expected` (fewer inputs, else equal)."""
-  return (
-    len(found) == len(expected) == 4 and found[2] < expected[2] and found[:2] + found[3:] == expected[:2] + expected[3:]
-  )

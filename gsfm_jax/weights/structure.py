@@ -6,7 +6,7 @@ import flax.traverse_util
 import jax
 
 from gsfm_jax.models import GSFM, init_variables
-from gsfm_jax.weights.files import ConversionError, listing
+from gsfm_jax.weights.files import MAX_LISTED, ConversionError, listing
 
 Path = tuple[str, ...]
 
@@ -33,7 +33,7 @@ def check_structure(
   if extra:
     problems.append(f'{len(extra)} unexpected key(s): {listing(extra)}')
   if mismatched:
-    problems.append(f'{len(mismatched)} shape mismatch(es): ' + '; '.join(mismatched[:20]))
+    problems.append(f'{len(mismatched)} shape mismatch(es): ' + '; '.join(mismatched[:MAX_LISTED]))
   if problems:
     raise ConversionError(f'{source}: not {what}: ' + '. '.join(problems))
 
