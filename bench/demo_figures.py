@@ -76,21 +76,21 @@ def evaluate(checkpoint: str, out: str) -> dict[str, float]:
   return scores(out)
 
 
-def untrained(workdir: str, out: str) -> str:
-  """The network before training: the demo's step-0 weights (its scratch init) in a folder with its config."""
+def untrained(out: str) -> str:
+  """The network before training: the demo's step-0 weights (its scratch init), recording their network."""
   import jax
 
   from configs import demo
   from gsfm_jax.models import build_model
+  from gsfm_jax.weights import record
   from gsfm_jax.weights.files import save_npz
   from gsfm_jax.weights.start import initial_variables
 
   config = demo.get_config()
   folder = os.path.join(out, 'untrained')
   os.makedirs(folder, exist_ok=True)
-  shutil.copy(os.path.join(workdir, 'config.json'), folder)
   variables = initial_variables(config.init, build_model(config.model), config.seed)
-  save_npz(jax.device_get(variables), os.path.join(folder, 'weights.npz'), overwrite=True)
+  save_npz(jax.device_get(variables), os.path.join(folder, 'weights.npz'), True, record.of(config.model))
   return os.path.join(folder, 'weights.npz')
 
 
@@ -114,7 +114,7 @@ def main() -> None:
     'steps_per_s_median': float(np.median([r['steps_per_s'] for r in rows if r['step'] > 100])),
     'train_iou_last_500_steps': [min(r['iou'] for r in last), max(r['iou'] for r in last)],
     'val_trained': evaluate(args.workdir, os.path.join(out, 'trained')),
-    'val_untrained': evaluate(untrained(workdir, out), os.path.join(out, 'untrained_masks')),
+    'val_untrained': evaluate(untrained(out), os.path.join(out, 'untrained_masks')),
   }
   copy_first_mask(os.path.join(out, 'copy_first'))
   figures['val_copy_first_mask'] = scores(os.path.join(out, 'copy_first'))

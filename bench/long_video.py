@@ -106,19 +106,16 @@ def child(args: argparse.Namespace) -> None:
 
 
 def weights(folder: str, width_divisor: int) -> str:
-  """Random GSFM weights at `width_divisor` as an .npz beside a run config.json that names the width."""
+  """Random GSFM weights at `width_divisor` as an .npz that records its network."""
   import jax
 
-  from configs import model as model_config
   from gsfm_jax.models import GSFM, init_variables
+  from gsfm_jax.weights import record
   from gsfm_jax.weights.files import save_npz
 
-  config = model_config.get_config()
-  config.width_divisor = width_divisor
-  with open(os.path.join(folder, 'config.json'), 'w') as f:
-    json.dump({'model': config.to_dict()}, f)
+  model = GSFM(width_divisor=width_divisor)
   path = os.path.join(folder, 'weights.npz')
-  save_npz(jax.device_get(init_variables(GSFM(width_divisor=width_divisor), jax.random.PRNGKey(0))), path)
+  save_npz(jax.device_get(init_variables(model, jax.random.PRNGKey(0))), path, network=record.of(model))
   return path
 
 

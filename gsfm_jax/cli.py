@@ -12,7 +12,14 @@ import sys
 from typing import Callable, Optional, Sequence
 
 DTYPES = ('float32', 'bfloat16', 'auto')
-CHECKPOINT_HELP = 'training workdir, .npz, variables folder or official .pth'
+CHECKPOINT_HELP = (
+  'the weights: a training workdir or step folder, an .npz or variables folder written by gsfm_jax.convert, '
+  'or an official .pth (required)'
+)
+MODEL_HELP = (
+  'a switch of the network (configs/model.py), repeatable, e.g. --model width_divisor=4; needed only for files '
+  'that do not record their network (official .pth); overrides the record otherwise (default: the record, or GSFM)'
+)
 
 
 class UsageError(ValueError):
@@ -62,7 +69,13 @@ class Parser(argparse.ArgumentParser):
     self.counts.append(name)
 
   def add_checkpoint(self) -> None:
+    """--checkpoint and --model: the weights, and what to build for a file that does not record its network."""
     self.add_argument('--checkpoint', required=True, help=CHECKPOINT_HELP)
+    self.add_model()
+
+  def add_model(self) -> None:
+    """`--model FIELD=VALUE` (repeatable): a network switch for weights whose file does not record it."""
+    self.add_argument('--model', action='append', default=[], metavar='FIELD=VALUE', help=MODEL_HELP)
 
   def add_output(self) -> None:
     self.add_argument('--out', required=True, help='output folder (refused if it holds files, unless --overwrite)')

@@ -9,9 +9,12 @@
   python -m gsfm_jax.convert --resnet50 resnet50-19c8e357.pth --resnet18 resnet18-5c106cde.pth init/
 
 Input kinds are recognised by content (gsfm_jax.weights): a training workdir (or its checkpoints/ or a step
-folder) gives its newest checkpoint and, from its config.json, the network's width; another directory is an
-orbax checkpoint; an .npz whose names start with params/ is a gsfm_jax file, otherwise it holds official key
-names; .pth/.pt is a PyTorch file (written only with --to official).
+folder) gives its newest checkpoint; another directory is an orbax checkpoint; an .npz whose names start with
+params/ is a gsfm_jax file, otherwise it holds official key names; .pth/.pt is a PyTorch file (written only
+with --to official).
+The network (width, single/multi-object, SFM/FFR switches) comes from the input's record, which every file
+gsfm_jax writes carries and the output gets too (not a .pth, which has no place for it); an input without one
+(an official .pth) is GSFM unless --model says otherwise, e.g. --model width_divisor=4 --model single_object=true.
 Nothing is written when a conversion fails, and an existing output is kept unless --overwrite.
 """
 
@@ -22,10 +25,10 @@ import jax
 import numpy as np
 
 from gsfm_jax import cli, console, weights
-from gsfm_jax.models import GSFM
+from gsfm_jax.models import build_model
+from gsfm_jax.weights import record
 from gsfm_jax.weights.imagenet import imagenet_start
 from gsfm_jax.weights.stem import FILLS
-from gsfm_jax.weights.workdir import run_model_config
 
 PTH = ('.pth', '.pt')
 
@@ -41,11 +44,6 @@ def build_parser() -> cli.Parser:
     '(default: %(default)s)',
   )
   p.add_argument(
-    '--single_object',
-    action='store_true',
-    help='the single-object (stage-0, 4-channel value encoder) network (default: multi-object)',
-  )
-  p.add_argument(
     '--stem_fill',
     choices=FILLS,
     default='orthogonal',
@@ -55,14 +53,7 @@ def build_parser() -> cli.Parser:
   )
   p.add_argument('--resnet50', help='torchvision ResNet-50 ImageNet state_dict (.pth or .npz) for the key encoder')
   p.add_argument('--resnet18', help='torchvision ResNet-18 ImageNet state_dict (.pth or .npz) for the value encoder')
-  p.add_argument(
-    '--width_divisor',
-    type=int,
-    default=1,
-    choices=(1, 2, 4, 8, 16),
-    help='channel divisor of the network (1 = GSFM) for inputs without a run config.json; a training '
-    'workdir or step folder gives its own (default: %(default)s)',
-  )
+  p.add_model()
   p.add_argument('--seed', type=int, default=0, help='seed of the fresh initialisation (default: %(default)s)')
   p.add_argument('--overwrite', action='store_true', help='replace an existing output')
   return p
@@ -80,18 +71,29 @@ def convert(args) -> int:
     raise cli.UsageError(
       f'{output}: a .pth output holds the official names; add --to official (or write a folder or an .npz)'
     )
-  config = None if from_imagenet else run_model_config(args.paths[0])
-  model = GSFM(
-    single_object=args.single_object, width_divisor=config.width_divisor if config is not None else args.width_divisor
-  )
+  if from_imagenet:
+    config = record.defaults()
+    config.update(record.parse_overrides(args.model))
+  else:
+    config = weights.network(args.paths[0], args.model)
+  config.dtype = 'float32'
+  model = build_model(config)
   if from_imagenet:
     variables = imagenet_start(args.resnet50, args.resnet18, model, args.seed)
   else:
     variables = weights.load(args.paths[0], model, args.stem_fill)
-  weights.save(variables, output, args.to, args.overwrite)
+  weights.save(variables, output, config, args.to, args.overwrite)
   count = sum(int(np.size(v)) for v in jax.tree.leaves(variables['params']))
-  print(f'wrote {output} ({args.to} names, {count:,} parameters)')
+  print(f'wrote {output} ({args.to} names, {count:,} parameters, {describe(config)})')
   return 0
+
+
+def describe(config) -> str:
+  """'multi-object GSFM at width_divisor 4, ars_stages=[...]': the network, with the switches not GSFM's."""
+  gsfm, network = record.of(record.defaults()), record.of(config)
+  changed = [f'{k}={v}' for k, v in network.items() if v != gsfm[k] and k not in ('single_object', 'width_divisor')]
+  kind = 'single-object' if config.single_object else 'multi-object'
+  return f'{kind} GSFM at width_divisor {config.width_divisor}' + ''.join(f', {c}' for c in changed)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

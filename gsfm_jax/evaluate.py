@@ -258,7 +258,7 @@ def run(parser: cli.Parser, args) -> int:
   devices = parallel.local_devices(args.devices)
   from gsfm_jax import weights
 
-  model, variables = weights.load_for_inference(args.checkpoint, args.dtype)
+  model, variables = weights.load_for_inference(args.checkpoint, args.dtype, args.model)
   protocol = Protocol(
     top_k=args.top_k or (20 if args.benchmark == 'davis16' else 50),
     mem_every=args.mem_every,

@@ -246,7 +246,7 @@ def prepare(parser: cli.Parser, args):
   from gsfm_jax.inference import Protocol, parallel
 
   devices = parallel.local_devices(args.devices)
-  model, variables = weights.load_for_inference(args.checkpoint, args.dtype)
+  model, variables = weights.load_for_inference(args.checkpoint, args.dtype, args.model)
   protocol = Protocol(
     top_k=args.top_k,
     mem_every=args.mem_every,

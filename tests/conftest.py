@@ -131,16 +131,14 @@ def reference(tmp_path_factory, data_root) -> tuple[str, str]:
 
 @pytest.fixture(scope='session')
 def weights(tmp_path_factory) -> str:
-  """`narrow_variables(0)` as an exported .npz beside the config.json that names its width (as a training
-  run's folder does): the checkpoint of the command-line tests."""
-  import json
-
+  """`narrow_variables(0)` as an exported .npz that records its network (width NARROW): the checkpoint of the
+  command-line tests."""
+  from gsfm_jax.models import GSFM
+  from gsfm_jax.weights import record
   from gsfm_jax.weights.files import save_npz
 
   folder = tmp_path_factory.mktemp('weights')
-  with open(folder / 'config.json', 'w') as f:
-    json.dump({'model': {'width_divisor': NARROW}}, f)
-  save_npz(narrow_variables(0), str(folder / 'gsfm.npz'))
+  save_npz(narrow_variables(0), str(folder / 'gsfm.npz'), network=record.of(GSFM(width_divisor=NARROW)))
   return str(folder / 'gsfm.npz')
 
 

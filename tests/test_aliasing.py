@@ -61,8 +61,9 @@ def test_scale_invariance_pooling_and_the_radial_spectrum():
 
 @pytest.fixture(scope='module')
 def ars_checkpoint(tmp_path_factory) -> str:
-  """A 1/8-width network with ARS at both stages, its attention perturbed (as if trained), as .npz + config."""
+  """A 1/8-width network with ARS at both stages, its attention perturbed (as if trained), as an .npz."""
   from gsfm_jax.models import build_model, init_variables
+  from gsfm_jax.weights import record
   from gsfm_jax.weights.files import save_npz
 
   folder = tmp_path_factory.mktemp('ars')
@@ -74,9 +75,7 @@ def ars_checkpoint(tmp_path_factory) -> str:
   for path in flat:
     if 'att_out' in path and path[-1] == 'kernel':
       flat[path] = rng.normal(0, 0.5, flat[path].shape).astype(np.float32)
-  with open(folder / 'config.json', 'w') as f:
-    json.dump({'model': config.to_dict()}, f)
-  save_npz(flax.traverse_util.unflatten_dict(flat), str(folder / 'weights.npz'))
+  save_npz(flax.traverse_util.unflatten_dict(flat), str(folder / 'weights.npz'), network=record.of(config))
   return str(folder / 'weights.npz')
 
 

@@ -219,13 +219,13 @@ def test_ddp_prefixed_pth_and_pth_output(tmp_path):
 
 
 def test_stage0_pth_into_both_networks(tmp_path):
-  """A stage-0 (single-object, 4-channel value encoder) .pth: as is for --single_object, widened for the
+  """A stage-0 (single-object, 4-channel value encoder) .pth: as is for --model single_object=true, widened for the
   two-object network (zeros as the official eval scripts, orthogonal as its trainer), and as a training start."""
   state_dict = dict(official_state_dict(0))
   four = state_dict['value_encoder.conv1.weight'][:, :4]
   state_dict['value_encoder.conv1.weight'] = four
   torch.save({'network': _torch_tensors(state_dict)}, tmp_path / 'stage0.pth')
-  assert convert.main([str(tmp_path / 'stage0.pth'), str(tmp_path / 'so.npz'), '--single_object']) == 0
+  assert convert.main([str(tmp_path / 'stage0.pth'), str(tmp_path / 'so.npz'), '--model', 'single_object=true']) == 0
   assert export.load_npz(str(tmp_path / 'so.npz'))['params']['value_encoder']['conv1']['kernel'].shape == (7, 7, 4, 64)
   assert convert.main([str(tmp_path / 'stage0.pth'), str(tmp_path / 'mo.npz'), '--stem_fill', 'zeros']) == 0
   kernel = export.load_npz(str(tmp_path / 'mo.npz'))['params']['value_encoder']['conv1']['kernel']

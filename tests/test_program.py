@@ -120,6 +120,7 @@ def test_the_loaders_command_line_writes_the_masks(exported, clip, tmp_path):
   assert np.array_equal(np.asarray(Image.open(out / 'masks' / masks[0])), first)  # the given mask comes back
   header = json.loads(np.load(exported)['header'].tobytes())
   assert header['size'] == [96, 160] and header['objects'] == 4 and header['platforms'] == ['cpu', 'cuda']
+  assert header['network']['width_divisor'] == 4 and header['network']['ars_stages'] == []  # the file's record
 
 
 @pytest.mark.parametrize(

@@ -293,7 +293,7 @@ def probe(parser: cli.Parser, args) -> int:
   parser.check(args)
   output = media.OutputFolder(args.out, args.overwrite)
   frames, masks, notes = read_frames(args.video, args.frames, args.mask)
-  model, variables = weights.load_for_inference(args.checkpoint)
+  model, variables = weights.load_for_inference(args.checkpoint, model_flags=args.model)
   report = measure(*probe_maps(model, variables, frames, masks))
   with output as folder:
     with open(os.path.join(folder, 'aliasing.json'), 'w') as f:

@@ -11,7 +11,8 @@ What is fixed when the file is made: the frame size (H, W) and the network's inp
 of objects (a video may have fewer), a bounded memory of --capacity frames (the first frame pinned, the
 oldest other frame dropped: any length runs in constant memory) and the protocol (top-k, mem_every, memory
 every `absolute` frame, all objects given in the first frame). The file (a numpy .npz) holds the serialized
-program (StableHLO, lowered for every platform named), its weights, the resize matrices and a JSON header.
+program (StableHLO, lowered for every platform named), its weights, the resize matrices and a JSON header
+(with the network's record: width, switches).
 Its outputs are the live engine's with `Protocol(capacity=C, object_bucket=K)` bit for bit (the same
 shapes); a video with fewer objects is padded to K, which changes float rounding, not the method.
 """
@@ -31,6 +32,7 @@ from gsfm_jax.inference.loader import FORMAT
 from gsfm_jax.inference.media import InputError, parse_resize
 from gsfm_jax.inference.schedule import Protocol
 from gsfm_jax.models import GSFM
+from gsfm_jax.weights import record
 from gsfm_jax.weights.files import write_arrays_npz
 
 PLATFORMS = ('cpu', 'cuda', 'tpu')
@@ -98,6 +100,7 @@ def export_program(
     'top_k': protocol.top_k,
     'mem_every': protocol.mem_every,
     'dtype': np.dtype(model.dtype).name,
+    'network': record.of(model),
     'platforms': list(platforms),
     'weights': len(weights),
     'carry': [
@@ -149,7 +152,7 @@ def write(parser: cli.Parser, args) -> int:
   cli.writable_parent('out', args.out)
   from gsfm_jax import weights
 
-  model, variables = weights.load_for_inference(args.checkpoint, args.dtype)
+  model, variables = weights.load_for_inference(args.checkpoint, args.dtype, args.model)
   protocol = Protocol(top_k=args.top_k, mem_every=args.mem_every, capacity=args.capacity)
   arrays = export_program(model, variables, protocol, size, resized, args.objects, platforms)
   write_arrays_npz(arrays, args.out, args.overwrite)

@@ -1,8 +1,10 @@
 """GSFM weights in and out of files: `load` reads every kind of input for a network, `save` writes the
-project's files or the official ones, `load_for_inference` also builds the network a training run describes.
+project's files or the official ones (each with its network's record), `network` and `load_for_inference`
+build the network a file records.
 
-  loading.py    load, load_for_inference, save: the entrance
-  workdir.py    a training run's folder: its newest checkpoint and its network's config
+  loading.py    load, network, load_for_inference, save: the entrance
+  record.py     the network record every written file carries (model switches), and `--model` overrides
+  workdir.py    a training run's folder: its newest checkpoint
   files.py      Flax variables ⇄ flat .npz and orbax folders; atomic writes; ConversionError
   official.py   the official PyTorch names and layout ⇄ Flax variables; .pth and official .npz files
   imagenet.py   the ImageNet start: torchvision ResNet trunks in both encoders
@@ -12,6 +14,6 @@ project's files or the official ones, `load_for_inference` also builds the netwo
 """
 
 from gsfm_jax.weights.files import ConversionError, Variables, flatten, unflatten
-from gsfm_jax.weights.loading import load, load_for_inference, save
+from gsfm_jax.weights.loading import load, load_for_inference, network, save
 
-__all__ = ['ConversionError', 'Variables', 'flatten', 'load', 'load_for_inference', 'save', 'unflatten']
+__all__ = ['ConversionError', 'Variables', 'flatten', 'load', 'load_for_inference', 'network', 'save', 'unflatten']

@@ -1,7 +1,8 @@
 """Flax variables ⇄ files in Flax names: flat numpy `.npz` ('/'-joined names, bit-exact) and orbax folders.
 
-Every writer refuses to replace an existing output unless told to, and writes through a temporary
-name, so a failed conversion leaves nothing behind and never damages an earlier file.
+Every writer records the network the variables belong to (`record`), refuses to replace an existing output
+unless told to, and writes through a temporary name, so a failed conversion leaves nothing behind and never
+damages an earlier file.
 """
 
 import os
@@ -12,6 +13,7 @@ import flax.traverse_util
 import numpy as np
 
 from gsfm_jax import atomic
+from gsfm_jax.weights import record
 
 Variables = dict[str, Any]
 MAX_LISTED = 20
@@ -61,19 +63,23 @@ def short_reason(error: Exception, limit: int = 160) -> str:
   return f'{type(error).__name__}: {line[:limit]}{"…" if len(line) > limit else ""}'
 
 
-def write_arrays_npz(arrays: Mapping[str, np.ndarray], path: str, overwrite: bool = False) -> None:
-  """Writes named arrays to an uncompressed .npz, atomically."""
+def write_arrays_npz(
+  arrays: Mapping[str, np.ndarray], path: str, overwrite: bool = False, network: Optional[Mapping] = None
+) -> None:
+  """Writes named arrays to an uncompressed .npz, atomically, with the `network` record as its comment."""
 
   def write(target: str) -> None:
     with open(target, 'wb') as f:
       np.savez(f, **arrays)
+    if network is not None:
+      record.write_npz_comment(target, network)
 
   atomic.write(path, write, overwrite)
 
 
-def save_npz(variables: Variables, path: str, overwrite: bool = False) -> None:
-  """Flax variables -> flat .npz ('/'-joined names)."""
-  write_arrays_npz(flatten(variables), path, overwrite)
+def save_npz(variables: Variables, path: str, overwrite: bool = False, network: Optional[Mapping] = None) -> None:
+  """Flax variables -> flat .npz ('/'-joined names), with the `network` record."""
+  write_arrays_npz(flatten(variables), path, overwrite, network)
 
 
 def load_npz(path: str) -> Variables:
@@ -87,14 +93,18 @@ def load_npz(path: str) -> Variables:
   return unflatten(flat)
 
 
-def save_orbax(variables: Variables, directory: str, overwrite: bool = False) -> None:
-  """Flax variables -> orbax checkpoint directory."""
+def save_orbax(
+  variables: Variables, directory: str, overwrite: bool = False, network: Optional[Mapping] = None
+) -> None:
+  """Flax variables -> orbax checkpoint directory, with the `network` record as its network.json."""
   import orbax.checkpoint as ocp
 
   def write(target: str) -> None:
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(target, variables)
     checkpointer.wait_until_finished()
+    if network is not None:
+      record.write_folder(target, network)
 
   atomic.write(directory, write, overwrite)
 
@@ -129,9 +139,9 @@ def is_native_npz(path: str) -> bool:
   return bool(names) and all(k.startswith(('params/', 'batch_stats/')) for k in names)
 
 
-def save_native(variables: Variables, path: str, overwrite: bool = False) -> None:
-  """`.npz` -> flat numpy file; anything else -> orbax checkpoint folder."""
-  (save_npz if path.endswith('.npz') else save_orbax)(variables, path, overwrite)
+def save_native(variables: Variables, path: str, overwrite: bool = False, network: Optional[Mapping] = None) -> None:
+  """`.npz` -> flat numpy file; anything else -> orbax checkpoint folder; either with the `network` record."""
+  (save_npz if path.endswith('.npz') else save_orbax)(variables, path, overwrite, network)
 
 
 def load_native(path: str) -> Variables:

@@ -6,7 +6,7 @@ running_mean/var <-> batch_stats mean/var; `num_batches_tracked` is dropped (alw
 """
 
 import re
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import flax.traverse_util
 import numpy as np
@@ -128,10 +128,13 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
   return {k: v.detach().cpu().numpy() if hasattr(v, 'detach') else np.asarray(v) for k, v in state_dict.items()}
 
 
-def write_state_dict(state_dict: Mapping[str, np.ndarray], path: str, overwrite: bool = False) -> None:
-  """Writes an official state_dict as `.npz`, or as `.pth` (plain state_dict, needs torch)."""
+def write_state_dict(
+  state_dict: Mapping[str, np.ndarray], path: str, overwrite: bool = False, network: Optional[Mapping] = None
+) -> None:
+  """Writes an official state_dict as `.npz` (with the `network` record as its comment, unseen by numpy and
+  PyTorch), or as `.pth` (plain state_dict, needs torch; no record)."""
   if path.endswith('.npz'):
-    write_arrays_npz(state_dict, path, overwrite)
+    write_arrays_npz(state_dict, path, overwrite, network)
     return
   try:
     import torch
