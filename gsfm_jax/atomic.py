@@ -34,6 +34,16 @@ def replacing(path: str, overwrite: bool = True) -> Iterator[str]:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+def fresh_folder(parent: str, prefix: str) -> str:
+  """A new, empty, uniquely named folder in `parent` with the permissions of the user's umask (tempfile's are
+  private, 0700, which would stay so once it becomes an output)."""
+  folder = tempfile.mkdtemp(prefix=prefix, dir=parent)
+  mask = os.umask(0)
+  os.umask(mask)
+  os.chmod(folder, 0o777 & ~mask)
+  return folder
+
+
 def write(path: str, writer: Callable[[str], None], overwrite: bool = True) -> None:
   """writer(tmp) on a temporary sibling of `path`, then moved into place (see `replacing`)."""
   with replacing(path, overwrite) as target:

@@ -11,8 +11,8 @@ its workdir. Several processes (hosts, or one per GPU) join through `jax.distrib
 elsewhere; launch/ has the scripts.
 SIGTERM (preemption) and Ctrl-C save a checkpoint and exit cleanly (a second Ctrl-C stops at once).
 
-Writes into the workdir: checkpoints/, TensorBoard events, metrics.jsonl, images/ (clip previews) and
-curves.png (loss and IoU).
+Writes into the workdir: checkpoints/, TensorBoard events, metrics.jsonl, images/ (clip previews),
+curves.png (loss and IoU) and run.lock (one training per workdir: a second is refused while this one runs).
 """
 
 import os
@@ -26,7 +26,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 from PIL import Image
 
-from gsfm_jax import checkpoint, cli, console, sharding
+from gsfm_jax import checkpoint, cli, console, run_lock, sharding
 from gsfm_jax import metrics as metrics_lib
 from gsfm_jax.losses import hard_mining
 from gsfm_jax.models import build_model, init_variables
@@ -156,11 +156,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     model = build_model(config.model)
   except ValueError as e:
     raise ConfigError(f'config.{e}') from None
-  ckpt = checkpoint.Checkpoints(workdir, config.checkpoint_every, config.keep_checkpoints, config.async_checkpoints)
-  try:
-    return _train(config, workdir, mesh, model, ckpt)
-  finally:
-    ckpt.close()  # its background threads end here, not at interpreter shutdown
+  os.makedirs(workdir, exist_ok=True)
+  with run_lock.RunLock(workdir):  # before anything in the workdir is touched: one training per workdir
+    ckpt = checkpoint.Checkpoints(workdir, config.checkpoint_every, config.keep_checkpoints, config.async_checkpoints)
+    try:
+      return _train(config, workdir, mesh, model, ckpt)
+    finally:
+      ckpt.close()  # its background threads end here, not at interpreter shutdown
 
 
 def _train(config: ml_collections.ConfigDict, workdir: str, mesh, model, ckpt: checkpoint.Checkpoints) -> TrainState:
@@ -259,7 +261,6 @@ def main(argv) -> int:
     raise app.UsageError('--config and --workdir are required')
   cli.initialize_distributed(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   console.show_info()
-  os.makedirs(_WORKDIR.value, exist_ok=True)
   from data_pipelines.sources import DataError
 
   try:
@@ -267,7 +268,7 @@ def main(argv) -> int:
   except TrainingStopped as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
-  except (ConfigError, ConversionError) as e:
+  except (ConfigError, ConversionError, run_lock.WorkdirInUse) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   except DataError as e:

@@ -71,6 +71,8 @@ def test_train_config_mistakes(overrides, error, expected, data_root, tmp_path):
     train.train_and_evaluate(config, str(tmp_path / 'w'))
   assert type(raised.value).__name__ == error and expected in str(raised.value)
   assert not os.path.exists(tmp_path / 'w' / 'checkpoints' / '1')
+  if error == 'ConfigError':  # refused before the workdir is made: no empty folder left behind
+    assert not os.path.exists(tmp_path / 'w')
 
 
 def test_evaluate(tmp_path, data_root, capsys):

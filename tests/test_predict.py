@@ -7,6 +7,7 @@ DAVIS and YouTube-VOS protocols."""
 
 import json
 import os
+import stat
 import zipfile
 
 import cv2
@@ -30,7 +31,12 @@ def test_a_frame_folder_and_an_mp4_give_masks_overlays_and_probabilities(weights
   ids = [i for i in np.unique(first) if i > 0]
   out = tmp_path / 'out'
   args = ['--checkpoint', weights, '--video', frames_dir, '--mask', str(tmp_path / 'first.png'), '--out', str(out)]
-  assert predict.main(args + ['--probabilities']) == 0
+  previous = os.umask(0o027)  # folders are created as the user's umask says (not tempfile's private 0700)
+  try:
+    assert predict.main(args + ['--probabilities']) == 0
+  finally:
+    os.umask(previous)
+  assert [stat.S_IMODE(os.stat(p).st_mode) for p in (out, out / 'masks', out / 'summary.json')] == [0o750, 0o750, 0o640]
   masks = sorted(os.listdir(out / 'masks'))
   assert masks == [f'{t:05d}.png' for t in range(len(frames))]
   first_out = Image.open(out / 'masks' / '00000.png')

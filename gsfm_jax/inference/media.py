@@ -268,7 +268,7 @@ class OutputFolder:
       shutil.rmtree(self.work, ignore_errors=True)
       os.makedirs(self.work)
     else:
-      self.work = tempfile.mkdtemp(prefix=f'.{os.path.basename(self.out)}.partial-', dir=self.parent)
+      self.work = atomic.fresh_folder(self.parent, f'.{os.path.basename(self.out)}.partial-')
     return self.work
 
   def commit(self) -> None:
