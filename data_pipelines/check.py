@@ -160,11 +160,12 @@ def check_roots(roots: list[str], workers: int = 8) -> tuple[list[Problem], int]
   return sorted(set(problems), key=lambda p: (p.path, p.message)), files
 
 
-def main() -> int:
+@cli.reported
+def main(argv: Optional[list[str]] = None) -> int:
   parser = cli.Parser(__doc__)
   parser.add_argument('roots', nargs='+', metavar='ROOT')
   parser.add_argument('--workers', type=int, default=8, help='decoding threads (default: %(default)s)')
-  args = parser.parse_args()
+  args = parser.parse_args(argv)
   problems, files = check_roots(args.roots, args.workers)
   for problem in problems:
     print(problem)

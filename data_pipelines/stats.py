@@ -221,17 +221,20 @@ def pipeline_clips(config, count: int, seed: int, step: int, total_steps: int, b
       produced += 1
 
 
+@cli.reported
 def main(argv: Optional[list[str]] = None) -> None:
   parser = cli.Parser(__doc__, prog='python -m data_pipelines.stats')
   parser.add_argument('root', help='dataset folder (see ROOT above)')
-  parser.add_argument('--stage', choices=('vos', 'static'), required=True)
-  parser.add_count('clips', 200, 'clips to draw (default 200)')
-  parser.add_argument('--seed', type=int, default=0)
-  parser.add_argument('--size', type=int, default=384, help='crop side (default 384, as training)')
+  parser.add_argument(
+    '--stage', choices=('vos', 'static'), required=True, help='the loader: vos (video clips) or static (image triplets)'
+  )
+  parser.add_count('clips', 200, 'clips to draw')
+  parser.add_argument('--seed', type=int, default=0, help='seed of the draws')
+  parser.add_argument('--size', type=int, default=384, help='crop side (as training)')
   parser.add_argument('--step', type=int, default=0, help='training step to draw from (the max-skip curriculum)')
-  parser.add_argument('--total_steps', type=int, default=30000)
-  parser.add_argument('--rows', type=int, default=8, help='clips in the picture (default 8)')
-  parser.add_argument('--out', default='out/data_stats', help='folder for clips.png (default out/data_stats)')
+  parser.add_argument('--total_steps', type=int, default=30000, help="the training's length (sets the curriculum)")
+  parser.add_argument('--rows', type=int, default=8, help='clips in the picture')
+  parser.add_argument('--out', default='out/data_stats', help='folder for clips.png')
   parser.add_argument('--json', help="also write every clip's statistics to this file")
   args = parser.parse_args(argv)
   if not os.path.isdir(args.root):

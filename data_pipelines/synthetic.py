@@ -250,6 +250,7 @@ def is_complete(out: str) -> bool:
   return os.path.isfile(os.path.join(out, COMPLETE))
 
 
+@cli.reported
 def main(argv: Optional[list[str]] = None) -> int:
   parser = cli.Parser(__doc__)
   parser.add_argument('--out', required=True, help='output folder')
@@ -261,11 +262,7 @@ def main(argv: Optional[list[str]] = None) -> int:
   parser.add_argument('--width', type=int, default=432, help='frame width (default: %(default)s)')
   args = parser.parse_args(argv)
   start = time.perf_counter()
-  try:
-    generate(args.out, args.seed, args.train, args.val, args.frames, args.height, args.width)
-  except (FileExistsError, OSError) as error:
-    print(f'error: {error}', file=sys.stderr)
-    return 2
+  generate(args.out, args.seed, args.train, args.val, args.frames, args.height, args.width)
   print(f'wrote the built-in dataset to {args.out} in {time.perf_counter() - start:.1f} s')
   return 0
 

@@ -146,6 +146,7 @@ def build(kind: str, data_dir: str, **roots) -> tfds.core.DatasetBuilder:
   return builder
 
 
+@cli.reported
 def main(argv: Optional[list[str]] = None) -> int:
   parser = cli.Parser(__doc__)
   parser.add_argument('kind', choices=('static', 'videos'))

@@ -429,6 +429,7 @@ def check_flags() -> None:
     raise ValueError('--config and --topology are required (python -m gsfm_jax.aot --list names the slices)')
 
 
+@cli.reported
 def main(argv: list[str]) -> int:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')

@@ -1,14 +1,24 @@
 """What the command lines share: one parser (flags spelled with underscores, hyphens accepted), the common
-flags (checkpoint, output folder, dtype, devices, multi-process) and their checks, and one way to report bad
-input: a single `error:` line naming the flag or file, exit status 2, no traceback.
+flags (checkpoint, output folder, dtype, devices, multi-process) and their checks, and one way to end: a
+single line, no traceback, and the exit status every command documents (`report`):
+
+  0    done
+  1    the work failed (a disk full or another system error, a video that could not be decoded, a training
+       stopped by non-finite steps); what it would have written is not kept
+  2    bad input: a flag, a file or a config field, named in the line; nothing was written
+  130  interrupted (Ctrl-C); what it would have written is not kept, earlier outputs are as they were
 
 Imports nothing but the standard library (and the plain-data `configs` package when a config name is
 resolved): `inference.loader` and the data tools use it too.
 """
 
 import argparse
+import difflib
+import errno
+import functools
 import os
 import sys
+import textwrap
 from typing import Callable, Optional, Sequence
 
 DTYPES = ('float32', 'bfloat16', 'auto')
@@ -41,6 +51,16 @@ def command_name() -> str:
   return f'python -m {spec.name}' if spec is not None and spec.name != '__main__' else os.path.basename(sys.argv[0])
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+  """The docstring's layout kept, and every optional flag's default shown after its help."""
+
+  def _get_help_string(self, action: argparse.Action) -> str:
+    text = action.help or ''
+    unset = action.default is None or action.default is False or action.default in ([], argparse.SUPPRESS)
+    shown = not unset and '%(default)' not in text
+    return f'{text} (default: %(default)s)' if shown and action.option_strings and not action.required else text
+
+
 class Parser(argparse.ArgumentParser):
   """argparse with the project's conventions: help from the module docstring (first paragraph, then the rest),
   hyphenated spellings accepted, argparse's own errors as one `error:` line."""
@@ -50,8 +70,8 @@ class Parser(argparse.ArgumentParser):
     super().__init__(
       prog=prog or command_name(),
       description=first,
-      epilog=rest.strip('\n') or None,
-      formatter_class=argparse.RawDescriptionHelpFormatter,
+      epilog='\n\n'.join(part for part in (rest.strip('\n'), EXIT_STATUS) if part),
+      formatter_class=HelpFormatter,
     )
     self.counts: list[str] = []
     self.dtypes: tuple[str, ...] = ()
@@ -169,17 +189,128 @@ def config_dir() -> str:
 
 
 def absl_argv(argv: Sequence[str]) -> list[str]:
-  """An absl command line (train, aot) with hyphenated flags respelled and config names resolved."""
-  return resolve_configs(spell(argv))
+  """An absl command line (train, aot) with hyphenated flags respelled and config names resolved; a
+  `--config.FIELD=` the config does not have is one `error:` line (with the nearest field) and exit 2."""
+  argv = resolve_configs(spell(argv))
+  check_config_fields(argv)
+  return argv
+
+
+def config_spec(argv: Sequence[str], default: str = 'main') -> str:
+  """The resolved `--config` of an absl command line (`default` when it has none)."""
+  for i, arg in enumerate(argv):
+    if arg.startswith('--config='):
+      return arg[len('--config=') :]
+    if arg == '--config' and i + 1 < len(argv):
+      return argv[i + 1]
+  return config_path(default)
+
+
+def config_name(spec: str) -> str:
+  """'…/configs/ablation.py:t5_lfm' -> 'ablation:t5_lfm'."""
+  path, colon, arg = spec.partition(':')
+  return os.path.splitext(os.path.basename(path))[0] + colon + arg
+
+
+def load_config(spec: str):
+  """The ConfigDict of 'path/NAME.py[:ARG]' (as ml_collections' config flag loads it)."""
+  import importlib.util
+
+  path, _, arg = spec.partition(':')
+  module_spec = importlib.util.spec_from_file_location('gsfm_jax_config', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def config_fields(config, prefix: str = '') -> dict:
+  """{'model.width_divisor': 4, …}: every leaf field of a ConfigDict, by its dotted name."""
+  out = {}
+  for name, value in config.items():
+    if hasattr(value, 'items') and not isinstance(value, dict):  # a nested ConfigDict
+      out.update(config_fields(value, f'{prefix}{name}.'))
+    else:
+      out[f'{prefix}{name}'] = value
+  return out
+
+
+def check_config_fields(argv: Sequence[str]) -> None:
+  """Exit 2 with one line for the first `--config.FIELD` the config lacks, naming the nearest field."""
+  overrides = [a[len('--config.') :].partition('=')[0] for a in argv if a.startswith('--config.')]
+  if not overrides:
+    return
+  spec = config_spec(argv)
+  try:
+    fields = config_fields(load_config(spec))
+  except Exception:  # a config that does not load here: ml_collections names the problem when it loads it
+    return
+  groups = {f.rsplit('.', 1)[0] for f in fields if '.' in f}
+  for name in overrides:
+    if name not in fields and name not in groups:
+      near = difflib.get_close_matches(name, list(fields), n=1)
+      hint = f'; did you mean --config.{near[0]}?' if near else ''
+      print(
+        f'error: --config.{name}: config {config_name(spec)} has no field {name}{hint} '
+        f'({command_name()} --config={config_name(spec)} --help lists them)',
+        file=sys.stderr,
+      )
+      raise SystemExit(EXIT_USAGE)
+
+
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_STATUS = textwrap.fill(
+  'exit status: 0 done; 1 the work failed (a full disk, a video that cannot be decoded), its outputs not kept; '
+  '2 bad input (the line names the flag or file), nothing written; 130 interrupted (Ctrl-C), nothing '
+  'half-written kept',
+  110,
+)
+FULL = (errno.ENOSPC, errno.EDQUOT)
+SHORT_WRITE = 'requested and'  # numpy's "N requested and M written": a write the device had no room for
 
 
 def report(work: Callable[[], int]) -> int:
-  """work() -> its exit status; a ValueError (bad flag, file or weights) -> its one `error:` line, 2."""
+  """work() -> its exit status, and one line for how it ended otherwise (the statuses of the module docstring):
+  a ValueError (bad flag, file, config field or weights) -> 2; a full disk or another system error -> 1;
+  Ctrl-C -> 130. The writers write through temporary names, so nothing half-written is left by either."""
   try:
     return work()
   except ValueError as error:
     print(f'error: {error}', file=sys.stderr)
-    return 2
+    return EXIT_USAGE
+  except KeyboardInterrupt:
+    print(
+      'interrupted (Ctrl-C): stopped; nothing half-written was kept, earlier outputs are as they were', file=sys.stderr
+    )
+    return EXIT_INTERRUPTED
+  except OSError as error:
+    print(f'error: {system_error(error)}', file=sys.stderr)
+    return EXIT_FAILED
+
+
+def reported(main: Callable[..., int]) -> Callable[..., int]:
+  """A command's `main`, ending as `report` says."""
+
+  @functools.wraps(main)
+  def wrapped(*args, **kwargs) -> int:
+    return report(lambda: main(*args, **kwargs))
+
+  return wrapped
+
+
+def disk_full(error: BaseException) -> bool:
+  """Whether an error says the device has no room left (ENOSPC, EDQUOT, or numpy's short write)."""
+  return isinstance(error, OSError) and (error.errno in FULL or SHORT_WRITE in str(error))
+
+
+def system_error(error: OSError) -> str:
+  """One line for an OSError: what and where, and what to do about a full disk."""
+  where = f' ({error.filename})' if error.filename else ''
+  if disk_full(error):
+    return (
+      f'no space left on the device{where}: the outputs of this run were removed; free some space (or write '
+      'elsewhere) and run it again'
+    )
+  return f'{error.strerror or error}{where}; the outputs of this run were removed'
 
 
 def writable_parent(flag: str, path: str) -> None:

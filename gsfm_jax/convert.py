@@ -96,10 +96,11 @@ def describe(config) -> str:
   return f'{kind} GSFM at width_divisor {config.width_divisor}' + ''.join(f', {c}' for c in changed)
 
 
+@cli.reported
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = build_parser().parse_args(argv)
   console.show_info()
-  return cli.report(lambda: convert(args))
+  return convert(args)
 
 
 if __name__ == '__main__':

@@ -228,7 +228,12 @@ def finish(args, report: dict, folder: str, names: list[str]) -> int:
 def build_parser() -> cli.Parser:
   parser = cli.Parser(__doc__)
   parser.add_checkpoint()
-  parser.add_argument('--benchmark', required=True, choices=BENCHMARKS)
+  parser.add_argument(
+    '--benchmark',
+    required=True,
+    choices=BENCHMARKS,
+    help='the protocol: davis17 (multi-object), davis16 (single-object, top-k 20) or youtube (YouTube-VOS)',
+  )
   parser.add_argument('--root', required=True, help='the benchmark folder (see the examples)')
   parser.add_argument('--split', default=None, help='davis17: val | test-dev; youtube: valid | test')
   parser.add_argument(
@@ -281,11 +286,12 @@ def run(parser: cli.Parser, args) -> int:
   return status
 
 
+@cli.reported
 def main(argv: Optional[list[str]] = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
   console.show_info()  # the engine logs each new compiled program
-  return cli.report(lambda: run(parser, args))
+  return run(parser, args)
 
 
 def check_arguments(args) -> None:

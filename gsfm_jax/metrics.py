@@ -7,8 +7,6 @@ from typing import Any, Mapping, Optional
 
 import jax
 import numpy as np
-from clu import metric_writers
-from clu.metric_writers.interface import MetricWriter
 
 from gsfm_jax.progress import Rate
 
@@ -42,8 +40,10 @@ class Window:
     return out
 
 
-class JsonlWriter(MetricWriter):
-  """Scalars appended to WORKDIR/metrics.jsonl, one JSON object per report (for plots and scripts)."""
+class JsonlWriter:
+  """Scalars appended to WORKDIR/metrics.jsonl, one JSON object per report (for plots and scripts); the
+  other methods of clu's MetricWriter interface do nothing (clu, and with it TensorFlow, is imported only
+  when a run writes, so that `train --help` is quick)."""
 
   def __init__(self, path: str):
     self._path = path
@@ -80,8 +80,11 @@ class JsonlWriter(MetricWriter):
     pass
 
 
-def create_writer(workdir: str) -> MetricWriter:
-  """TensorBoard events + console + metrics.jsonl on process 0; the console only on the others."""
+def create_writer(workdir: str):
+  """A clu MetricWriter: TensorBoard events + console + metrics.jsonl on process 0; the console only on the
+  others."""
+  from clu import metric_writers
+
   if jax.process_index() > 0:
     return metric_writers.create_default_writer(just_logging=True)
   return metric_writers.MultiWriter(

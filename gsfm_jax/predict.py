@@ -275,6 +275,7 @@ def run_one(engine, job: Job, output: media.OutputFolder, args) -> int:
   return 0
 
 
+@cli.reported
 def main(argv: Optional[list[str]] = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
@@ -286,7 +287,7 @@ def main(argv: Optional[list[str]] = None) -> int:
       return run_batch(engines, jobs, output, args)
     return run_one(engines[0], jobs[0], output, args)
 
-  return cli.report(work)
+  return work()
 
 
 def run_batch(workers: list, jobs: list[Job], output: media.OutputFolder, args) -> int:

@@ -254,6 +254,7 @@ def _stop_message(config, ckpt: checkpoint.Checkpoints, step: int) -> str:
   )
 
 
+@cli.reported
 def main(argv) -> int:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -281,8 +282,24 @@ def main(argv) -> int:
   return 0
 
 
+def usage(argv: list[str]) -> str:
+  """`train --help`: the docstring, the flags, and every field of the config (`--config=NAME`, default main)
+  with its value, each settable as --config.FIELD=VALUE."""
+  spec = cli.config_spec(argv)
+  lines = [__doc__.strip(), '', 'flags:']
+  for name in ('config', 'workdir', 'distributed', 'coordinator_address', 'num_processes', 'process_id'):
+    lines.append(f'  --{name}: {flags.FLAGS[name].help} (default: {flags.FLAGS[name].default})')
+  lines += ['', f'config fields of --config={cli.config_name(spec)} (set any with --config.FIELD=VALUE):']
+  lines += [f'  --config.{name}={value!r}' for name, value in cli.config_fields(cli.load_config(spec)).items()]
+  return '\n'.join(lines + ['', cli.EXIT_STATUS])
+
+
 def run() -> None:
-  app.run(lambda argv: sys.exit(main(argv)), argv=cli.absl_argv(sys.argv))
+  argv = cli.absl_argv(sys.argv)
+  if {'-h', '--help', '--helpshort', '--helpfull'} & set(argv[1:]):
+    print(usage(argv))
+    sys.exit(0)
+  app.run(lambda argv: sys.exit(main(argv)), argv=argv)
 
 
 if __name__ == '__main__':

@@ -167,3 +167,19 @@ def test_the_loader_refuses_a_video_of_another_size(exported, tmp_path, capsys):
     == 2
   )
   assert f'{tmp_path / "mask.png"}: not a gsfm_jax program file' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('fault', ['ctrl-c', 'full disk'])
+def test_the_loader_ends_in_one_line_and_keeps_earlier_outputs(fault, exported, clip, tmp_path, capsys, monkeypatch):
+  from test_interruptions import FAULTS, assert_left_as_it_was, earlier_output, fail_on_call
+
+  from gsfm_jax.inference import loader, media
+
+  raise_it, status, line = FAULTS[fault]
+  frames_dir, first_mask = clip
+  earlier_output(tmp_path / 'out')
+  monkeypatch.setattr(media, 'write_palette_png', fail_on_call(2, raise_it, media.write_palette_png))
+  args = [exported, '--video', frames_dir, '--mask', first_mask, '--out', str(tmp_path / 'out'), '--overwrite']
+  assert loader.main(args) == status
+  assert capsys.readouterr().err.startswith(line)
+  assert_left_as_it_was(tmp_path, tmp_path / 'out')

@@ -319,13 +319,14 @@ def probe(parser: cli.Parser, args) -> int:
   return 0
 
 
+@cli.reported
 def main(argv: Optional[list[str]] = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
   from gsfm_jax import console
 
   console.show_info()
-  return cli.report(lambda: probe(parser, args))
+  return probe(parser, args)
 
 
 if __name__ == '__main__':

@@ -131,6 +131,7 @@ def davis_sequences(
     return annotations, [line.strip() for line in f if line.strip()]
 
 
+@cli.reported
 def main(argv: Optional[list[str]] = None) -> int:
   parser = cli.Parser(__doc__)
   parser.add_argument('--results', required=True, help='folder of <sequence>/<frame>.png predictions')

@@ -94,6 +94,7 @@ class Program:
     return Output(0, np.concatenate([p.labels for p in parts]), np.concatenate([p.prob for p in parts]))
 
 
+@cli.reported
 def main(argv: Optional[list[str]] = None) -> int:
   parser = cli.Parser(__doc__)
   parser.add_argument('program', help='a file written by python -m gsfm_jax.inference.program')
@@ -103,19 +104,15 @@ def main(argv: Optional[list[str]] = None) -> int:
   args = parser.parse_args(argv)
   from gsfm_jax.inference import media
 
-  try:
-    output = media.OutputFolder(args.out, args.overwrite)
-    video = media.VideoReader(args.video)
-    mask = media.read_mask(args.mask, video.size)
-    ids = [int(i) for i in np.unique(mask.labels) if i > 0]
-    program = Program(args.program)
-    with output as folder:
-      for out in program.chunks(video, media.index_lookup(ids)[mask.labels]):
-        names = video.names[out.start : out.start + len(out.labels)]
-        media.write_masks(f'{folder}/masks', names, np.array([0] + ids, np.uint8)[out.labels])
-  except (OSError, ValueError) as error:
-    print(f'error: {error}', file=sys.stderr)
-    return 2
+  output = media.OutputFolder(args.out, args.overwrite)
+  video = media.VideoReader(args.video)
+  mask = media.read_mask(args.mask, video.size)
+  ids = [int(i) for i in np.unique(mask.labels) if i > 0]
+  program = Program(args.program)
+  with output as folder:
+    for out in program.chunks(video, media.index_lookup(ids)[mask.labels]):
+      names = video.names[out.start : out.start + len(out.labels)]
+      media.write_masks(f'{folder}/masks', names, np.array([0] + ids, np.uint8)[out.labels])
   print(f'{len(video)} frames, {len(ids)} object(s); written to {args.out}')
   return 0
 

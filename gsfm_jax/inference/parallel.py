@@ -17,6 +17,7 @@ from typing import Callable, Optional, Sequence, TypeVar
 
 import jax
 
+from gsfm_jax import cli
 from gsfm_jax.inference.engine import Propagator
 from gsfm_jax.inference.media import InputError
 from gsfm_jax.sharding import sync
@@ -65,11 +66,12 @@ def run_all(
   """work(engine, item) for every item, longest first, each on the next engine that is free.
 
   Returns ({index: result}, {index: 'ErrorType: message'}): an item that raises is reported and the
-  others go on. Ctrl-C stops every worker after the video it is on.
+  others go on, except for a full disk, which stops every worker and is raised (no other video could be
+  written either). Ctrl-C stops every worker after the video it is on.
   """
   queue = collections.deque(sorted(range(len(items)), key=lambda i: (-lengths[i], i)))
   lock, stop = threading.Lock(), threading.Event()
-  results, failures = {}, {}
+  results, failures, fatal = {}, {}, []
 
   def worker(engine: Propagator) -> None:
     while not stop.is_set():
@@ -80,12 +82,23 @@ def run_all(
       try:
         results[i] = work(engine, items[i])
       except Exception as error:  # noqa: BLE001 - one video's failure must not end the others
-        failures[i] = f'{type(error).__name__}: {error}'
+        if cli.disk_full(error):
+          fatal.append(error)
+          stop.set()
+        else:
+          failures[i] = f'{type(error).__name__}: {error}'
 
   if len(workers) == 1:  # in this thread: Ctrl-C and tracebacks as usual
     worker(workers[0])
-    return results, failures
-  threads = [threading.Thread(target=worker, args=(e,), daemon=True) for e in workers]
+  else:
+    join_all([threading.Thread(target=worker, args=(e,), daemon=True) for e in workers], stop)
+  if fatal:
+    raise fatal[0]
+  return results, failures
+
+
+def join_all(threads: list[threading.Thread], stop: threading.Event) -> None:
+  """Starts and joins `threads`; Ctrl-C sets `stop` (each ends after the video it is on) and is raised."""
   for thread in threads:
     thread.start()
   try:
@@ -95,7 +108,6 @@ def run_all(
   except KeyboardInterrupt:
     stop.set()
     raise
-  return results, failures
 
 
 def gather(

@@ -164,10 +164,11 @@ def write(parser: cli.Parser, args) -> int:
   return 0
 
 
+@cli.reported
 def main(argv: Optional[list[str]] = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
-  return cli.report(lambda: write(parser, args))
+  return write(parser, args)
 
 
 if __name__ == '__main__':
