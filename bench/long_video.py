@@ -1,9 +1,11 @@
-"""Long videos in constant memory: `gsfm_jax.predict` (the real command line, each length in a fresh process) on
-the same synthetic content at several lengths, with a bounded memory (`--capacity`): peak host RSS, peak device
-bytes (where the backend reports them), the peak bytes of live jax.Arrays (sampled every 0.25 s; on a CPU
-this is the device side of the RSS) and frames/s after compilation.
+"""Long videos: `gsfm_jax.predict` (the real command line, each length in a fresh process) on the same synthetic
+content at several lengths, with a bounded memory (`--capacity N`) or the reference's unbounded one
+(`--capacity 0`): peak host RSS, peak device bytes (where the backend reports them), the peak bytes of live
+jax.Arrays (sampled every 0.25 s; on a CPU this is the device side of the RSS), frames/s after compilation and
+the programs compiled (the memory's growth: one per slot count).
 
   JAX_PLATFORMS=cpu python bench/long_video.py --frames 50 500 5000 [--width_divisor 8] [--size 480 854]
+  JAX_PLATFORMS=cpu python bench/long_video.py --frames 200 2000 --capacity 0 --size 240 432
 
 The video is an .mp4 of textured shapes moving over a background (written once per length, decoded by
 predict chunk by chunk); the network is GSFM with random weights, at `--width_divisor` of its width on a CPU
@@ -81,9 +83,11 @@ def child(args: argparse.Namespace) -> None:
     args.mask,
     '--out',
     args.out,
-    '--capacity',
-    str(args.capacity),
-  ]
+  ] + (['--capacity', str(args.capacity)] if args.capacity else [])
+  if args.slots == ['linear']:
+    from gsfm_jax.inference import engine
+
+    engine.slots_for = linear_slots
   live = LiveArrays()
   live.start()
   start = time.perf_counter()
@@ -99,6 +103,7 @@ def child(args: argparse.Namespace) -> None:
         'device_peak_mib': stats['peak_bytes_in_use'] / 2**20 if 'peak_bytes_in_use' in stats else None,
         'live_arrays_peak_mib': live.peak / 2**20,
         'frames_per_s': summary['frames_per_s'],
+        'programs': summary['compiled_programs'],
         'seconds': seconds,
       }
     )
@@ -124,7 +129,14 @@ def main() -> None:
   parser.add_argument('--frames', type=int, nargs='+', default=[50, 500, 5000])
   parser.add_argument('--size', type=int, nargs=2, default=[480, 854], metavar=('H', 'W'))
   parser.add_argument('--width_divisor', type=int, default=8)
-  parser.add_argument('--capacity', type=int, default=8, help='memory frames kept')
+  parser.add_argument('--capacity', type=int, default=8, help='memory frames kept (0: all, the reference)')
+  parser.add_argument(
+    '--slots',
+    nargs='+',
+    choices=('geometric', 'linear'),
+    default=['geometric'],
+    help="the memory's growth: geometric (gsfm_jax) and/or linear (the baseline: multiples of 8)",
+  )
   parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
   for name in ('checkpoint', 'video', 'mask', 'out'):
     parser.add_argument(f'--{name}', help=argparse.SUPPRESS)
@@ -137,12 +149,13 @@ def main() -> None:
 
   print(machine())
   print(
-    f'{args.size[0]}×{args.size[1]}, GSFM at 1/{args.width_divisor} width, random weights, --capacity '
-    f'{args.capacity}, memory every 3rd frame; each length in a fresh process'
+    f'{args.size[0]}×{args.size[1]}, GSFM at 1/{args.width_divisor} width, random weights, '
+    f'{f"--capacity {args.capacity}" if args.capacity else "unbounded memory (no --capacity)"}, memory every 3rd '
+    'frame; each length in a fresh process'
   )
   print(
-    f'{"frames":>7s} {"peak RSS MiB":>13s} {"device peak MiB":>16s} {"live arrays MiB":>16s} {"frames/s":>9s} '
-    f'{"wall s":>8s}'
+    f'{"frames":>7s} {"slots":>10s} {"peak RSS MiB":>13s} {"device peak MiB":>16s} {"live arrays MiB":>16s} '
+    f'{"frames/s":>9s} {"programs":>9s} {"wall s":>8s}'
   )
   with tempfile.TemporaryDirectory() as work:
     checkpoint = weights(work, args.width_divisor)
@@ -152,41 +165,41 @@ def main() -> None:
       first = write_video(video, frames, tuple(args.size))
       mask = os.path.join(work, 'first.png')
       write_palette_png(first, mask)
-      out = os.path.join(work, f'out{run}_{frames}')  # a length may be given twice
-      result = subprocess.run(
-        [
-          sys.executable,
-          __file__,
-          '--child',
-          '--checkpoint',
-          checkpoint,
-          '--video',
-          video,
-          '--mask',
-          mask,
-          '--out',
-          out,
-          '--capacity',
-          str(args.capacity),
-        ],
-        capture_output=True,
-        text=True,
-      )
-      if result.returncode:
-        sys.exit(f'predict failed on {frames} frames:\n{result.stderr[-3000:]}')
-      row = json.loads(result.stdout.strip().splitlines()[-1])
-      rows.append((frames, row))
-      device = f'{row["device_peak_mib"]:.0f}' if row['device_peak_mib'] is not None else 'n/a'
-      print(
-        f'{frames:7d} {row["rss_mib"]:13.0f} {device:>16s} {row["live_arrays_peak_mib"]:16.1f} '
-        f'{row["frames_per_s"] or 0:9.2f} '
-        f'{row["seconds"]:8.1f}',
-        flush=True,
-      )
+      for growth in args.slots:
+        out = os.path.join(work, f'out{run}_{frames}_{growth}')  # a length may be given twice
+        row = measure(checkpoint, video, mask, out, args.capacity, growth)
+        rows.append((frames, row))
+        device = f'{row["device_peak_mib"]:.0f}' if row['device_peak_mib'] is not None else 'n/a'
+        print(
+          f'{frames:7d} {growth:>10s} {row["rss_mib"]:13.0f} {device:>16s} {row["live_arrays_peak_mib"]:16.1f} '
+          f'{row["frames_per_s"] or 0:9.2f} {row["programs"]:9d} {row["seconds"]:8.1f}',
+          flush=True,
+        )
       os.remove(video)
     base = rows[0][1]['rss_mib']
     for frames, row in rows[1:]:
       print(f'peak RSS at {frames} frames: {100 * (row["rss_mib"] / base - 1):+.1f} % of {rows[0][0]} frames')
+
+
+def measure(checkpoint: str, video: str, mask: str, out: str, capacity: int, growth: str) -> dict:
+  """One predict run in a fresh process (`child`); its JSON line."""
+  result = subprocess.run(
+    [sys.executable, __file__, '--child', '--checkpoint', checkpoint, '--video', video, '--mask', mask]
+    + ['--out', out, '--capacity', str(capacity), '--slots', growth],
+    capture_output=True,
+    text=True,
+  )
+  if result.returncode:
+    sys.exit(f'predict failed on {video}:\n{result.stderr[-3000:]}')
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def linear_slots(stored: int, protocol) -> int:
+  """The baseline: memory slots in multiples of 8 (gsfm_jax before issue 28), one program per 8 slots."""
+  from gsfm_jax.inference.schedule import bucket
+
+  slots = bucket(stored, protocol.slot_bucket)
+  return slots if protocol.capacity is None else min(slots, protocol.capacity)
 
 
 if __name__ == '__main__':

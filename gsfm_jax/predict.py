@@ -9,7 +9,8 @@
       [--probabilities]            # also prob/<frame>.npy, (H, W, K+1) float16, background first
 
 Writes OUT/masks/<frame>.png (palette PNGs with your object ids), OUT/overlay.mp4 (in the same colours),
-OUT/overlay_last.png and OUT/summary.json (seconds, frames/s after compilation, compiled programs). Frames
+OUT/overlay_last.png and OUT/summary.json (seconds, seconds compiling, frames/s = frames / the seconds not
+spent compiling, for any length, and compiled programs). Frames
 are decoded and results written chunk by chunk, so host memory does not grow with the video; with
 --capacity N neither does device memory.
 --videos FOLDER: every video file (.mp4 .avi .mov .mkv) and every folder of frames in FOLDER, each with its
@@ -35,7 +36,7 @@ import numpy as np
 
 from gsfm_jax import cli, console
 from gsfm_jax.inference import media
-from gsfm_jax.progress import Rate
+from gsfm_jax.progress import Rate, compile_seconds
 
 MAX_OBJECTS = 8
 
@@ -177,6 +178,7 @@ def read_jobs(args) -> list[Job]:
 def segment(engine, job: Job, folder: str, probabilities: bool, show: Optional[Callable[[str], None]]) -> dict:
   """One video into `folder` (masks, overlay, summary.json); show(line) after each chunk. -> its summary."""
   total, meter, began = len(job.inputs.video), Rate(len(job.inputs.video)), time.perf_counter()
+  compiling = compile_seconds()
 
   def progress(done: int) -> None:
     if not meter.started:  # the first chunk compiles: rates and the ETA count from its end
@@ -190,11 +192,13 @@ def segment(engine, job: Job, folder: str, probabilities: bool, show: Optional[C
 
   chunks = engine.chunks(job.inputs.video, job.inputs.labels, resized=job.resized, keep_prob=probabilities)
   write_outputs(folder, chunks, job.inputs, probabilities, progress)
+  seconds, compiled = time.perf_counter() - began, compile_seconds() - compiling
   summary = {
     'frames': total,
     'objects': job.inputs.user_ids[1:].tolist(),
-    'seconds': time.perf_counter() - began,
-    'frames_per_s': meter.overall() if total > engine.protocol.chunk else None,  # after the compiling chunk
+    'seconds': seconds,
+    'compiling_seconds': compiled,
+    'frames_per_s': total / max(seconds - compiled, 1e-9),  # compiling left out; decoding and writing in
     'compiled_programs': len(engine.compiled),
   }
   with open(os.path.join(folder, 'summary.json'), 'w') as f:
@@ -266,12 +270,10 @@ def run_one(engine, job: Job, output: media.OutputFolder, args) -> int:
       summary = segment(engine, job, folder, args.probabilities, lambda line: print(line, flush=True))
   except media.InputError as error:  # a frame that cannot be decoded, found when it is read
     raise media.InputError(f'{error} (nothing written to {args.out})') from None
-  speed = (
-    f'{summary["frames_per_s"]:.2f} frames/s after the first chunk, which compiles'
-    if summary['frames_per_s'] is not None
-    else f'{summary["seconds"]:.1f} s with compilation'
+  print(
+    f'{summary["frames"]} frames, {len(summary["objects"])} object(s), {summary["frames_per_s"]:.2f} frames/s '
+    f'({summary["compiling_seconds"]:.1f} s of compiling left out); written to {args.out}'
   )
-  print(f'{summary["frames"]} frames, {len(summary["objects"])} object(s), {speed}; written to {args.out}')
   return 0
 
 

@@ -240,6 +240,12 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, model, ckpt: c
       f'{ckpt.directory}/{ckpt.latest_step()}, curves {curves}',
       flush=True,
     )
+    if preemption.requested:
+      print(
+        'an unfinished training: its network may not segment yet (README, "What the demo reaches"); the same '
+        f'command resumes to step {config.steps}',
+        flush=True,
+      )
   return state
 
 

@@ -137,3 +137,11 @@ def test_probe_mistakes_get_one_line(mistake, message, ars_checkpoint, data_root
   assert aliasing.main([a for pair in args.items() for a in pair]) == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and message in err[0] and err[0].startswith('error: ')
+
+
+def test_the_ratio_plot_shows_only_the_variants_measured():
+  """A network without ARS has no learned_ars bars, so its legend has no such entry."""
+  without_ars = {'key.layer2_in': {'before': {}, 'energy_ars': {}}, 'key.conv1_out': {'before': {}}}
+  assert aliasing.measured_variants(without_ars) == ['before', 'energy_ars']
+  with_ars = {'key.layer2_in': {'before': {}, 'learned_ars': {}, 'energy_ars': {}}}
+  assert aliasing.measured_variants(with_ars) == ['before', 'learned_ars', 'energy_ars']

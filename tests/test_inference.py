@@ -11,7 +11,7 @@ import pytest
 from conftest import NARROW, narrow_variables
 
 from gsfm_jax.inference import Propagator, Protocol, resize
-from gsfm_jax.inference.schedule import schedule
+from gsfm_jax.inference.schedule import schedule, slots_for
 from gsfm_jax.inference.stream import Stream
 from gsfm_jax.models import GSFM
 from gsfm_jax.models.aggregate import aggregate
@@ -188,6 +188,20 @@ def test_videos_of_other_lengths_reuse_the_compiled_program():
   before = fn._cache_size()
   engine().segment(*_first(video(5, seed=3)))  # 2 chunks of 4, 5 memory frames: same bucket
   assert fn._cache_size() == before
+
+
+def test_memory_slots_grow_geometrically():
+  """A video of T frames compiles O(log T) programs as its memory grows, holding at most twice the slots used."""
+  stored = range(1, 2001)
+  slots = [slots_for(s, Protocol()) for s in stored]
+  assert sorted(set(slots)) == [8 * 2**n for n in range(8)]  # 8 … 1024
+  assert all(s <= n < max(2 * s, 9) for s, n in zip(stored, slots))
+  assert max(slots_for(s, Protocol(capacity=100)) for s in stored) == 100
+  fn = engine().chunk_program
+  frames, labels = video(36)
+  before = fn._cache_size()
+  engine().segment(frames[:, :48], {0: labels[0, :48]})  # a frame size no other test uses
+  assert fn._cache_size() - before == 4  # 35 memory frames: slots 8, 16, 32, 64 (buckets of 8 would be 5)
 
 
 def _first(clip):

@@ -105,3 +105,14 @@ def test_predict_reads_every_form_of_a_training_run(reference, clip, tmp_path, c
     masks[name] = np.stack([np.asarray(Image.open(out / 'masks' / f)) for f in sorted(os.listdir(out / 'masks'))])
   for name in sources:
     np.testing.assert_array_equal(masks[name], masks['workdir'], err_msg=name)
+
+
+def test_a_training_start_of_another_width_names_the_config_field(weights):
+  import ml_collections
+
+  from gsfm_jax.models import GSFM
+  from gsfm_jax.weights.start import initial_variables
+
+  init = ml_collections.ConfigDict({'kind': 'checkpoint', 'checkpoint': weights, 'stem_fill': 'orthogonal'})
+  with pytest.raises(ValueError, match='add --config.model.width_divisor=4$'):
+    initial_variables(init, GSFM(), 0)

@@ -220,6 +220,11 @@ def measure(maps: dict, learned: dict) -> dict:
   return report
 
 
+def measured_variants(report: dict) -> list[str]:
+  """The variants of `report` measured for some probe, in the plot's order (no ARS: no learned_ars)."""
+  return [v for v in ('before', 'learned_ars', 'energy_ars') if any(v in entry for entry in report.values())]
+
+
 def plot(report: dict, folder: str) -> None:
   """radial_spectra.png (one panel per probe, Nyquist 0.25 and ESR 0.354 marked) and ratios.png (bars)."""
   import matplotlib
@@ -242,11 +247,12 @@ def plot(report: dict, folder: str) -> None:
   fig.tight_layout()
   fig.savefig(os.path.join(folder, 'radial_spectra.png'), dpi=100)
   plt.close(fig)
-  variants = ('before', 'learned_ars', 'energy_ars')
+  variants = measured_variants(report)
   fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 4))
-  for i, variant in enumerate(variants):
+  width = 0.8 / len(variants)
+  for i, variant in enumerate(variants):  # only the variants measured: a network without ARS has no learned_ars
     values = [report[n][variant]['ratio'] if variant in report[n] else np.nan for n in names]
-    ax.bar(np.arange(len(names)) + (i - 1) * 0.27, values, 0.27, label=variant)
+    ax.bar(np.arange(len(names)) + (i - (len(variants) - 1) / 2) * width, values, width, label=variant)
   ax.set_xticks(np.arange(len(names)), names, rotation=30, ha='right', fontsize=8)
   ax.set_ylabel('aliasing ratio (ν_N = 0.25)')
   ax.legend(fontsize=8)

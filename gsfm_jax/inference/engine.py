@@ -9,7 +9,8 @@ aggregated probabilities and stored. Outputs are cropped, resized to the output 
 device.
 
 The memory schedule (which frames are stored, computed on the host) is `inference.schedule`; memory slots
-are allocated in buckets so that videos of similar lengths share compiled programs.
+grow geometrically (8 · 2^n, `schedule.slots_for`), so a video compiles O(log T) programs and videos of similar
+lengths share them.
 """
 
 import functools

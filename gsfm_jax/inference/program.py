@@ -25,7 +25,7 @@ import jax
 import numpy as np
 from jax import export
 
-from gsfm_jax import cli
+from gsfm_jax import cli, console
 from gsfm_jax.inference import memory_bank
 from gsfm_jax.inference.engine import Geometry, Propagator, geometry, scan_chunk
 from gsfm_jax.inference.loader import FORMAT
@@ -168,6 +168,7 @@ def write(parser: cli.Parser, args) -> int:
 def main(argv: Optional[list[str]] = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
+  console.show_info()  # this project's lines, not orbax's notes on reading a training checkpoint
   return write(parser, args)
 
 

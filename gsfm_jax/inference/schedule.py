@@ -24,7 +24,7 @@ class Protocol:
   memory_rule: str = 'absolute'
   capacity: Optional[int] = None  # memory frames kept (first / labelled frames pinned, oldest dropped); None: all
   chunk: int = 16  # frames per compiled scan call
-  slot_bucket: int = 8  # memory slots are allocated in multiples of this
+  slot_bucket: int = 8  # memory slots are allocated as this times a power of two (8, 16, 32, …)
   object_bucket: int = 1  # the object count is padded to a multiple of this (more reuse of programs)
 
   def __post_init__(self):
@@ -77,8 +77,12 @@ def bucket(value: int, multiple: int) -> int:
 
 
 def slots_for(stored: int, protocol: Protocol) -> int:
-  """Memory slots for `stored` memory frames: a bucket, at most the protocol's capacity."""
-  slots = bucket(stored, protocol.slot_bucket)
+  """Memory slots for `stored` memory frames: slot_bucket · 2^n, the smallest that holds them (so a video of
+  T frames compiles O(log T) programs as its memory grows, and holds at most twice the slots it uses), at most
+  the protocol's capacity."""
+  slots = protocol.slot_bucket
+  while slots < stored:
+    slots *= 2
   return slots if protocol.capacity is None else min(slots, protocol.capacity)
 
 

@@ -27,37 +27,40 @@ def is_native(path: str) -> bool:
   return os.path.isdir(path) or (path.endswith('.npz') and files.is_native_npz(path))
 
 
-def load(path: str, model: Union[GSFM, ml_collections.ConfigDict], stem_fill: str = 'orthogonal') -> Variables:
+def load(
+  path: str, model: Union[GSFM, ml_collections.ConfigDict], stem_fill: str = 'orthogonal', flag: str = '--model '
+) -> Variables:
   """Host (numpy, float32) variables {'params', 'batch_stats'} for `model` (a GSFM, or a model config) from
   any input the module docstring lists. A single-object (stage-0) value-encoder stem loaded into the
   multi-object network gets its 5th input channel with `stem_fill` ('orthogonal' as the reference's training,
-  'zeros' as its evaluation scripts)."""
+  'zeros' as its evaluation scripts). A mismatch names the setting that reads the file, spelled `flag`FIELD=VALUE
+  ('--model ' on the command lines that read weights, '--config.model.' for a training's start)."""
   if not isinstance(model, GSFM):
     model = build_model(model)
   if not os.path.exists(path):
     raise ConversionError(f'{path}: no such file or directory')
   path = workdir.newest_state(path)
   try:
-    return read_variables(path, model, stem_fill)
+    return read_variables(path, model, stem_fill, flag)
   except ConversionError as error:
     structural = any(kind in str(error) for kind in ('missing key', 'unexpected key', 'shape mismatch'))
     if not structural or record.read(path) is not None:
       raise
     raise ConversionError(
       f'{error}. The file carries no network record and was read as {network_kind(model)} GSFM: name its '
-      'switches with --model FIELD=VALUE (configs/model.py)'
+      f'switches with {flag}FIELD=VALUE (configs/model.py)'
     ) from None
 
 
-def read_variables(path: str, model: GSFM, stem_fill: str) -> Variables:
+def read_variables(path: str, model: GSFM, stem_fill: str, flag: str) -> Variables:
   """`load` of one file or folder."""
   if not is_native(path):
     state_dict = official.read_state_dict(path)
-    check_width(path, model, state_dict.get(official.official_key(FIRST_CONV)), official.to_flax_layout)
+    check_width(path, model, state_dict.get(official.official_key(FIRST_CONV)), flag, official.to_flax_layout)
     return official.state_dict_to_variables(state_dict, model, path, stem_fill)
   expected = {'/'.join(p): spec.shape for p, spec in abstract_variables(model).items()}
   found = {k: np.asarray(v, np.float32) for k, v in files.flatten(files.load_native(path)).items()}
-  check_width(path, model, found.get('/'.join(FIRST_CONV)))
+  check_width(path, model, found.get('/'.join(FIRST_CONV)), flag)
   name = '/'.join(stem.STEM)
   if name in found:
     found[name] = stem.fit(found[name], expected[name], stem_fill, np.random.default_rng(0))
@@ -70,8 +73,8 @@ def read_variables(path: str, model: GSFM, stem_fill: str) -> Variables:
 FIRST_CONV = ('params', 'key_encoder', 'conv1', 'kernel')  # (7, 7, 3, 64 / width_divisor)
 
 
-def check_width(path: str, model: GSFM, first_conv: Optional[np.ndarray], to_flax=lambda a: a) -> None:
-  """ConversionError naming `--model width_divisor=D` when the file's key-encoder stem is another width's."""
+def check_width(path: str, model: GSFM, first_conv: Optional[np.ndarray], flag: str, to_flax=lambda a: a) -> None:
+  """ConversionError naming `flag`width_divisor=D when the file's key-encoder stem is another width's."""
   if first_conv is None or np.ndim(first_conv) != 4:
     return
   channels = to_flax(np.asarray(first_conv)).shape[-1]
@@ -80,7 +83,7 @@ def check_width(path: str, model: GSFM, first_conv: Optional[np.ndarray], to_fla
     why = '' if record.read(path) is not None else ' (the file carries no network record, so it was read as GSFM)'
     raise ConversionError(
       f'{path}: weights of the network at width_divisor {divisor} ({channels} key-encoder stem channels), not '
-      f'{model.width_divisor}{why}: add --model width_divisor={divisor}'
+      f'{model.width_divisor}{why}: add {flag}width_divisor={divisor}'
     )
 
 

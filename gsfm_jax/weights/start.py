@@ -26,5 +26,5 @@ def initial_variables(init: ml_collections.ConfigDict, model: GSFM, seed: int) -
   if init.kind == 'imagenet':
     return imagenet_start(init.resnet50, init.resnet18, model, seed)
   if init.kind == 'checkpoint':
-    return load(init.checkpoint, model, init.stem_fill)
+    return load(init.checkpoint, model, init.stem_fill, flag='--config.model.')
   raise ConversionError(f"init.kind {init.kind!r}: expected 'scratch', 'imagenet' or 'checkpoint'")
