@@ -231,7 +231,7 @@ def generate(
   interrupted earlier version) is replaced."""
   out = os.path.abspath(out)
   if is_complete(out):
-    raise FileExistsError(f'{out}: the built-in dataset is already there (remove it to write it again)')
+    raise atomic.OutputExists(f'{out}: the built-in dataset is already there (remove it to write it again)')
   with atomic.replacing(out) as work:
     os.makedirs(work)
     rng = np.random.default_rng(seed)

@@ -14,7 +14,7 @@ from runs import final_params
 from gsfm_jax import convert, weights
 from gsfm_jax.models import GSFM
 from gsfm_jax.weights import files as export
-from gsfm_jax.weights import imagenet, official
+from gsfm_jax.weights import imagenet, official, record
 from gsfm_jax.weights.start import initial_variables
 
 
@@ -300,6 +300,7 @@ def test_convert_takes_what_predict_takes(reference, tmp_path, capsys):
     assert convert.main([source, str(tmp_path / name), '--to', 'official']) == 0, capsys.readouterr().err
     got = export.read_npz(str(tmp_path / name))
     assert got['decoder.pred.weight'].shape == (1, 64, 3, 3)  # 256 / 4 channels
+    assert record.read(str(tmp_path / name))['width_divisor'] == 4  # the run's network, recorded
     np.testing.assert_array_equal(got['decoder.pred.weight'], expected['decoder.pred.weight'])
   assert convert.main([str(tmp_path / 'w.npz'), str(tmp_path / 'x.pth')]) == 2
   assert 'x.pth: a .pth output holds the official names; add --to official' in capsys.readouterr().err
