@@ -44,7 +44,7 @@ def test_every_form_round_trips_with_its_network(case, tmp_path, capsys):
   source = str(tmp_path / 'source.npz')
   weights.save(variables, source, config)
   chain = [(source, 'folder', []), ('folder', 'official.npz', ['--to', 'official']), ('official.npz', 'back.npz', [])]
-  for before, after, flags in chain:
+  for before, after, flags in chain if CASES[case] else chain[:2]:  # GSFM's 270 MB: the two new forms only
     assert convert.main([str(tmp_path / before), str(tmp_path / after), *flags]) == 0, capsys.readouterr().err
     assert record.read(str(tmp_path / after)) == record.of(config), after
     assert weights.network(str(tmp_path / after)).width_divisor == config.width_divisor
@@ -52,7 +52,7 @@ def test_every_form_round_trips_with_its_network(case, tmp_path, capsys):
   assert np.load(tmp_path / 'official.npz').files[0].startswith(('key_encoder.', 'value_encoder.', 'decoder.'))
 
   if not CASES[case]:
-    return  # an official .pth of GSFM itself: tests/test_convert.py
+    return  # official names back to Flax names, and GSFM's own .pth: tests/test_convert.py
   assert convert.main([str(tmp_path / 'back.npz'), str(tmp_path / 'o.pth'), '--to', 'official']) == 0
   assert record.read(str(tmp_path / 'o.pth')) is None  # a .pth has no place for it
   flags = [f'--model={k}={",".join(v) if isinstance(v, tuple) else v}' for k, v in CASES[case].items()]

@@ -60,7 +60,9 @@ def test_resume_after_sigterm_and_kill_9_is_bit_exact(reference, data_root, tmp_
   second.kill()
   assert second.wait(timeout=60) == -signal.SIGKILL
   assert saved[0] <= committed_steps(workdir)[-1] < 4
-  # 3. resumed to the end: the parameters are those of the uninterrupted run, bit for bit
+  # 3. resumed to the end (kill -9 left run.lock behind; the kernel released its lock): the parameters are
+  # those of the uninterrupted run, bit for bit
+  assert os.path.isfile(os.path.join(workdir, 'run.lock'))
   third = run(cli_args(workdir, data_root))
   assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
   assert committed_steps(workdir)[-1] == 4
