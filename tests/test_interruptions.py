@@ -97,9 +97,14 @@ def test_ctrl_c_in_predict(weights, clip, tmp_path):
   from runs import REPO, env
 
   frames_dir, first_mask = clip
+  video = tmp_path / 'video'  # 400 frames (the clip's, linked over and over): still running when Ctrl-C comes
+  video.mkdir()
+  names = sorted(os.listdir(frames_dir))
+  for t in range(400):
+    os.link(os.path.join(frames_dir, names[t % len(names)]), video / f'{t:05d}.jpg')
   out = tmp_path / 'out'
   earlier_output(out)
-  args = ['--checkpoint', weights, '--video', frames_dir, '--mask', first_mask, '--out', str(out), '--overwrite']
+  args = ['--checkpoint', weights, '--video', str(video), '--mask', first_mask, '--out', str(out), '--overwrite']
   child = subprocess.Popen(
     [sys.executable, '-m', 'gsfm_jax.predict', *args],
     cwd=REPO,
