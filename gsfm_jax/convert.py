@@ -72,8 +72,7 @@ def convert(args) -> int:
       f'{output}: a .pth output holds the official names; add --to official (or write a folder or an .npz)'
     )
   if from_imagenet:
-    config = record.defaults()
-    config.update(record.parse_overrides(args.model))
+    config = record.config(record.parse_overrides(args.model), '--model')
   else:
     config = weights.network(args.paths[0], args.model)
   config.dtype = 'float32'

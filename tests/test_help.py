@@ -4,11 +4,10 @@ answered in one line with the nearest field."""
 
 import importlib
 import re
-import subprocess
 import sys
 
 import pytest
-from runs import REPO, env
+from runs import run
 
 COMMANDS = (
   'gsfm_jax.predict',
@@ -64,26 +63,12 @@ def test_help_shows_defaults(capsys):
 
 
 def test_train_help_is_whole_and_lists_the_config_fields():
-  result = subprocess.run(
-    [sys.executable, '-m', 'gsfm_jax.train', '--help', '--config=demo'],
-    cwd=REPO,
-    env=env(1),
-    capture_output=True,
-    text=True,
-    timeout=120,
-  )
+  result = run([sys.executable, '-m', 'gsfm_jax.train', '--help', '--config=demo'], devices=1)
   assert result.returncode == 0, result.stderr[-2000:]
   assert '--config.steps=3000' in result.stdout and '--config.model.width_divisor=4' in result.stdout
   assert '--workdir: run folder' in result.stdout and 'exit status:' in result.stdout
   assert 'oneDNN' not in result.stdout + result.stderr  # TensorFlow's start-up lines: it is not imported
-  imported = subprocess.run(
-    [sys.executable, '-c', "import sys, gsfm_jax.train; print('tensorflow' in sys.modules)"],
-    cwd=REPO,
-    env=env(1),
-    capture_output=True,
-    text=True,
-    timeout=120,
-  )
+  imported = run([sys.executable, '-c', "import sys, gsfm_jax.train; print('tensorflow' in sys.modules)"], devices=1)
   assert imported.stdout.strip() == 'False', imported.stderr[-2000:]
 
 
@@ -95,13 +80,8 @@ def test_train_help_is_whole_and_lists_the_config_fields():
   ],
 )
 def test_a_mistyped_config_field_is_one_line(flag, expected, tmp_path):
-  result = subprocess.run(
-    [sys.executable, '-m', 'gsfm_jax.train', '--config=demo', f'--workdir={tmp_path / "w"}', flag],
-    cwd=REPO,
-    env=env(1),
-    capture_output=True,
-    text=True,
-    timeout=120,
+  result = run(
+    [sys.executable, '-m', 'gsfm_jax.train', '--config=demo', f'--workdir={tmp_path / "w"}', flag], devices=1
   )
   assert result.returncode == 2
   lines = [x for x in result.stderr.splitlines() if x.strip()]
