@@ -23,13 +23,14 @@ class Chip(NamedTuple):
   chips_per_host: int  # chips on one host of a multi-host slice
   accelerator_type: str  # the name's prefix in TPU_ACCELERATOR_TYPE ('v5litepod' for v5e)
   device_kinds: tuple  # jax's Device.device_kind of a chip (compile-only devices of v5p say 'TPU v5')
+  hbm_bandwidth: float  # bytes/s (data sheet)
 
 
 CHIPS = {
-  'v4': Chip('v4', 'v4', 32 * GIB, 275e12, 2, 3, 4, 'v4', ('TPU v4',)),
-  'v5p': Chip('v5p', 'v5', 95 * GIB, 459e12, 2, 3, 4, 'v5p', ('TPU v5p', 'TPU v5')),
-  'v5e': Chip('v5e', 'v5e', 16 * GIB, 197e12, 1, 2, 4, 'v5litepod', ('TPU v5 lite', 'TPU v5e')),
-  'v6e': Chip('v6e', 'v6e', 32 * GIB, 918e12, 1, 2, 4, 'v6e', ('TPU v6 lite', 'TPU v6e')),
+  'v4': Chip('v4', 'v4', 32 * GIB, 275e12, 2, 3, 4, 'v4', ('TPU v4',), 1200e9),
+  'v5p': Chip('v5p', 'v5', 95 * GIB, 459e12, 2, 3, 4, 'v5p', ('TPU v5p', 'TPU v5'), 2765e9),
+  'v5e': Chip('v5e', 'v5e', 16 * GIB, 197e12, 1, 2, 4, 'v5litepod', ('TPU v5 lite', 'TPU v5e'), 819e9),
+  'v6e': Chip('v6e', 'v6e', 32 * GIB, 918e12, 1, 2, 4, 'v6e', ('TPU v6 lite', 'TPU v6e'), 1640e9),
 }
 ALIASES = {'v5litepod': 'v5e', 'v5lite': 'v5e', 'v6litepod': 'v6e'}
 

@@ -101,6 +101,66 @@ def test_small_maps_convolve_as_a_matmul_with_the_same_result(kernel, stride, si
   np.testing.assert_allclose(found, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize('size', [(15, 25), (30, 54), (7, 8)])
+def test_dft_matmuls_are_the_fft_pair_with_its_gradient(size):
+  """The TPU's spectral transform (dense DFTs) computes the FFT pair's function, values and VJPs."""
+  from gsfm_jax.models.frequency import irfft2_as_matmuls, rfft2_as_matmuls
+
+  rng = np.random.default_rng(size[0])
+  x = jnp.asarray(rng.standard_normal((2, *size, 3)), jnp.float32)
+  spectrum = jnp.fft.rfft2(x, axes=(1, 2))
+  close = lambda a, b, tol: float(jnp.max(jnp.abs(a - b))) <= tol * float(jnp.max(jnp.abs(b)))
+  assert close(rfft2_as_matmuls(x), spectrum, 1e-6)
+  # a half spectrum that is not Hermitian at DC / Nyquist: both read it the same way
+  skewed = spectrum * (1 + 0.3j) + 0.1j
+  assert close(irfft2_as_matmuls(skewed, size[1]), jnp.fft.irfft2(skewed, s=size, axes=(1, 2)), 1e-6)
+  cotangent = jnp.asarray(rng.standard_normal(x.shape), jnp.float32)
+  filtered = lambda forward, inverse: lambda a: jnp.sum(inverse(forward(a) * (1 + 0.5j)) * cotangent)
+  matmuls = jax.grad(filtered(rfft2_as_matmuls, lambda z: irfft2_as_matmuls(z, size[1])))(x)
+  ffts = jax.grad(filtered(lambda a: jnp.fft.rfft2(a, axes=(1, 2)), lambda z: jnp.fft.irfft2(z, s=size, axes=(1, 2))))(
+    x
+  )
+  assert close(matmuls, ffts, 1e-5)
+
+
+def _exported_ops(fn, platform: str, *args) -> str:
+  """The StableHLO text of fn lowered for `platform` (no such device needed)."""
+  return jax.export.export(jax.jit(fn), platforms=[platform])(*args).mlir_module()
+
+
+def test_each_backend_lowers_its_own_spectral_transform_and_kernel_gradient():
+  """TPU programs run the spectral filters as DFT matmuls and keep XLA's convolution gradients; CPU programs
+  run XLA's FFT and compute a stride-1 kernel gradient as k² matmuls."""
+  from gsfm_jax.models.layers import conv_stride_1
+
+  x = jnp.ones((1, 8, 8, 4), jnp.float32)
+  module = SpectralFilter('high')
+  variables = module.init(jax.random.PRNGKey(0), x)
+  spectral = lambda v, a: module.apply(v, a)
+  assert 'stablehlo.fft' not in _exported_ops(spectral, 'tpu', variables, x)
+  assert _exported_ops(spectral, 'cpu', variables, x).count('stablehlo.fft') == 2
+  kernel = jnp.ones((3, 3, 4, 2), jnp.float32)
+  gradient = jax.grad(lambda a, w: jnp.sum(conv_stride_1(a, w) ** 2), argnums=(0, 1))
+  tpu, cpu = (_exported_ops(gradient, p, x, kernel) for p in ('tpu', 'cpu'))
+  assert tpu.count('stablehlo.convolution') == 3 and 'stablehlo.dot_general' not in tpu  # forward, dx, dk
+  assert cpu.count('stablehlo.convolution') == 2 and cpu.count('stablehlo.dot_general') == 9
+
+
+@pytest.mark.parametrize('kernel,size,channels', [(3, (9, 7), (6, 5)), (7, (8, 8), (3, 4)), (3, (4, 4), (16, 1))])
+def test_stride_1_kernel_gradient_as_matmuls_is_xlas(kernel, size, channels):
+  from gsfm_jax.models.layers import conv_stride_1, xla_conv
+
+  rng = np.random.default_rng(kernel)
+  x = jnp.asarray(rng.standard_normal((2, *size, channels[0])), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((kernel, kernel, *channels)), jnp.float32)
+  g = jnp.asarray(rng.standard_normal((2, *size, channels[1])), jnp.float32)
+  ours = jax.grad(lambda a, b: jnp.sum(conv_stride_1(a, b) * g), argnums=(0, 1))(x, w)
+  xlas = jax.grad(lambda a, b: jnp.sum(xla_conv(a, b, 1) * g), argnums=(0, 1))(x, w)
+  np.testing.assert_array_equal(conv_stride_1(x, w), xla_conv(x, w, 1))
+  for a, b in zip(ours, xlas):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
 def test_top_k_softmax_keeps_only_the_k_best_memory_entries():
   logits = np.random.default_rng(3).standard_normal((2, 40, 6)).astype(np.float32) * 5
   got = np.asarray(memory_softmax(jnp.asarray(logits), top_k=7))

@@ -23,8 +23,11 @@ from gsfm_jax.models.resampling import bilinear_sample
 
 
 class UpsampleBlock(nn.Module):
-  """out_conv(skip_conv(skip) + up×2(up)): skip (N, 2h, 2w, Cs), up (N, h, w, C) -> (N, 2h, 2w, features).
+  """out_conv(skip_conv(skip) + up×2(up)): skip (B, 2h, 2w, Cs), up (B·K, h, w, C) -> (B·K, 2h, 2w, features).
 
+  The skip features are the query frame's, the same for its K objects (up's batch holds each frame's objects
+  in a row): skip_conv runs once per frame and its output is repeated per object, which is the per-object
+  function with K times fewer FLOPs and bytes (and no sum over the objects in its backward pass).
   up×2 is the half-pixel bilinear, or with `inverse` (a warped `up`) the demodulation, refined by
   `RelationRefinement` when `refine` names its dilations.
   """
@@ -36,7 +39,8 @@ class UpsampleBlock(nn.Module):
 
   @nn.compact
   def __call__(self, skip: jax.Array, up: jax.Array, inverse: Optional[Inverse] = None) -> jax.Array:
-    x = Conv(up.shape[-1], dtype=self.dtype, name='skip_conv')(skip)
+    per_object = lambda a: jnp.repeat(a, up.shape[0] // skip.shape[0], axis=0)
+    x = per_object(Conv(up.shape[-1], dtype=self.dtype, name='skip_conv')(skip))
     if inverse is None:
       y = upsample_bilinear(up, 2)
     else:
@@ -44,14 +48,16 @@ class UpsampleBlock(nn.Module):
       if self.refine:
         y = RelationRefinement(
           features=up.shape[-1], dilations=self.refine, channels=self.refine_channels, dtype=self.dtype, name='refine'
-        )(y, skip, inverse.rho)
+        )(y, per_object(skip), inverse.rho)
     x = x + y.astype(x.dtype)
     return ResBlock(self.features, dtype=self.dtype, name='out_conv')(x)
 
 
 class Decoder(nn.Module):
-  """f16_cat (N, h, w, 1024), f8 (N, 2h, 2w, 512), f4 (N, 4h, 4w, 256) ->
-  mask logits (N, 16h, 16w) and boundary logits (N, 16h, 16w) (None without the boundary branch), float32.
+  """f16_cat (B·K, h, w, 1024), f8 (B, 2h, 2w, 512), f4 (B, 4h, 4w, 256) ->
+  mask logits (B·K, 16h, 16w) and boundary logits (B·K, 16h, 16w) (None without the boundary branch), float32.
+
+  K objects per frame: f16_cat holds each frame's objects in a row, f8 and f4 are the frames' own features.
 
   `hfm_filter`: 'high' (GSFM), 'low', 'none' (full band) or 'off' (no HFM), of shape `hfm_shape`
   ('gaussian' or 'ideal' with `hfm_cutoff`). `inverses`: ARS stage -> the query's `Inverse` (demodulation).

@@ -91,6 +91,72 @@ def half_spectrum_filters(
   return f[:, :cols], mirrored
 
 
+# ---- the 2-D real FFT pair: XLA's FFT, or on a TPU dense DFT matrices ---------------------------------------------
+# XLA:TPU decomposes a length-96 FFT into radix stages with float32 layout copies between them: in the TPU-
+# compiled train step the HFM moved 31 % of all bytes for 4 % of the FLOPs (docs/performance.md). As two dense
+# matmuls per axis at float32 precision the transform is the same function (the DFT is exactly linear) with a
+# few % more FLOPs and a fraction of the bytes; the CPU and GPU keep their FFT libraries.
+
+
+@functools.lru_cache(maxsize=64)
+def _dft(n: int, bins: int) -> tuple[np.ndarray, np.ndarray]:
+  """cos and sin of 2π·j·k/n for j < n, k < bins: two (n, bins) float64 arrays (angles reduced mod n exactly)."""
+  angle = 2.0 * np.pi * (np.outer(np.arange(n), np.arange(bins)) % n) / n
+  return np.cos(angle), np.sin(angle)
+
+
+def _complex_pass(re: jax.Array, im: jax.Array, n: int, inverse: bool) -> tuple[jax.Array, jax.Array]:
+  """The complex DFT (or its inverse, with 1/n) along axis 1 of (N, n, k, C) parts -> (Re, Im)."""
+  cos, sin = _dft(n, n)
+  sign = 1.0 if inverse else -1.0
+  scale = 1.0 / n if inverse else 1.0
+  # [Re', Im'] = Σ_j [Re, Im]_j · [[cos, sign·sin], [-sign·sin, cos]]_jm: one matmul over (part, j)
+  matrix = scale * np.stack([np.stack([cos, sign * sin], 1), np.stack([-sign * sin, cos], 1)], 0)  # (2, n, 2, n)
+  out = jnp.einsum(
+    'bnjkc,bjdm->dnmkc', jnp.stack([re, im]), jnp.asarray(matrix, jnp.float32), precision=jax.lax.Precision.HIGHEST
+  )
+  return out[0], out[1]
+
+
+def rfft2_as_matmuls(x: jax.Array) -> jax.Array:
+  """`jnp.fft.rfft2(x, axes=(1, 2))` of real (N, h, w, C) float32 as dense DFTs -> complex (N, h, w//2 + 1, C)."""
+  h, w = x.shape[1:3]
+  cos, sin = _dft(w, w // 2 + 1)
+  parts = jnp.einsum(
+    'nhwc,wbk->bnhkc', x, jnp.asarray(np.stack([cos, -sin], 1), jnp.float32), precision=jax.lax.Precision.HIGHEST
+  )
+  return jax.lax.complex(*_complex_pass(parts[0], parts[1], h, inverse=False))
+
+
+def irfft2_as_matmuls(spectrum: jax.Array, w: int) -> jax.Array:
+  """`jnp.fft.irfft2(spectrum, s=(h, w), axes=(1, 2))` of complex (N, h, w//2 + 1, C) as dense DFTs -> real
+  (N, h, w, C) float32. Like the FFT, it reads the half spectrum as Hermitian: the imaginary parts of the
+  DC and Nyquist columns drop out."""
+  h, bins = spectrum.shape[1:3]
+  re, im = _complex_pass(jnp.real(spectrum), jnp.imag(spectrum), h, inverse=True)
+  cos, sin = _dft(w, bins)
+  weight = np.where((np.arange(bins) == 0) | (2 * np.arange(bins) == w), 1.0, 2.0) / w  # the mirrored half
+  matrix = np.stack([(weight * cos).T, (-weight * sin).T], 0)  # (2, bins, w)
+  return jnp.einsum(
+    'bnhkc,bkw->nhwc', jnp.stack([re, im]), jnp.asarray(matrix, jnp.float32), precision=jax.lax.Precision.HIGHEST
+  )
+
+
+def rfft2(x: jax.Array) -> jax.Array:
+  """The 2-D real FFT over axes (1, 2) of (N, h, w, C) float32: dense DFTs on a TPU, XLA's FFT elsewhere."""
+  return jax.lax.platform_dependent(x, tpu=rfft2_as_matmuls, default=lambda a: jnp.fft.rfft2(a, axes=(1, 2)))
+
+
+def irfft2(spectrum: jax.Array, w: int) -> jax.Array:
+  """The inverse of `rfft2` for an (N, h, w//2 + 1, C) half spectrum -> (N, h, w, C) float32."""
+  h = spectrum.shape[1]
+  return jax.lax.platform_dependent(
+    spectrum,
+    tpu=lambda a: irfft2_as_matmuls(a, w),
+    default=lambda a: jnp.fft.irfft2(a, s=(h, w), axes=(1, 2)),
+  )
+
+
 class SpectralFilter(nn.Module):
   """LFM / HFM: (N, h, w, C) -> (N, h, w, C) float32, residual spectral filtering.
 
@@ -121,7 +187,7 @@ class SpectralFilter(nn.Module):
       raise ValueError(f'unknown spectral form {self.form!r}; expected one of {SPECTRAL_FORMS}')
     x = x.astype(jnp.float32)
     n, h, w, _ = x.shape
-    spectrum = jnp.fft.rfft2(x, axes=(1, 2))
+    spectrum = rfft2(x)
     f, f_mirrored = (
       jnp.asarray(a)[None, :, :, None]
       for a in half_spectrum_filters(h, w, self.filter, self.sigma, self.shape, self.cutoff)
@@ -131,4 +197,4 @@ class SpectralFilter(nn.Module):
       spectrum = 0.5 * (both[:n] + jnp.conj(both[n:]))
     else:
       spectrum = self._mix(spectrum * f)
-    return x + jnp.fft.irfft2(spectrum, s=(h, w), axes=(1, 2))
+    return x + irfft2(spectrum, w)

@@ -183,7 +183,7 @@ class GSFM(nn.Module):
     )
     inverses = {name: invert_grid(grid) for name, grid in (query.grids or {}).items()}  # once per frame
     repeat = lambda x: _objects_to_batch(x, k)
-    mask, boundary = self.decoder(f16_cat, repeat(query.f8), repeat(query.f4), jax.tree.map(repeat, inverses))
+    mask, boundary = self.decoder(f16_cat, query.f8, query.f4, jax.tree.map(repeat, inverses))
     per_object = lambda x: jnp.moveaxis(x.reshape(b, k, *x.shape[1:]), 1, -1)  # (B·K, H, W) -> (B, H, W, K)
     prob = jax.nn.sigmoid(per_object(mask))
     if boundary is not None:

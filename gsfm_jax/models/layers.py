@@ -69,11 +69,10 @@ class Conv(nn.Module):
       y = jnp.einsum('...c,cd->...d', x, kernel[0, 0])
     elif out_pixels <= MATMUL_MAX_PIXELS and x.shape[-1] >= MATMUL_MIN_CHANNELS:
       y = conv_as_matmul(x, kernel, self.stride)
+    elif self.stride == 1:
+      y = conv_stride_1(x, kernel)
     else:
-      pad = k // 2
-      y = jax.lax.conv_general_dilated(
-        x, kernel, (self.stride, self.stride), ((pad, pad), (pad, pad)), dimension_numbers=('NHWC', 'HWIO', 'NHWC')
-      )
+      y = xla_conv(x, kernel, self.stride)
     # the bias is added in float32: its gradient sums the cotangents of every output pixel, and a bfloat16
     # sum over a 1/4-scale map loses most of it (bias gradients 2-6x too small, bench/bf16_gradients.py)
     return (y.astype(jnp.float32) + bias).astype(self.dtype)
@@ -85,6 +84,61 @@ class Conv(nn.Module):
 # layers keep the convolution, which compiles faster.
 MATMUL_MAX_PIXELS = 64
 MATMUL_MIN_CHANNELS = 512
+
+
+def xla_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+  """XLA's convolution with `Conv`'s symmetric padding: x (N, H, W, Cin), kernel (k, k, Cin, Cout) ->
+  (N, ceil(H/stride), ceil(W/stride), Cout)."""
+  pad = kernel.shape[0] // 2
+  return jax.lax.conv_general_dilated(
+    x, kernel, (stride, stride), ((pad, pad), (pad, pad)), dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+  )
+
+
+@jax.custom_vjp
+def conv_stride_1(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """`xla_conv` at stride 1, (N, H, W, Cin) -> (N, H, W, Cout), whose kernel gradient on a CPU is k² matmuls.
+
+  XLA:CPU computes a convolution's kernel gradient 2-3x slower than the convolution itself (and transposes
+  both operands for it); as k² products of shifted input views with the output gradient, contracted over
+  every pixel, it takes 0.5-0.9x the time (bench/conv_grad.py). Other backends keep XLA's own gradient; the
+  function and the input gradient are XLA's everywhere.
+  """
+  return xla_conv(x, kernel, 1)
+
+
+def _conv_forward(x: jax.Array, kernel: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+  return xla_conv(x, kernel, 1), (x, kernel)
+
+
+def _conv_backward(residuals: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array, jax.Array]:
+  x, kernel = residuals
+  dx = jax.vjp(lambda a: xla_conv(a, kernel, 1), x)[1](g)[0]
+  xla_kernel_gradient = lambda a, b: jax.vjp(lambda w: xla_conv(a, w, 1), kernel)[1](b)[0]
+  dk = jax.lax.platform_dependent(x, g, cpu=kernel_gradient_as_matmuls(kernel.shape[0]), default=xla_kernel_gradient)
+  return dx, dk.astype(kernel.dtype)
+
+
+conv_stride_1.defvjp(_conv_forward, _conv_backward)
+
+
+def kernel_gradient_as_matmuls(k: int):
+  """The kernel gradient of a stride-1 k×k `Conv` as k² matmuls: (x (N, H, W, Cin), output gradient
+  (N, H, W, Cout)) -> (k, k, Cin, Cout), Σ over (n, h, w) of x_pad[n, h+i, w+j, :]ᵀ g[n, h, w, :]."""
+
+  def gradient(x: jax.Array, g: jax.Array) -> jax.Array:
+    _, h, w, cin = x.shape
+    pad = k // 2
+    xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    g2 = g.reshape(-1, g.shape[-1])
+    taps = [
+      jnp.matmul(xp[:, i : i + h, j : j + w].reshape(-1, cin).T, g2, preferred_element_type=jnp.float32)
+      for i in range(k)
+      for j in range(k)
+    ]
+    return jnp.stack(taps).reshape(k, k, cin, g.shape[-1]).astype(x.dtype)
+
+  return gradient
 
 
 def conv_as_matmul(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
