@@ -105,55 +105,60 @@ def _dft(n: int, bins: int) -> tuple[np.ndarray, np.ndarray]:
   return np.cos(angle), np.sin(angle)
 
 
-def _complex_pass(re: jax.Array, im: jax.Array, n: int, inverse: bool) -> tuple[jax.Array, jax.Array]:
-  """The complex DFT (or its inverse, with 1/n) along axis 1 of (N, n, k, C) parts -> (Re, Im)."""
+def _matmul(spec: str, x: jax.Array, matrix: np.ndarray) -> jax.Array:
+  return jnp.einsum(spec, x, jnp.asarray(matrix, jnp.float32), precision=jax.lax.Precision.HIGHEST)
+
+
+def _complex_pass(re: jax.Array, im: jax.Array, inverse: bool) -> tuple[jax.Array, jax.Array]:
+  """The complex DFT (or its inverse, with 1/n) along axis 1 of the (N, n, k, C) parts -> (Re, Im)."""
+  n = re.shape[1]
   cos, sin = _dft(n, n)
-  sign = 1.0 if inverse else -1.0
-  scale = 1.0 / n if inverse else 1.0
-  # [Re', Im'] = Σ_j [Re, Im]_j · [[cos, sign·sin], [-sign·sin, cos]]_jm: one matmul over (part, j)
-  matrix = scale * np.stack([np.stack([cos, sign * sin], 1), np.stack([-sign * sin, cos], 1)], 0)  # (2, n, 2, n)
-  out = jnp.einsum(
-    'bnjkc,bjdm->dnmkc', jnp.stack([re, im]), jnp.asarray(matrix, jnp.float32), precision=jax.lax.Precision.HIGHEST
+  sign, scale = (1.0, 1.0 / n) if inverse else (-1.0, 1.0)
+  # [Re', Im'] = Σ_j Re_j · [cos, sign·sin] + Im_j · [-sign·sin, cos]: each part one matmul, stacked outputs
+  out = _matmul('njkc,jdm->dnmkc', re, scale * np.stack([cos, sign * sin], 1)) + _matmul(
+    'njkc,jdm->dnmkc', im, scale * np.stack([-sign * sin, cos], 1)
   )
   return out[0], out[1]
 
 
-def rfft2_as_matmuls(x: jax.Array) -> jax.Array:
-  """`jnp.fft.rfft2(x, axes=(1, 2))` of real (N, h, w, C) float32 as dense DFTs -> complex (N, h, w//2 + 1, C)."""
-  h, w = x.shape[1:3]
-  cos, sin = _dft(w, w // 2 + 1)
-  parts = jnp.einsum(
-    'nhwc,wbk->bnhkc', x, jnp.asarray(np.stack([cos, -sin], 1), jnp.float32), precision=jax.lax.Precision.HIGHEST
-  )
-  return jax.lax.complex(*_complex_pass(parts[0], parts[1], h, inverse=False))
+def rfft2_as_matmuls(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """`jnp.fft.rfft2(x, axes=(1, 2))` of real (N, h, w, C) float32 as dense DFTs -> its real and imaginary
+  parts, each (N, h, w//2 + 1, C)."""
+  cos, sin = _dft(x.shape[2], x.shape[2] // 2 + 1)
+  parts = _matmul('nhwc,wbk->bnhkc', x, np.stack([cos, -sin], 1))
+  return _complex_pass(parts[0], parts[1], inverse=False)
 
 
-def irfft2_as_matmuls(spectrum: jax.Array, w: int) -> jax.Array:
-  """`jnp.fft.irfft2(spectrum, s=(h, w), axes=(1, 2))` of complex (N, h, w//2 + 1, C) as dense DFTs -> real
-  (N, h, w, C) float32. Like the FFT, it reads the half spectrum as Hermitian: the imaginary parts of the
-  DC and Nyquist columns drop out."""
-  h, bins = spectrum.shape[1:3]
-  re, im = _complex_pass(jnp.real(spectrum), jnp.imag(spectrum), h, inverse=True)
+def irfft2_as_matmuls(re: jax.Array, im: jax.Array, w: int) -> jax.Array:
+  """`jnp.fft.irfft2(re + i·im, s=(h, w), axes=(1, 2))` of an (N, h, w//2 + 1, C) half spectrum as dense DFTs
+  -> real (N, h, w, C) float32. Like the FFT, it reads the half spectrum as Hermitian: the imaginary parts of
+  the DC and Nyquist columns drop out."""
+  re, im = _complex_pass(re, im, inverse=True)
+  bins = re.shape[2]
   cos, sin = _dft(w, bins)
   weight = np.where((np.arange(bins) == 0) | (2 * np.arange(bins) == w), 1.0, 2.0) / w  # the mirrored half
-  matrix = np.stack([(weight * cos).T, (-weight * sin).T], 0)  # (2, bins, w)
-  return jnp.einsum(
-    'bnhkc,bkw->nhwc', jnp.stack([re, im]), jnp.asarray(matrix, jnp.float32), precision=jax.lax.Precision.HIGHEST
-  )
+  return _matmul('nhkc,kw->nhwc', re, (weight * cos).T) + _matmul('nhkc,kw->nhwc', im, (-weight * sin).T)
 
 
-def rfft2(x: jax.Array) -> jax.Array:
-  """The 2-D real FFT over axes (1, 2) of (N, h, w, C) float32: dense DFTs on a TPU, XLA's FFT elsewhere."""
-  return jax.lax.platform_dependent(x, tpu=rfft2_as_matmuls, default=lambda a: jnp.fft.rfft2(a, axes=(1, 2)))
+def rfft2(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """The 2-D real FFT over axes (1, 2) of (N, h, w, C) float32 -> (Re, Im), each (N, h, w//2 + 1, C): dense
+  DFTs on a TPU, XLA's FFT elsewhere."""
+
+  def fft(a: jax.Array) -> tuple[jax.Array, jax.Array]:
+    spectrum = jnp.fft.rfft2(a, axes=(1, 2))
+    return spectrum.real, spectrum.imag
+
+  return jax.lax.platform_dependent(x, tpu=rfft2_as_matmuls, default=fft)
 
 
-def irfft2(spectrum: jax.Array, w: int) -> jax.Array:
-  """The inverse of `rfft2` for an (N, h, w//2 + 1, C) half spectrum -> (N, h, w, C) float32."""
-  h = spectrum.shape[1]
+def irfft2(re: jax.Array, im: jax.Array, w: int) -> jax.Array:
+  """The inverse of `rfft2`: the (N, h, w//2 + 1, C) parts of a half spectrum -> (N, h, w, C) float32."""
+  h = re.shape[1]
   return jax.lax.platform_dependent(
-    spectrum,
-    tpu=lambda a: irfft2_as_matmuls(a, w),
-    default=lambda a: jnp.fft.irfft2(a, s=(h, w), axes=(1, 2)),
+    re,
+    im,
+    tpu=lambda a, b: irfft2_as_matmuls(a, b, w),
+    default=lambda a, b: jnp.fft.irfft2(jax.lax.complex(a, b), s=(h, w), axes=(1, 2)),
   )
 
 
@@ -172,29 +177,30 @@ class SpectralFilter(nn.Module):
   shape: str = 'gaussian'
   cutoff: float = 0.4
 
-  def _mix(self, spectrum: jax.Array) -> jax.Array:
-    """F: complex (..., h, w', C) -> complex (..., h, w', C) through conv1 -> ReLU -> conv2 on [Re, Im]."""
-    c = spectrum.shape[-1]
-    z = jnp.concatenate([spectrum.real, spectrum.imag], axis=-1)
-    z = Conv(2 * c, kernel_size=1, dtype=self.dtype, name='conv1')(z)
-    z = Conv(2 * c, kernel_size=1, dtype=self.dtype, name='conv2')(nn.relu(z))
-    z = z.astype(jnp.float32)
-    return jax.lax.complex(z[..., :c], z[..., c:])
+  def _mix(self, z: jax.Array) -> jax.Array:
+    """F per frequency: (..., 2C) [Re, Im] -> conv1 -> ReLU -> conv2 -> (..., 2C) float32."""
+    z = Conv(z.shape[-1], kernel_size=1, dtype=self.dtype, name='conv1')(z)
+    return Conv(z.shape[-1], kernel_size=1, dtype=self.dtype, name='conv2')(nn.relu(z)).astype(jnp.float32)
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     if self.form not in SPECTRAL_FORMS:
       raise ValueError(f'unknown spectral form {self.form!r}; expected one of {SPECTRAL_FORMS}')
     x = x.astype(jnp.float32)
-    n, h, w, _ = x.shape
-    spectrum = rfft2(x)
+    _, h, w, c = x.shape
+    re, im = rfft2(x)
     f, f_mirrored = (
       jnp.asarray(a)[None, :, :, None]
       for a in half_spectrum_filters(h, w, self.filter, self.sigma, self.shape, self.cutoff)
     )
     if self.form == 'exact':
-      both = self._mix(jnp.concatenate([spectrum * f, jnp.conj(spectrum) * f_mirrored], axis=0))
-      spectrum = 0.5 * (both[:n] + jnp.conj(both[n:]))
+      # A = F(f(k)·Y) and B = F(f(-k)·conj(Y)), stacked on a new leading axis (not the batch axis, which a
+      # data-parallel program shards across chips): spectrum = (A + conj(B)) / 2
+      a, b = self._mix(
+        jnp.stack([jnp.concatenate([re * f, im * f], -1), jnp.concatenate([re * f_mirrored, -im * f_mirrored], -1)])
+      )
+      re, im = 0.5 * (a[..., :c] + b[..., :c]), 0.5 * (a[..., c:] - b[..., c:])
     else:
-      spectrum = self._mix(spectrum * f)
-    return x + irfft2(spectrum, w)
+      z = self._mix(jnp.concatenate([re * f, im * f], -1))
+      re, im = z[..., :c], z[..., c:]
+    return x + irfft2(re, im, w)

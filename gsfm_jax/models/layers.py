@@ -66,7 +66,7 @@ class Conv(nn.Module):
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     out_pixels = -(-x.shape[1] // self.stride) * -(-x.shape[2] // self.stride)
     if k == 1 and self.stride == 1:  # a matmul: XLA:CPU differentiates 1×1 convolutions several times slower
-      y = jnp.einsum('...c,cd->...d', x, kernel[0, 0])
+      y = pointwise(x, kernel[0, 0])
     elif out_pixels <= MATMUL_MAX_PIXELS and x.shape[-1] >= MATMUL_MIN_CHANNELS:
       y = conv_as_matmul(x, kernel, self.stride)
     elif self.stride == 1:
@@ -86,6 +86,17 @@ MATMUL_MAX_PIXELS = 64
 MATMUL_MIN_CHANNELS = 512
 
 
+def pointwise(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """A 1×1 convolution as a matmul: x (..., Cin), kernel (Cin, Cout) -> (..., Cout).
+
+  On a CPU over the flattened pixels, (P, Cin) @ (Cin, Cout): for a contraction over many dimensions XLA:CPU
+  transposes the operands of the kernel gradient, which makes forward + backward 2x slower (bench/conv_grad.py).
+  Elsewhere an einsum over the pixel dimensions, which needs no reshape of a tiled layout.
+  """
+  flat = lambda a, w: (a.reshape(-1, a.shape[-1]) @ w).reshape(*a.shape[:-1], w.shape[-1])
+  return jax.lax.platform_dependent(x, kernel, cpu=flat, default=lambda a, w: jnp.einsum('...c,cd->...d', a, w))
+
+
 def xla_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
   """XLA's convolution with `Conv`'s symmetric padding: x (N, H, W, Cin), kernel (k, k, Cin, Cout) ->
   (N, ceil(H/stride), ceil(W/stride), Cout)."""
@@ -101,7 +112,7 @@ def conv_stride_1(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
   XLA:CPU computes a convolution's kernel gradient 2-3x slower than the convolution itself (and transposes
   both operands for it); as k² products of shifted input views with the output gradient, contracted over
-  every pixel, it takes 0.5-0.9x the time (bench/conv_grad.py). Other backends keep XLA's own gradient; the
+  every pixel, it takes about half the time (bench/conv_grad.py). Other backends keep XLA's own gradient; the
   function and the input gradient are XLA's everywhere.
   """
   return xla_conv(x, kernel, 1)
