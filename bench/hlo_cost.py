@@ -65,10 +65,52 @@ def _flops(opcode: str, rest: str, outputs: dict[str, str]) -> float:
     found = _CONTRACTING.search(rest)
     dims = [int(d) for d in found.group(1).split(',') if d] if found else []
     return 2.0 * out_elems * math.prod(args[0][1][d] for d in dims)
-  kernel = args[1][1]
-  labels = _DIM_LABELS.search(rest)
-  out_features = kernel[labels.group(1).index('o')] if labels else kernel[-1]
-  return 2.0 * out_elems * math.prod(kernel) / out_features
+  return 2.0 * _convolution_macs(rest, args[0][1], args[1][1], _shapes(out)[0][1])
+
+
+def _window(rest: str, key: str, count: int, default: int) -> list:
+  found = re.search(rf'\b{key}=([\dx_\-]+)', rest)
+  return found.group(1).split('x') if found else [default] * count
+
+
+def _taps(size: int, out: int, window: int, low: int, stride: int, lhs_dilation: int, rhs_dilation: int) -> int:
+  """How many (output position, window tap) pairs of one spatial dimension land on an input element (not on
+  padding or between dilated elements)."""
+  extent = (size - 1) * lhs_dilation + 1
+  return sum(
+    1
+    for o in range(out)
+    for k in range(window)
+    if 0 <= (p := o * stride + k * rhs_dilation - low) < extent and p % lhs_dilation == 0
+  )
+
+
+def _convolution_macs(rest: str, lhs: list[int], rhs: list[int], out: list[int]) -> float:
+  """Multiply-adds of a convolution: output batch × output features × input features per group × the taps that
+  land on the input in each spatial dimension (XLA:TPU writes batched matmuls as convolutions whose windows
+  mostly cover padding, so window size × output size would count them many times over)."""
+  labels = re.search(r'dim_labels=(\w+)_(\w+)->(\w+)', rest)
+  if not labels:
+    return float(math.prod(out)) * math.prod(rhs) / max(rhs[-1], 1)
+  lhs_spec, rhs_spec, out_spec = labels.groups()
+  spatial = sorted(c for c in out_spec if c.isdigit())
+  sizes = _window(rest, 'size', len(spatial), 1)
+  pads = _window(rest, 'pad', len(spatial), '0_0')
+  strides = _window(rest, 'stride', len(spatial), 1)
+  lhs_dilations = _window(rest, 'lhs_dilate', len(spatial), 1)
+  rhs_dilations = _window(rest, 'rhs_dilate', len(spatial), 1)
+  taps = 1
+  for i, dim in enumerate(spatial):
+    taps *= _taps(
+      lhs[lhs_spec.index(dim)],
+      out[out_spec.index(dim)],
+      int(sizes[i]),
+      int(str(pads[i]).split('_')[0]),
+      int(strides[i]),
+      int(lhs_dilations[i]),
+      int(rhs_dilations[i]),
+    )
+  return float(out[out_spec.index('b')] * out[out_spec.index('f')] * rhs[rhs_spec.index('i')] * taps)
 
 
 @dataclasses.dataclass
