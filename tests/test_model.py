@@ -284,3 +284,26 @@ def test_hard_mining_keeps_the_official_number_of_pixels_eagerly_and_under_jit()
     want = ranked[:, :k].mean(-1)
     np.testing.assert_allclose(bootstrapped_ce(logits, labels, k), want, rtol=1e-5)
     np.testing.assert_allclose(jitted(logits, labels, np.int32(k)), want, rtol=1e-5)
+
+
+def test_stride_1_kernel_gradient_holds_no_copies_of_the_input_through_the_forward_pass():
+  """Each layer of a chain of stride-1 convolutions adds no more temporary memory to the compiled gradient
+  than with XLA's own kernel gradient (views of the input, made as soon as it exists, would add k² copies)."""
+  from gsfm_jax.models.layers import conv_stride_1, xla_conv
+
+  def temp_bytes(conv, layers: int) -> int:
+    def loss(kernels, x):
+      for kernel in kernels:
+        x = jax.nn.relu(conv(x, kernel))
+      return jnp.sum(x * x)
+
+    kernels = [jnp.ones((3, 3, 32, 32), jnp.float32)] * layers
+    compiled = jax.jit(jax.grad(loss)).lower(kernels, jnp.ones((2, 48, 48, 32), jnp.float32)).compile()
+    return compiled.memory_analysis().temp_size_in_bytes
+
+  per_layer = {
+    name: (temp_bytes(conv, 6) - temp_bytes(conv, 2)) / 4
+    for name, conv in (('ours', conv_stride_1), ('xla', lambda x, k: xla_conv(x, k, 1)))
+  }
+  activation = 2 * 48 * 48 * 32 * 4
+  assert per_layer['ours'] <= per_layer['xla'] + 0.5 * activation, (per_layer, activation)

@@ -135,15 +135,24 @@ conv_stride_1.defvjp(_conv_forward, _conv_backward)
 
 def kernel_gradient_as_matmuls(k: int):
   """The kernel gradient of a stride-1 k×k `Conv` as k² matmuls: (x (N, H, W, Cin), output gradient
-  (N, H, W, Cout)) -> (k, k, Cin, Cout), Σ over (n, h, w) of x_pad[n, h+i, w+j, :]ᵀ g[n, h, w, :]."""
+  (N, H, W, Cout)) -> (k, k, Cin, Cout), Σ over (n, h, w) of x_pad[n, h+i, w+j, :]ᵀ g[n, h, w, :].
+
+  Each tap is x (N·H·W, Cin)ᵀ @ the output gradient shifted by (p − i, p − j) (zeros shifted in, p = k//2):
+  the shifted views are of the gradient, which exists only in the backward pass; views of x would be
+  computed by XLA as soon as x exists and held through the forward pass (k² copies of every input).
+  """
 
   def gradient(x: jax.Array, g: jax.Array) -> jax.Array:
     _, h, w, cin = x.shape
-    pad = k // 2
-    xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    g2 = g.reshape(-1, g.shape[-1])
+    pad, span = k // 2, 2 * (k // 2)
+    gp = jnp.pad(g, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    x2 = x.reshape(-1, cin)
     taps = [
-      jnp.matmul(xp[:, i : i + h, j : j + w].reshape(-1, cin).T, g2, preferred_element_type=jnp.float32)
+      jnp.matmul(
+        x2.T,
+        gp[:, span - i : span - i + h, span - j : span - j + w].reshape(-1, g.shape[-1]),
+        preferred_element_type=jnp.float32,
+      )
       for i in range(k)
       for j in range(k)
     ]
