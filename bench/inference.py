@@ -88,7 +88,9 @@ def split_times(
   model: GSFM, variables, height: int, width: int, objects: int, memory_frames: int, top_k: int, repeats: int
 ) -> tuple[dict[str, float], float]:
   """(median seconds of one frame's encode, match and decode; the model FLOPs of one frame, with the value
-  encoder amortised over mem_every frames, from XLA's cost analysis)."""
+  encoder amortised over mem_every frames, from XLA's cost analysis), at the engine's padded input size (the next
+  multiples of 16)."""
+  height, width = -(-height // 16) * 16, -(-width // 16) * 16
   frame = jnp.zeros((1, height, width, 3))
   keys = jax.jit(lambda v, f: model.apply(v, f, method=GSFM.encode_key))(variables, frame)
   masks = jnp.zeros((1, height, width, objects))

@@ -57,8 +57,8 @@ def main(argv=None) -> None:
     f'{moved / args.per_chip / 1e9:.2f} GB per clip, {flops / max(moved, 1):.0f} FLOPs/byte'
   )
   result = {'config': args.config, 'topology': target.name, 'per_chip': args.per_chip, 'flops': flops, 'bytes': moved}
-  if target.platform == 'tpu':
-    chip = tpu_topologies.lookup(args.topology).chip
+  chip = tpu_topologies.lookup(args.topology).chip if target.platform == 'tpu' else None
+  if hasattr(chip, 'hbm_bandwidth'):  # revisions before 2026-12-04 (before_after.py) have no bandwidth figures
     bound = roofline(flops, moved, chip)
     print(
       f'roofline on a {chip.generation} chip: arithmetic {1e3 * bound["arithmetic_s"]:.1f} ms, memory '
