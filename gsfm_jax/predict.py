@@ -4,6 +4,7 @@
   python -m gsfm_jax.predict --checkpoint runs/main --videos footage/ --out out/footage   # many videos
   python -m gsfm_jax.predict --checkpoint GSFM.pth --video frames/ --mask cat.png --mask dog.png --out out/x
       [--later_mask 40:bird.png]   # an object that enters at frame 40 (the next id)
+      [--correct 60:fixed.png]     # every object's mask at frame 60 (it replaces the prediction there)
       [--resize short:480]         # network size: shorter side 480 (or long:864, or none); outputs stay
                                    # at the video's size
       [--probabilities]            # also prob/<frame>.npy, (H, W, K+1) float16, background first
@@ -46,11 +47,13 @@ class Inputs(NamedTuple):
   labels: dict[int, np.ndarray]  # {frame: (H, W) indices 0 … K}
   user_ids: np.ndarray  # (K+1,) uint8: the user's id of index 0 … K (0 first)
   notes: list[str]
+  corrected: tuple[int, ...] = ()  # labelled frames whose mask replaces every object's prediction
 
 
-def read_inputs(args) -> Inputs:
-  """The video (opened, not decoded), the masks as indices 0 … K and the user's ids; every file is checked."""
-  video = media.VideoReader(args.video)
+def read_inputs(args, video: Optional[media.VideoReader] = None) -> Inputs:
+  """The video (opened, not decoded; or `video`, args.video opened before), the masks as indices 0 … K and the
+  user's ids; every file is checked."""
+  video = video or media.VideoReader(args.video)
   if len(video) < 2:
     raise media.InputError(f'{args.video}: only one frame; there is nothing to propagate to')
   first = media.read_mask(args.mask, video.size, args.mask_resize)
@@ -59,23 +62,28 @@ def read_inputs(args) -> Inputs:
   if not user_ids:
     raise media.InputError(f'{", ".join(args.mask)}: the first mask has no object (every pixel is 0)')
   labels = {0: first.labels}
-  for spec in args.later_mask:
+  for spec, correction in [(s, False) for s in args.later_mask] + [(s, True) for s in args.correct]:
+    flag = '--correct' if correction else '--later_mask'
     frame, _, path = spec.partition(':')
     if not frame.isdigit() or not path or not 0 < int(frame) < len(video):
-      raise media.InputError(f'--later_mask {spec}: expected FRAME:PATH with 0 < FRAME < {len(video)}')
+      raise media.InputError(f'{flag} {spec}: expected FRAME:PATH with 0 < FRAME < {len(video)}')
+    if int(frame) in labels:
+      raise media.InputError(f'{flag} {spec}: frame {frame} already has a mask (one mask per frame)')
     mask = media.read_mask([path], video.size, args.mask_resize)
     notes += mask.notes
     new = [int(i) for i in np.unique(mask.labels) if i > 0 and i not in user_ids]
-    if not new:
+    if not new and not correction:
       raise media.InputError(f'{path}: no object that is not already known ({user_ids})')
-    labels[int(frame)] = np.where(np.isin(mask.labels, new), mask.labels, 0)
+    labels[int(frame)] = mask.labels if correction else np.where(np.isin(mask.labels, new), mask.labels, 0)
     user_ids += new
   if len(user_ids) > args.max_objects:
     raise media.InputError(
       f'{args.mask[0]}: {len(user_ids)} objects (ids {user_ids[:10]}), more than --max_objects {args.max_objects}'
     )
   to_index = media.index_lookup(user_ids)
-  return Inputs(video, {t: to_index[m] for t, m in labels.items()}, np.array([0] + user_ids, np.uint8), notes)
+  corrected = tuple(sorted(int(s.partition(':')[0]) for s in args.correct))
+  labels = {t: to_index[m] for t, m in labels.items()}
+  return Inputs(video, labels, np.array([0] + user_ids, np.uint8), notes, corrected)
 
 
 def write_outputs(folder: str, chunks, inputs: Inputs, probabilities: bool, progress) -> None:
@@ -154,11 +162,15 @@ def read_jobs(args) -> list[Job]:
       raise media.InputError('give --video and --mask (one video), or --videos (many)')
     inputs = read_inputs(args)
     return [Job(None, inputs, media.parse_resize(args.resize, inputs.video.size))]
-  if args.video or args.mask or args.later_mask:
-    raise media.InputError('--videos: the masks come from its naming rule; leave out --video, --mask and --later_mask')
+  if args.video or args.mask or args.later_mask or args.correct:
+    raise media.InputError(
+      '--videos: the masks come from its naming rule; leave out --video, --mask, --later_mask and --correct'
+    )
   jobs = []
   for video, masks in batch_list(args.videos):
-    inputs = read_inputs(argparse.Namespace(**{**vars(args), 'video': video, 'mask': masks, 'later_mask': []}))
+    inputs = read_inputs(
+      argparse.Namespace(**{**vars(args), 'video': video, 'mask': masks, 'later_mask': [], 'correct': []})
+    )
     jobs.append(
       Job(
         os.path.splitext(os.path.basename(video.rstrip('/')))[0],
@@ -190,7 +202,9 @@ def segment(engine, job: Job, folder: str, probabilities: bool, show: Optional[C
     if show is not None:
       show(f'frames {done}/{total} ({100 * done / total:.0f} %) | {line}')
 
-  chunks = engine.chunks(job.inputs.video, job.inputs.labels, resized=job.resized, keep_prob=probabilities)
+  chunks = engine.chunks(
+    job.inputs.video, job.inputs.labels, resized=job.resized, keep_prob=probabilities, corrected=job.inputs.corrected
+  )
   write_outputs(folder, chunks, job.inputs, probabilities, progress)
   seconds, compiled = time.perf_counter() - began, compile_seconds() - compiling
   summary = {
@@ -217,6 +231,12 @@ def build_parser() -> cli.Parser:
   )
   parser.add_argument('--videos', help='many videos: a folder (each with NAME.png beside it) or a list file')
   parser.add_argument('--later_mask', action='append', default=[], help='FRAME:PATH, objects entering later')
+  parser.add_argument(
+    '--correct',
+    action='append',
+    default=[],
+    help="FRAME:PATH, every object's mask at a later frame: it replaces the prediction there (a correction)",
+  )
   parser.add_argument(
     '--mask_resize',
     default='none',
@@ -247,20 +267,28 @@ def prepare(parser: cli.Parser, args):
   output = media.OutputFolder(args.out, args.overwrite)
   jobs = read_jobs(args)
   from gsfm_jax import weights
-  from gsfm_jax.inference import Protocol, parallel
+  from gsfm_jax.inference import parallel
 
   devices = parallel.local_devices(args.devices)
   model, variables = weights.load_for_inference(args.checkpoint, args.dtype, args.model)
-  protocol = Protocol(
-    top_k=args.top_k,
-    mem_every=args.mem_every,
-    capacity=args.capacity,
-    memory_rule='absolute' if all(list(j.inputs.labels) == [0] for j in jobs) else 'since_last',
-  )
+  protocol = protocol_for(args, [j.inputs for j in jobs])
   for job in jobs:
     for note in job.inputs.notes:
       print(f'note: {job.name + ": " if job.name else ""}{note}', flush=True)
   return output, jobs, parallel.engines(model, variables, protocol, devices[: len(jobs)])
+
+
+def protocol_for(args, inputs: list[Inputs]):
+  """The memory protocol of --top_k, --mem_every and --capacity: the DAVIS engine's rule for videos labelled
+  only at frame 0, the YouTube-VOS engine's where masks are given later."""
+  from gsfm_jax.inference import Protocol
+
+  return Protocol(
+    top_k=args.top_k,
+    mem_every=args.mem_every,
+    capacity=args.capacity,
+    memory_rule='absolute' if all(list(i.labels) == [0] for i in inputs) else 'since_last',
+  )
 
 
 def run_one(engine, job: Job, output: media.OutputFolder, args) -> int:

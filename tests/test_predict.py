@@ -474,3 +474,24 @@ def test_davis_2016_protocol_writes_0_255_masks(weights, clip, tmp_path, capsys)
   first = Image.open(out / seq / '00000.png')
   assert first.mode == 'L' and set(np.unique(np.asarray(first))) == {0, 255}
   assert 'J&F-Mean' in capsys.readouterr().out and (out / 'global_results-val.csv').exists()
+
+
+def test_a_correction_on_the_command_line_replaces_every_objects_mask_from_its_frame_on(weights, clip, tmp_path):
+  """--correct FRAME:PATH: the frame's mask replaces the prediction of every object (one left out is absent
+  there); the frames before are the uncorrected run's."""
+  frames_dir, first_mask = clip
+  truth = np.asarray(Image.open(first_mask))
+  write_palette_png(truth, str(tmp_path / 'first.png'))
+  fixed = np.zeros_like(truth)
+  fixed[10:40, 20:70] = 2  # object 2 moved to a box, object 1 gone
+  write_palette_png(fixed, str(tmp_path / 'fixed.png'))
+  common = ['--checkpoint', weights, '--video', frames_dir, '--mask', str(tmp_path / 'first.png')]
+  assert predict.main(common + ['--out', str(tmp_path / 'plain')]) == 0
+  assert predict.main(common + ['--correct', f'4:{tmp_path / "fixed.png"}', '--out', str(tmp_path / 'fixed')]) == 0
+  read = lambda run, t: np.asarray(Image.open(tmp_path / run / 'masks' / f'{t:05d}.png'))
+  # frames before: the uncorrected run's, up to a pixel flipped by the float rounding of another compiled program
+  assert all(np.mean(read('plain', t) != read('fixed', t)) < 1e-3 for t in range(4))
+  assert np.array_equal(read('fixed', 4), fixed) and not np.array_equal(read('plain', 4), fixed)
+  assert json.load(open(tmp_path / 'fixed' / 'summary.json'))['objects'] == [int(i) for i in np.unique(truth) if i]
+  assert predict.main(common + ['--correct', f'9:{tmp_path / "fixed.png"}', '--out', str(tmp_path / 'bad')]) == 2
+  assert not (tmp_path / 'bad').exists()

@@ -191,6 +191,7 @@ class Propagator:
     wanted: Optional[np.ndarray] = None,
     keep_prob: bool = False,
     progress: Optional[Callable[[int], None]] = None,
+    corrected: Sequence[int] = (),
   ) -> Iterator[Chunk]:
     """Segments a video chunk by chunk, in constant host and device memory (with a bounded `capacity`).
 
@@ -199,11 +200,12 @@ class Propagator:
     given at frame t (objects 1 … K, each given once, at its first labelled frame). resized: the network's
     input size (default: as is); out_size: the output size (default (H, W)); wanted (T,) bool: frames whose
     output is needed (others may be skipped; their output is zeros); progress(frames done) is called after
-    each chunk. Yields each chunk's frames and outputs in order; a chunk's outputs come back while the next
+    each chunk; corrected: labelled frames whose mask replaces the prediction of every object seen by then
+    (`schedule.plan`). Yields each chunk's frames and outputs in order; a chunk's outputs come back while the next
     chunk runs, so at most two chunks of frames are held.
     """
     num_frames = len(frames)
-    video = plan(num_frames, labels, self.protocol, num_objects, wanted)
+    video = plan(num_frames, labels, self.protocol, num_objects, wanted, corrected)
     geo = geometry(next(iter(labels.values())).shape, resized, out_size)
     consts = jax.device_put({**self.resize_matrices(geo), 'labels': video.labels}, self.device)  # once, not per chunk
     shared, real, k = video.shared, video.objects, video.padded

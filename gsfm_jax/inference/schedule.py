@@ -8,7 +8,7 @@ t - last memory frame ≥ mem_every). The last frame is never a regular memory f
 
 import dataclasses
 import math
-from typing import NamedTuple, Optional
+from typing import Iterable, NamedTuple, Optional
 
 import numpy as np
 
@@ -107,7 +107,7 @@ class Plan(NamedTuple):
   """What the scan over one video takes from the host."""
 
   xs: dict  # per frame: t (T,) int32, memorise / compute (T,) bool, slot (T,) int32 (its row of
-  # `labels`, -1 if none), new (T, K') bool (objects given at t, K' = padded)
+  # `labels`, -1 if none), new (T, K') bool (objects whose mask is given at t, K' = padded)
   labels: np.ndarray  # (L, H, W) uint8: the L labelled frames' masks, in frame order
   objects: int  # K, the objects of the video
   padded: int  # K', K rounded up to the protocol's object bucket (padding objects are never given)
@@ -120,9 +120,18 @@ def plan(
   protocol: Protocol,
   num_objects: Optional[int] = None,
   wanted: Optional[np.ndarray] = None,
+  corrected: Iterable[int] = (),
 ) -> Plan:
-  """The plan of a video of `num_frames` frames with masks {t: (H, W) ids 0 … K} given at frames t."""
+  """The plan of a video of `num_frames` frames with masks {t: (H, W) ids 0 … K} given at frames t.
+
+  A labelled frame gives the objects first seen in it (the others keep their prediction outside them); a frame
+  in `corrected` gives every object seen by then: its mask replaces the frame's prediction (an object absent
+  from it is absent at that frame), as a user's correction does.
+  """
   first, slots = first_seen(labels, num_objects)
+  unlabelled = sorted(set(corrected) - set(labels))
+  if unlabelled:
+    raise ValueError(f'corrected frames {unlabelled} have no mask')
   if protocol.capacity is not None and protocol.capacity < len(labels):
     raise ValueError(
       f'memory capacity {protocol.capacity} is below the {len(labels)} labelled frames, which are always kept'
@@ -131,12 +140,14 @@ def plan(
   shared = len(set(first.tolist())) == 1
   first = np.concatenate([first, np.full(k - real, num_frames, np.int64)])  # padding: never seen
   flags = schedule(num_frames, first, protocol, wanted)
+  t = np.arange(num_frames)
+  given = (t[:, None] == first[None, :]) | (np.isin(t, list(corrected))[:, None] & (first[None, :] <= t[:, None]))
   xs = {
-    't': np.arange(num_frames, dtype=np.int32),
+    't': t.astype(np.int32),
     'memorise': flags.memorise,
     'compute': flags.compute,
     'slot': np.array([slots.get(t, -1) for t in range(num_frames)], np.int32),
-    'new': (np.arange(num_frames)[:, None] == first[None, :]),
+    'new': given,
   }
   return Plan(xs, np.stack([labels[t] for t in sorted(labels)]).astype(np.uint8), real, k, shared)
 
