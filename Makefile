@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # 8 virtual CPU devices, so that sharding code paths run on a machine without accelerators
 # (JAX_PLATFORMS=cpu: the tpu extra's libtpu is there for compile-only TPU targets, not to be opened as a backend);
 # LLVM's optimisation level 0: the suite is mostly compilation, which it makes about 20 % faster; results move
@@ -10,7 +11,7 @@ PY := $(VENV)/bin/python
 TEST_ENV := XLA_FLAGS="--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0" \
   TF_CPP_MIN_LOG_LEVEL=2 JAX_PLATFORMS=cpu
 
-.PHONY: setup setup-tpu test lint format run demo-figures clean
+.PHONY: setup setup-tpu setup-app test lint format run demo-figures clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,14 +31,29 @@ $(VENV)/.installed-tpu: $(VENV)/.installed pyproject.toml
 	$(PY) -m pip install --quiet -e '.[tpu]'
 	touch $@
 
+# the app extra: Gradio, for the web page (python -m gsfm_jax.app)
+$(VENV)/.installed-app: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install --quiet -e '.[app]'
+	touch $@
+
+# the page's browser test: Playwright from PyPI drives Debian's chromium (browser builds are not downloaded)
+$(VENV)/.installed-browser: $(VENV)/.installed-app
+	$(PY) -m pip install --quiet playwright==1.65.2
+	command -v chromium >/dev/null || $(SUDO) apt-get install -y --no-install-recommends chromium \
+	  || ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium)
+	touch $@
+
 setup: $(VENV)/.installed
 
 setup-tpu: $(VENV)/.installed-tpu
 
-# the tests include one real compile for a TPU slice, so they install the tpu extra too; the formatter and the
+setup-app: $(VENV)/.installed-app
+
+# the tests include one real compile for a TPU slice, so they install the tpu extra too, and the web page's test in
+# a real browser, so the app extra, Playwright and chromium; the formatter and the
 # linter (pyproject.toml) check first. Two test processes (pytest-xdist): compilation is single-threaded, so two
 # use both cores of a small machine; the tests of the session's training run stay together in one of them
-test: $(VENV)/.installed-test $(VENV)/.installed-tpu lint
+test: $(VENV)/.installed-test $(VENV)/.installed-tpu $(VENV)/.installed-browser lint
 	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadgroup tests
 
 lint: $(VENV)/.installed-test

@@ -11,6 +11,7 @@ from runs import run
 
 COMMANDS = (
   'gsfm_jax.predict',
+  'gsfm_jax.app',
   'gsfm_jax.evaluate',
   'gsfm_jax.convert',
   'gsfm_jax.inference.program',
