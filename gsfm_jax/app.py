@@ -16,6 +16,7 @@ forward the port: `ssh -L 7860:127.0.0.1:7860 HOST`, then open http://127.0.0.1:
 
 import argparse
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -46,12 +47,12 @@ def layer_ids(layer: np.ndarray, max_objects: int) -> np.ndarray:
   return np.where(layer[..., 3] > 0, distance.argmin(-1) + 1, 0).astype(np.uint8)
 
 
-def ids_layer(ids: Optional[np.ndarray], size: tuple[int, int], alpha: int = 255) -> np.ndarray:
-  """Object ids (H, W) -> the RGBA layer that shows them in the editor (transparent background)."""
+def ids_layer(ids: Optional[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+  """Object ids (H, W) -> the RGBA layer that shows them in the editor (opaque objects, transparent background)."""
   layer = np.zeros((*size, 4), np.uint8)
   if ids is not None:
     layer[..., :3] = davis_palette()[ids]
-    layer[..., 3] = np.where(ids > 0, alpha, 0)
+    layer[..., 3] = np.where(ids > 0, 255, 0)
   return layer
 
 
@@ -83,7 +84,11 @@ class Page:
     if not video:
       raise media.InputError('upload a video or give the path of one (a video file or a folder of frames)')
     folder = tempfile.mkdtemp(prefix='session_', dir=self.root)
-    return Session(self.engine, video, folder, self.args)
+    try:
+      return Session(self.engine, video, folder, self.args)
+    except media.InputError:
+      shutil.rmtree(folder, ignore_errors=True)
+      raise
 
   def mask_of(self, session, t: int, editor: Optional[dict], mask_file: Optional[str]) -> np.ndarray:
     """The ids of frame t: an uploaded mask (any form `predict` reads), else the editor's painted layer."""
@@ -137,32 +142,30 @@ def build_page(page: Page):
     return gr.ImageEditor(**tools(int(i), session.video.size if session else (480, 854)))
 
   def propagate(session, t, editor, mask_file, progress=gr.Progress()):
+    """Gives frame t's mask, propagates from t; yields (status, the last frame done, overlaid, the mask upload)."""
     from gsfm_jax.progress import Rate
 
     if session is None:
-      yield refuse(media.InputError('open a video first'), 2)
+      yield refuse(media.InputError('open a video first'), 3)
       return
-    t = int(t)
+    t, total = int(t), len(session)
     try:
       session.give(t, page.mask_of(session, t, editor, mask_file))
-      total = len(session)
-      meter = Rate(total - t, t)
+      meter = Rate(total, t)
       for done in session.propagate(t):
-        if not meter.started:
+        if not meter.started:  # the first chunk compiles: rates and the ETA count from its end
           meter.begin(done)
           line = f'frames {done}/{total} (compiled)'
         else:
           meter.update(done)
           line = f'frames {done}/{total} | {meter.rate:.2f} frames/s | ETA {meter.eta()}'
         progress((done - t, total - t), desc=line)
-        yield line, session.overlay(done - 1)
+        yield line, session.overlay(done - 1), gr.skip()
     except media.InputError as error:
-      yield refuse(error, 2)
+      yield refuse(error, 3)
       return
-    yield (
-      f'done: frames {t}–{len(session) - 1} propagated. Scrub to check; where it drifts, repaint and propagate.',
-      session.overlay(t),
-    )
+    done = f'done: frames {t}–{total - 1} propagated. Scrub to check; where it drifts, repaint and propagate.'
+    yield done, session.overlay(t), None  # an uploaded mask served its frame
 
   def downloads(session):
     try:
@@ -217,7 +220,7 @@ def build_page(page: Page):
     open_button.click(open_video, [upload, path, objects], [session, frame, editor, view, status])
     frame.change(show, [session, frame], [editor, view])
     objects.change(pick, [session, objects], [editor])
-    run.click(propagate, [session, frame, editor, mask_file], [status, view])
+    run.click(propagate, [session, frame, editor, mask_file], [status, view, mask_file])
     make.click(downloads, [session], [files])
   return blocks
 

@@ -117,6 +117,19 @@ class Browser:
     )
     self.settled()
 
+  def download(self, path) -> None:
+    """Clicks Downloads and saves the masks.zip it makes (not an earlier one still listed) to `path`."""
+    link = '#files a[download="masks.zip"]'
+    old = self.page.locator(link).get_attribute('href') if self.page.locator(link).count() else ''
+    self.page.click('#downloads')
+    self.page.wait_for_function(
+      f'(document.querySelector({link!r}) || {{}}).href && document.querySelector({link!r}).href !== {old!r}',
+      timeout=1000 * STEP_SECONDS,
+    )
+    with self.page.expect_download() as download:
+      self.page.locator(link).click()
+    download.value.save_as(path)
+
   def error(self, text: str) -> None:
     """Waits for the page's error message saying `text`, then closes it."""
     toast = self.page.locator('.toast-body', has_text=text)
@@ -169,19 +182,23 @@ def test_the_page_paints_propagates_corrects_and_downloads_predicts_masks(server
     b.status('done: frames 5–7')
     b.shot('propagated-again')
 
-    page.click('#downloads')
-    link = page.locator('#files a[download="masks.zip"]')
-    link.wait_for(timeout=1000 * STEP_SECONDS)
-    with page.expect_download() as download:
-      link.click()
-    download.value.save_as(tmp_path / 'masks.zip')
+    b.download(tmp_path / 'masks.zip')
     b.shot('downloads')
 
     page.locator('#upload input[type=file]').set_input_files(mp4_of(frames_dir, tmp_path / 'upload.mp4'))
     page.wait_for_timeout(1000)
     page.click('#open')  # an upload comes before the path
     b.status('upload.mp4: 8 frames of 160×96')
+    b.settled()
+    page.locator('#mask_upload input[type=file]').set_input_files(clip[1])  # a mask file instead of painting
+    page.wait_for_timeout(1000)
+    page.click('#propagate')
+    b.status('done: frames 0–7')
+    b.download(tmp_path / 'upload.zip')
     browser.close()
+  with zipfile.ZipFile(tmp_path / 'upload.zip') as uploaded:
+    given = np.asarray(Image.open(uploaded.open('given/00000.png')))
+  assert np.array_equal(given, np.asarray(Image.open(clip[1])))  # the uploaded mask, as predict reads it
 
   archive = zipfile.ZipFile(tmp_path / 'masks.zip')
   archive.extractall(tmp_path / 'zip')
