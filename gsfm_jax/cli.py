@@ -17,8 +17,10 @@ import difflib
 import errno
 import functools
 import os
+import signal
 import sys
 import textwrap
+import threading
 from typing import Callable, Optional, Sequence
 
 DTYPES = ('float32', 'bfloat16', 'auto')
@@ -268,10 +270,28 @@ FULL = (errno.ENOSPC, errno.EDQUOT)
 SHORT_WRITE = 'requested and'  # numpy's "N requested and M written": a write the device had no room for
 
 
+INTERRUPTED = threading.Event()  # a Ctrl-C came while a command ran
+
+
+def _interrupt(signum, frame) -> None:
+  INTERRUPTED.set()
+  raise KeyboardInterrupt
+
+
+def raise_if_interrupted() -> None:
+  """KeyboardInterrupt if a Ctrl-C came: called where work is committed and between chunks of work, since the
+  KeyboardInterrupt of the signal itself is lost when it lands in a finaliser (Python reports and ignores it)."""
+  if INTERRUPTED.is_set():
+    raise KeyboardInterrupt
+
+
 def report(work: Callable[[], int]) -> int:
   """work() -> its exit status, and one line for how it ended otherwise (the statuses of the module docstring):
   a ValueError (bad flag, file, config field or weights) -> 2; a full disk or another system error -> 1;
   Ctrl-C -> 130. The writers write through temporary names, so nothing half-written is left by either."""
+  INTERRUPTED.clear()
+  main_thread = threading.current_thread() is threading.main_thread()
+  previous = signal.signal(signal.SIGINT, _interrupt) if main_thread else None
   try:
     return work()
   except ValueError as error:
@@ -285,6 +305,10 @@ def report(work: Callable[[], int]) -> int:
   except OSError as error:
     print(f'error: {system_error(error)}', file=sys.stderr)
     return EXIT_FAILED
+  finally:
+    INTERRUPTED.clear()  # the flag lives as long as the command
+    if main_thread:
+      signal.signal(signal.SIGINT, previous)
 
 
 def reported(main: Callable[..., int]) -> Callable[..., int]:

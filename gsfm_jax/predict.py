@@ -193,6 +193,7 @@ def segment(engine, job: Job, folder: str, probabilities: bool, show: Optional[C
   compiling = compile_seconds()
 
   def progress(done: int) -> None:
+    cli.raise_if_interrupted()
     if not meter.started:  # the first chunk compiles: rates and the ETA count from its end
       meter.begin(done)
       line = 'compiled'

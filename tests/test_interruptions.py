@@ -121,3 +121,25 @@ def test_ctrl_c_in_predict(weights, clip, tmp_path):
   assert child.returncode == 130, err[-3000:]
   assert 'interrupted (Ctrl-C)' in err and 'Traceback' not in err and 'KeyboardInterrupt' not in err, err[-3000:]
   assert_left_as_it_was(tmp_path, out)
+
+
+def test_a_ctrl_c_whose_keyboardinterrupt_was_lost_still_stops_predict(weights, clip, tmp_path, monkeypatch, capsys):
+  """A SIGINT that lands in a finaliser loses its KeyboardInterrupt (Python reports and ignores it): the flag it
+  set still stops the run at the next chunk or at the commit, exit 130, the earlier outputs kept."""
+  from gsfm_jax import cli, predict
+  from gsfm_jax.inference import media
+
+  frames_dir, first_mask = clip
+  out = tmp_path / 'out'
+  earlier_output(out)
+  write_masks = media.write_masks
+
+  def interrupted_on_the_way(*args):
+    cli.INTERRUPTED.set()  # what the handler does before its KeyboardInterrupt is swallowed
+    write_masks(*args)
+
+  monkeypatch.setattr(media, 'write_masks', interrupted_on_the_way)
+  args = ['--checkpoint', weights, '--video', frames_dir, '--mask', first_mask, '--out', str(out), '--overwrite']
+  assert predict.main(args) == 130
+  assert 'interrupted (Ctrl-C)' in capsys.readouterr().err
+  assert_left_as_it_was(tmp_path, out)

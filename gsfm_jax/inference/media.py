@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from data_pipelines.palette import davis_palette, write_palette_png
-from gsfm_jax import atomic
+from gsfm_jax import atomic, cli
 from gsfm_jax.visualize import overlay
 
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv')
@@ -285,10 +285,12 @@ class OutputFolder:
     return self.open()
 
   def __exit__(self, kind, value, traceback) -> bool:
-    if kind is not None:
-      shutil.rmtree(self.work, ignore_errors=True)
-    else:
+    if kind is None and not cli.INTERRUPTED.is_set():
       self.commit()
+      return False
+    shutil.rmtree(self.work, ignore_errors=True)
+    if kind is None:  # a Ctrl-C whose KeyboardInterrupt was lost on the way (`cli.raise_if_interrupted`)
+      raise KeyboardInterrupt
     return False
 
 
