@@ -59,44 +59,12 @@ def measurements(args) -> dict[str, Callable[[str], dict[str, float]]]:
   """name -> a function of a checkout's root giving that measurement's figures."""
 
   def step(root: str) -> dict[str, float]:
-    out = run(
-      root,
-      'train_step.py',
-      [
-        '--configs',
-        'main',
-        '--dtypes',
-        'float32',
-        '--size',
-        '384',
-        '--batch_per_device',
-        str(args.step_batch),
-        '--repeats',
-        str(args.repeats),
-      ],
-    )
-    return {'CPU step s': int(STEP_ROW.search(out).group(1)) / 1e3}
+    flags = f'--configs main --dtypes float32 --size 384 --batch_per_device {args.step_batch} --repeats {args.repeats}'
+    return {'CPU step s': int(STEP_ROW.search(run(root, 'train_step.py', flags.split())).group(1)) / 1e3}
 
   def inference(root: str) -> dict[str, float]:
-    out = run(
-      root,
-      'inference.py',
-      [
-        '--frames',
-        '10',
-        '--objects',
-        '3',
-        '--dtypes',
-        'float32',
-        '--height',
-        '480',
-        '--width',
-        '854',
-        '--repeats',
-        '1',
-      ],
-    )
-    return {'inference frames/s': float(VIDEO_ROW.search(out).group(1))}
+    flags = '--frames 10 --objects 3 --dtypes float32 --height 480 --width 854 --repeats 1'
+    return {'inference frames/s': float(VIDEO_ROW.search(run(root, 'inference.py', flags.split())).group(1))}
 
   def tpu(root: str) -> dict[str, float]:
     topology, per_chip = args.tpu.split(':')

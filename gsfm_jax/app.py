@@ -28,6 +28,8 @@ from data_pipelines.palette import davis_palette
 from gsfm_jax import cli, console, predict
 from gsfm_jax.inference import media
 
+DEFAULT_SIZE = (480, 854)  # the frame size the editor's tools are sized for before a video is open
+
 
 def colour(i: int) -> str:
   """The brush colour of object i: its colour in the mask PNGs (the DAVIS palette), '#rrggbb'."""
@@ -139,7 +141,7 @@ def build_page(page: Page):
     return editor_value(session, t), session.overlay(t)
 
   def pick(session, i):
-    return gr.ImageEditor(**tools(int(i), session.video.size if session else (480, 854)))
+    return gr.ImageEditor(**tools(int(i), session.video.size if session else DEFAULT_SIZE))
 
   def propagate(session, t, editor, mask_file, progress=gr.Progress()):
     """Gives frame t's mask, propagates from t; yields (status, the last frame done, overlaid, the mask upload)."""
@@ -207,7 +209,7 @@ def build_page(page: Page):
           sources=(),
           transforms=(),
           layers=False,
-          **tools(1, (480, 854)),
+          **tools(1, DEFAULT_SIZE),
           label='Paint the objects on this frame',
           elem_id='editor',
         )
@@ -262,7 +264,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     raise media.InputError('the page needs Gradio: make setup-app (or .venv/bin/pip install -e ".[app]")') from None
   if args.video:
     media.VideoReader(args.video)  # checked before the page starts
-  media.parse_resize(args.resize, (480, 854))
+  media.parse_resize(args.resize, DEFAULT_SIZE)  # the flag's form, checked before the page starts
   check_port(args.host, args.port)
   console.show_info()
   page = Page(args)

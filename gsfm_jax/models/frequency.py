@@ -93,7 +93,7 @@ def half_spectrum_filters(
 
 # ---- the 2-D real FFT pair: XLA's FFT, or on a TPU dense DFT matrices ---------------------------------------------
 # XLA:TPU decomposes a length-96 FFT into radix stages with float32 layout copies between them: in the TPU-
-# compiled train step the HFM moved 31 % of all bytes for 4 % of the FLOPs (docs/performance.md). As two dense
+# compiled train step the HFM moved 57 % of all bytes for 5 % of the FLOPs (docs/performance.md). As two dense
 # matmuls per axis at float32 precision the transform is the same function (the DFT is exactly linear) with a
 # few % more FLOPs and a fraction of the bytes; the CPU and GPU keep their FFT libraries.
 

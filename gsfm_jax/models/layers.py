@@ -111,9 +111,9 @@ def conv_stride_1(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """`xla_conv` at stride 1, (N, H, W, Cin) -> (N, H, W, Cout), whose kernel gradient on a CPU is k² matmuls.
 
   XLA:CPU computes a convolution's kernel gradient 2-3x slower than the convolution itself (and transposes
-  both operands for it); as k² products of shifted input views with the output gradient, contracted over
-  every pixel, it takes about half the time (bench/conv_grad.py). Other backends keep XLA's own gradient; the
-  function and the input gradient are XLA's everywhere.
+  both operands for it); as k² products of the input with shifted views of the output gradient, contracted
+  over every pixel (`kernel_gradient_as_matmuls`), it takes about half the time (bench/conv_grad.py). Other
+  backends keep XLA's own gradient; the function and the input gradient are XLA's everywhere.
   """
   return xla_conv(x, kernel, 1)
 
