@@ -44,6 +44,9 @@ class Session:
     self.resized = media.parse_resize(options.resize, self.video.size)
     self.given: dict[int, str] = {}  # frame -> its saved mask (given/<frame>.png)
     self.done = np.zeros(len(self.video), bool)  # frames with a result in masks/
+    # the last frame a chunk brought back: shown while propagating without decoding it again (going back in a
+    # video file reopens it and decodes from the start)
+    self.latest: tuple[int, Optional[np.ndarray]] = (-1, None)
     os.makedirs(os.path.join(folder, 'given'), exist_ok=True)
 
   def __len__(self) -> int:
@@ -51,7 +54,7 @@ class Session:
 
   def frame(self, t: int) -> np.ndarray:
     """Frame t, (H, W, 3) uint8 RGB."""
-    return self.video[t : t + 1][0]
+    return self.latest[1] if self.latest[0] == t else self.video[t : t + 1][0]
 
   def result(self, t: int) -> Optional[np.ndarray]:
     """The ids (H, W) uint8 at frame t: the mask given there, else the propagated one, else None."""
@@ -109,6 +112,7 @@ class Session:
       names = [self.video.names[t] for t in frames[keep]]
       media.write_masks(os.path.join(self.folder, 'masks'), names, inputs.user_ids[chunk.labels[keep]])
       self.done[frames[keep]] = True
+      self.latest = (int(frames[-1]), chunk.frames[-1])
       yield int(frames[-1]) + 1
 
   def overlay(self, t: int) -> np.ndarray:
