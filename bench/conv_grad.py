@@ -1,13 +1,13 @@
 """A convolution's gradients on this machine: XLA's kernel gradient against `layers.conv_stride_1`'s k² matmuls,
-and a 1×1 convolution as an einsum over (N, H, W) against `layers.pointwise`.
+and a 1×1 convolution (stride 1 or 2) as XLA's convolution against `layers.pointwise` on every stride-th pixel.
 
   python bench/conv_grad.py [--repeats 7]
 
 For the 3×3 convolutions of the training step (the decoder at 1/4 and 1/8 scale, two objects of one frame per
 call; the key encoder's 3×3 layers at 1/4 scale, three frames), prints the median time of the forward pass,
 the input gradient, XLA's kernel gradient and the matmul kernel gradient, each jitted alone, and of the whole
-forward + backward both ways. The matmul form is what a CPU program runs (`jax.lax.platform_dependent`);
-on any other backend this script measures XLA's gradient twice.
+forward + backward both ways ("now": what `conv_stride_1` runs, the matmul form on a CPU for layers wider than
+`layers.MATMUL_GRADIENT_MAX_NARROW` channels, XLA's gradient otherwise and on any other backend).
 """
 
 import os
@@ -32,8 +32,9 @@ SHAPES = [
   ('value encoder layer2 3×3', 2, 48, 128, 128),
 ]
 
-# the key encoder's bottleneck 1×1 layers at 1/4 scale (three frames) and the decoder's fusions (two objects)
-POINTWISE = [(3, 96, 96, 64, 256), (3, 96, 96, 256, 64), (2, 96, 96, 256, 256)]
+# (batch, side, Cin, Cout, stride): the key encoder's bottleneck 1×1 layers at 1/4 scale (three frames), the
+# decoder's fusions (two objects) and the downsampling shortcut of the key encoder's layer2 (stride 2)
+POINTWISE = [(3, 96, 64, 256, 1), (3, 96, 256, 64, 1), (2, 96, 256, 256, 1), (3, 96, 256, 512, 2)]
 
 
 def main(argv=None) -> None:
@@ -66,18 +67,24 @@ def main(argv=None) -> None:
       flush=True,
     )
 
-  print('\n| 1×1 convolution | fwd+bwd, einsum over (N, H, W) ms | fwd+bwd, `pointwise` ms | speed-up |')
+  print(
+    '\n| 1×1 convolution | fwd+bwd, XLA convolution ms | fwd+bwd, `pointwise` on every stride-th pixel ms | speed-up |'
+  )
   print('|---|---|---|---|')
-  for n, side, cin, cout in POINTWISE:
+  for n, side, cin, cout, stride in POINTWISE:
     rng = np.random.default_rng(1)
     x = jnp.asarray(rng.standard_normal((n, side, side, cin)), jnp.float32)
     w = jnp.asarray(rng.standard_normal((cin, cout)) * 0.02, jnp.float32)
-    g = jnp.asarray(rng.standard_normal((n, side, side, cout)), jnp.float32)
+    out = -(-side // stride)
+    g = jnp.asarray(rng.standard_normal((n, out, out, cout)), jnp.float32)
     times = [
       1e3 * median_seconds(jax.jit(lambda a, b, c, f=f: jax.vjp(f, a, b)[1](c)), x, w, g, repeats=args.repeats)
-      for f in (lambda a, b: jnp.einsum('...c,cd->...d', a, b), pointwise)
+      for f in (lambda a, b: xla_conv(a, b[None, None], stride), lambda a, b: pointwise(a[:, ::stride, ::stride], b))
     ]
-    print(f'| ({n}, {side}, {side}, {cin}) -> {cout} | {times[0]:.1f} | {times[1]:.1f} | {times[0] / times[1]:.2f}× |')
+    print(
+      f'| ({n}, {side}, {side}, {cin}) -> {cout}, stride {stride} | {times[0]:.1f} | {times[1]:.1f} | '
+      f'{times[0] / times[1]:.2f}× |'
+    )
 
 
 if __name__ == '__main__':

@@ -101,6 +101,25 @@ def test_small_maps_convolve_as_a_matmul_with_the_same_result(kernel, stride, si
   np.testing.assert_allclose(found, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_a_strided_1x1_conv_is_a_matmul_on_every_stride_th_pixel_with_xlas_values_and_gradients():
+  """`Conv` runs a 1×1 stride-2 layer (ResNet's downsampling shortcut) as `pointwise` on x[:, ::2, ::2]: the
+  padding-0 convolution's function, odd sizes included (ceil(H/2) outputs)."""
+  from gsfm_jax.models.layers import Conv, xla_conv
+
+  rng = np.random.default_rng(12)
+  x = jnp.asarray(rng.standard_normal((2, 7, 10, 6)), jnp.float32)
+  conv = Conv(5, kernel_size=1, stride=2)
+  kernel = jnp.asarray(rng.standard_normal((1, 1, 6, 5)), jnp.float32)
+  bias = jnp.asarray(rng.standard_normal(5), jnp.float32)
+  variables = {'params': {'kernel': kernel, 'bias': bias}}
+  g = jnp.asarray(rng.standard_normal((2, 4, 5, 5)), jnp.float32)
+  ours = jax.grad(lambda a, v: jnp.sum(conv.apply(v, a) * g), argnums=(0, 1))(x, variables)
+  xlas = jax.grad(lambda a, w: jnp.sum((xla_conv(a, w, 2) + bias) * g), argnums=(0, 1))(x, kernel)
+  np.testing.assert_allclose(conv.apply(variables, x), xla_conv(x, kernel, 2) + bias, rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(ours[0], xlas[0], rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(ours[1]['params']['kernel'], xlas[1], rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize('size', [(15, 25), (30, 54), (7, 8)])
 def test_dft_matmuls_are_the_fft_pair_with_its_gradient(size):
   """The TPU's spectral transform (dense DFTs) computes the FFT pair's function, values and VJPs."""
@@ -130,8 +149,8 @@ def _exported_ops(fn, platform: str, *args) -> str:
 
 def test_each_backend_lowers_its_own_spectral_transform_and_kernel_gradient():
   """TPU programs run the spectral filters as DFT matmuls and keep XLA's convolution gradients; CPU programs
-  run XLA's FFT and compute a stride-1 kernel gradient as k² matmuls."""
-  from gsfm_jax.models.layers import conv_stride_1
+  run XLA's FFT and compute a stride-1 kernel gradient as k² matmuls (for layers wider than 64 channels)."""
+  from gsfm_jax.models.layers import MATMUL_GRADIENT_MAX_NARROW, conv_stride_1
 
   x = jnp.ones((1, 8, 8, 4), jnp.float32)
   module = SpectralFilter('high')
@@ -139,14 +158,17 @@ def test_each_backend_lowers_its_own_spectral_transform_and_kernel_gradient():
   spectral = lambda v, a: module.apply(v, a)
   assert 'stablehlo.fft' not in _exported_ops(spectral, 'tpu', variables, x)
   assert _exported_ops(spectral, 'cpu', variables, x).count('stablehlo.fft') == 2
-  kernel = jnp.ones((3, 3, 4, 2), jnp.float32)
   gradient = jax.grad(lambda a, w: jnp.sum(conv_stride_1(a, w) ** 2), argnums=(0, 1))
-  tpu, cpu = (_exported_ops(gradient, p, x, kernel) for p in ('tpu', 'cpu'))
+  wide = jnp.ones((3, 3, 4, MATMUL_GRADIENT_MAX_NARROW + 1), jnp.float32)
+  tpu, cpu = (_exported_ops(gradient, p, x, wide) for p in ('tpu', 'cpu'))
   assert tpu.count('stablehlo.convolution') == 3 and 'stablehlo.dot_general' not in tpu  # forward, dx, dk
   assert cpu.count('stablehlo.convolution') == 2 and cpu.count('stablehlo.dot_general') == 9
+  narrow = jnp.ones((3, 3, 4, MATMUL_GRADIENT_MAX_NARROW), jnp.float32)  # XLA's kernel gradient is faster there
+  cpu = _exported_ops(gradient, 'cpu', x, narrow)
+  assert cpu.count('stablehlo.convolution') == 3 and 'stablehlo.dot_general' not in cpu
 
 
-@pytest.mark.parametrize('kernel,size,channels', [(3, (9, 7), (6, 5)), (7, (8, 8), (3, 4)), (3, (4, 4), (16, 1))])
+@pytest.mark.parametrize('kernel,size,channels', [(3, (9, 7), (66, 5)), (7, (8, 8), (3, 70)), (3, (4, 4), (80, 1))])
 def test_stride_1_kernel_gradient_as_matmuls_is_xlas(kernel, size, channels):
   from gsfm_jax.models.layers import conv_stride_1, xla_conv
 
@@ -297,13 +319,13 @@ def test_stride_1_kernel_gradient_holds_no_copies_of_the_input_through_the_forwa
         x = jax.nn.relu(conv(x, kernel))
       return jnp.sum(x * x)
 
-    kernels = [jnp.ones((3, 3, 32, 32), jnp.float32)] * layers
-    compiled = jax.jit(jax.grad(loss)).lower(kernels, jnp.ones((2, 48, 48, 32), jnp.float32)).compile()
+    kernels = [jnp.ones((3, 3, 80, 80), jnp.float32)] * layers  # wider than MATMUL_GRADIENT_MAX_NARROW
+    compiled = jax.jit(jax.grad(loss)).lower(kernels, jnp.ones((2, 48, 48, 80), jnp.float32)).compile()
     return compiled.memory_analysis().temp_size_in_bytes
 
   per_layer = {
     name: (temp_bytes(conv, 6) - temp_bytes(conv, 2)) / 4
     for name, conv in (('ours', conv_stride_1), ('xla', lambda x, k: xla_conv(x, k, 1)))
   }
-  activation = 2 * 48 * 48 * 32 * 4
+  activation = 2 * 48 * 48 * 80 * 4
   assert per_layer['ours'] <= per_layer['xla'] + 0.5 * activation, (per_layer, activation)

@@ -65,8 +65,8 @@ class Conv(nn.Module):
     bias = self.param('bias', bias_init, (self.features,), jnp.float32)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     out_pixels = -(-x.shape[1] // self.stride) * -(-x.shape[2] // self.stride)
-    if k == 1 and self.stride == 1:  # a matmul: XLA:CPU differentiates 1×1 convolutions several times slower
-      y = pointwise(x, kernel[0, 0])
+    if k == 1:  # a matmul on every stride-th pixel: XLA:CPU differentiates 1×1 convolutions several times slower
+      y = pointwise(x[:, :: self.stride, :: self.stride], kernel[0, 0])
     elif out_pixels <= MATMUL_MAX_PIXELS and x.shape[-1] >= MATMUL_MIN_CHANNELS:
       y = conv_as_matmul(x, kernel, self.stride)
     elif self.stride == 1:
@@ -126,11 +126,18 @@ def _conv_backward(residuals: tuple[jax.Array, jax.Array], g: jax.Array) -> tupl
   x, kernel = residuals
   dx = jax.vjp(lambda a: xla_conv(a, kernel, 1), x)[1](g)[0]
   xla_kernel_gradient = lambda a, b: jax.vjp(lambda w: xla_conv(a, w, 1), kernel)[1](b)[0]
-  dk = jax.lax.platform_dependent(x, g, cpu=kernel_gradient_as_matmuls(kernel.shape[0]), default=xla_kernel_gradient)
+  if max(kernel.shape[2:]) <= MATMUL_GRADIENT_MAX_NARROW:
+    dk = xla_kernel_gradient(x, g)
+  else:
+    dk = jax.lax.platform_dependent(x, g, cpu=kernel_gradient_as_matmuls(kernel.shape[0]), default=xla_kernel_gradient)
   return dx, dk.astype(kernel.dtype)
 
 
 conv_stride_1.defvjp(_conv_forward, _conv_backward)
+
+# Narrow layers (both channel counts ≤ this: ResNet's 64-channel stage) keep XLA:CPU's kernel gradient, which is
+# 2x faster than k² matmuls of 64 columns there (bench/conv_grad.py).
+MATMUL_GRADIENT_MAX_NARROW = 64
 
 
 def kernel_gradient_as_matmuls(k: int):
