@@ -1,5 +1,6 @@
 """A convolution's gradients on this machine: XLA's kernel gradient against `layers.conv_stride_1`'s k² matmuls,
-and a 1×1 convolution (stride 1 or 2) as XLA's convolution against `layers.pointwise` on every stride-th pixel.
+a 1×1 convolution (stride 1 or 2) as XLA's convolution against `layers.pointwise` on every stride-th pixel, and
+the stem's max-pool as Flax's reduce-window against `ties.max_pool`.
 
   python bench/conv_grad.py [--repeats 7]
 
@@ -13,6 +14,7 @@ forward + backward both ways ("now": what `conv_stride_1` runs, the matmul form 
 import os
 import sys
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,6 +25,7 @@ from common import machine, median_seconds  # noqa: E402
 
 from gsfm_jax import cli  # noqa: E402
 from gsfm_jax.models.layers import conv_stride_1, kernel_gradient_as_matmuls, pointwise, xla_conv  # noqa: E402
+from gsfm_jax.models.ties import max_pool  # noqa: E402
 
 # (where, batch, side, Cin, Cout) at a 384² crop
 SHAPES = [
@@ -85,6 +88,23 @@ def main(argv=None) -> None:
       f'| ({n}, {side}, {side}, {cin}) -> {cout}, stride {stride} | {times[0]:.1f} | {times[1]:.1f} | '
       f'{times[0] / times[1]:.2f}× |'
     )
+
+  pool_rows(args.repeats)
+
+
+def pool_rows(repeats: int) -> None:
+  """The ResNet stem's 3×3/2 max-pool (three frames at 192², 64 channels): Flax's against `ties.max_pool`."""
+  rng = np.random.default_rng(2)
+  x = jnp.asarray(np.maximum(rng.standard_normal((3, 192, 192, 64)), 0), jnp.float32)  # after a ReLU: ties at 0
+  g = jnp.asarray(rng.standard_normal((3, 96, 96, 64)), jnp.float32)
+  flax_pool = lambda a: nn.max_pool(a, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+  times = [
+    1e3 * median_seconds(jax.jit(lambda a, c, f=f: jax.vjp(f, a)[1](c)[0]), x, g, repeats=repeats)
+    for f in (flax_pool, lambda a: max_pool(a, 3, 2, 1))
+  ]
+  print('\n| max-pool 3×3/2 | fwd+bwd, Flax (reduce-window) ms | fwd+bwd, `ties.max_pool` ms | speed-up |')
+  print('|---|---|---|---|')
+  print(f'| (3, 192, 192, 64) | {times[0]:.1f} | {times[1]:.1f} | {times[0] / times[1]:.2f}× |')
 
 
 if __name__ == '__main__':

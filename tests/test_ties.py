@@ -5,10 +5,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import torch
 
 from gsfm_jax.models.aggregate import aggregate
-from gsfm_jax.models.ties import clamp, max_first
+from gsfm_jax.models.ties import clamp, max_first, max_pool
 
 LO, HI = 1e-7, 1 - 1e-7
 
@@ -75,3 +76,21 @@ def test_flax_max_pool_and_relu_already_match_torch():
   pool = lambda v: nn.max_pool(nn.relu(v), (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
   official = lambda t: torch.nn.functional.max_pool2d(torch.relu(t.permute(0, 3, 1, 2)), 3, 2, 1).permute(0, 2, 3, 1)
   np.testing.assert_array_equal(_jax_grad(pool, x, w), _torch_grad(official, x, w))
+
+
+@pytest.mark.parametrize(
+  'shape,window,stride,pad', [((2, 9, 11, 3), 3, 2, 1), ((1, 8, 10, 2), 3, 2, 1), ((2, 7, 6, 2), 2, 2, 0)]
+)
+def test_max_pool_of_views_is_torch_max_pool_at_ties(shape, window, stride, pad):
+  """`ties.max_pool` (the ResNet stem's pool; on a CPU the max of strided views with its own backward pass):
+  PyTorch's values and gradients, exactly, on windows full of ties, odd and even sizes; and the CPU program
+  has no reduce-window left."""
+  x = _ties(shape, seed=6) - 1.0
+  out = tuple((n + 2 * pad - window) // stride + 1 for n in shape[1:3])
+  w = np.random.default_rng(7).standard_normal((shape[0], *out, shape[3])).astype(np.float32)
+  official = lambda t: torch.nn.functional.max_pool2d(t.permute(0, 3, 1, 2), window, stride, pad).permute(0, 2, 3, 1)
+  ours = lambda v: max_pool(v, window, stride, pad)
+  np.testing.assert_array_equal(np.asarray(ours(x)), official(torch.tensor(x)).numpy())
+  np.testing.assert_array_equal(_jax_grad(ours, x, w), _torch_grad(official, x, w))
+  cpu = jax.export.export(jax.jit(jax.grad(lambda v: jnp.sum(ours(v) * w))), platforms=['cpu'])(x).mlir_module()
+  assert 'reduce_window' not in cpu and 'select_and_scatter' not in cpu

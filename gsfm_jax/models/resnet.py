@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from gsfm_jax.models.layers import Conv, Dtype, frozen_batch_norm
+from gsfm_jax.models.ties import max_pool
 
 
 def conv_bn(
@@ -61,7 +62,7 @@ def stem(x: jax.Array, features: int, dtype: Dtype) -> jax.Array:
   """conv1 7×7/2 (pad 3) -> bn1 -> ReLU -> max-pool 3×3/2 (pad 1, -inf):
   (N, H, W, Cin) -> (N, H/4, W/4, features), 64 features in ResNet."""
   x = nn.relu(conv_bn(x, features, 7, 2, 'conv1', 'bn1', dtype))
-  return nn.max_pool(x, window_shape=(3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+  return max_pool(x, 3, 2, 1)
 
 
 def stage(

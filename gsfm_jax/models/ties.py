@@ -8,11 +8,14 @@ aggregation clamp's bound 1 − 1e-7, and JAX's default would halve their gradie
 
 The forward values are those of `jnp.clip` and `jnp.max`. What already agrees with PyTorch is left as it is
 (tested in tests/test_ties.py): `nn.relu` (gradient 0 at 0, PyTorch's `threshold_backward`) and Flax's
-`max_pool` (XLA's select-and-scatter keeps the first maximal element of each window, as PyTorch does).
+`max_pool` (XLA's select-and-scatter keeps the first maximal element of each window, as PyTorch does), which
+`max_pool` here computes with elementwise operations on a CPU.
 """
 
+import functools
 from typing import Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -35,3 +38,54 @@ def max_first(x: jax.Array, axis: Sequence[int]) -> jax.Array:
   flat = moved.reshape(moved.shape[: len(kept)] + (-1,))
   first = jnp.argmax(flat, axis=-1)
   return jnp.take_along_axis(flat, first[..., None], axis=-1)[..., 0]
+
+
+def max_pool(x: jax.Array, window: int, stride: int, pad: int) -> jax.Array:
+  """PyTorch's `max_pool2d(x, window, stride, pad)` (padding -inf, floor mode; the gradient to the first maximal
+  element of each window in row-major order): x (N, H, W, C) -> (N, (H + 2·pad − window) // stride + 1, …, C).
+
+  Flax's `max_pool` is this function. On a CPU it runs as the max of window² strided views, with a backward pass
+  that routes each output's gradient to the first view holding the maximum: elementwise work that XLA fuses,
+  where XLA:CPU's reduce-window gradient took 8x longer (bench/conv_grad.py).
+  """
+  flax_pool = lambda a: nn.max_pool(a, (window, window), strides=(stride, stride), padding=((pad, pad), (pad, pad)))
+  return jax.lax.platform_dependent(x, cpu=_max_pool_of_views(window, stride, pad), default=flax_pool)
+
+
+@functools.cache
+def _max_pool_of_views(window: int, stride: int, pad: int):
+  """`max_pool` as a function of x with its own VJP (one per window, stride and padding)."""
+
+  def views(x: jax.Array) -> list[jax.Array]:
+    xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=-jnp.inf)
+    ho, wo = (xp.shape[1] - window) // stride + 1, (xp.shape[2] - window) // stride + 1
+    span = lambda start, count: slice(start, start + stride * (count - 1) + 1, stride)
+    return [xp[:, span(i, ho), span(j, wo)] for i in range(window) for j in range(window)]
+
+  @jax.custom_vjp
+  def pool(x: jax.Array) -> jax.Array:
+    return functools.reduce(jnp.maximum, views(x))
+
+  def forward(x: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    y = pool(x)
+    return y, (x, y)
+
+  def backward(residuals: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array]:
+    x, y = residuals
+    hp, wp = x.shape[1] + 2 * pad, x.shape[2] + 2 * pad
+    taken, firsts = jnp.zeros(y.shape, bool), []
+    for view in views(x):
+      firsts.append((view == y) & ~taken)
+      taken = taken | firsts[-1]
+    # an input pixel gets the gradients of its windows summed in the order of their outputs (PyTorch's), which
+    # is the taps' order reversed: a later output reaches the pixel through an earlier tap
+    high = lambda size, start, count: size - start - stride * (count - 1) - 1
+    dxp = jnp.zeros((x.shape[0], hp, wp, x.shape[3]), g.dtype)
+    for tap in reversed(range(window * window)):
+      i, j = divmod(tap, window)
+      placement = ((0, 0, 0), (i, high(hp, i, y.shape[1]), stride - 1), (j, high(wp, j, y.shape[2]), stride - 1))
+      dxp = dxp + jax.lax.pad(jnp.where(firsts[tap], g, 0), jnp.zeros((), g.dtype), (*placement, (0, 0, 0)))
+    return (dxp[:, pad : hp - pad, pad : wp - pad],)
+
+  pool.defvjp(forward, backward)
+  return pool
