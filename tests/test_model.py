@@ -102,8 +102,9 @@ def test_small_maps_convolve_as_a_matmul_with_the_same_result(kernel, stride, si
 
 
 def test_a_strided_1x1_conv_is_a_matmul_on_every_stride_th_pixel_with_xlas_values_and_gradients():
-  """`Conv` runs a 1×1 stride-2 layer (ResNet's downsampling shortcut) as `pointwise` on x[:, ::2, ::2]: the
-  padding-0 convolution's function, odd sizes included (ceil(H/2) outputs)."""
+  """`Conv` runs a 1×1 stride-2 layer (ResNet's downsampling shortcut) on a CPU as a matmul on x[:, ::2, ::2]
+  (a TPU keeps XLA's strided convolution): the padding-0 convolution's function, odd sizes included (ceil(H/2)
+  outputs)."""
   from gsfm_jax.models.layers import Conv, xla_conv
 
   rng = np.random.default_rng(12)
@@ -118,6 +119,9 @@ def test_a_strided_1x1_conv_is_a_matmul_on_every_stride_th_pixel_with_xlas_value
   np.testing.assert_allclose(conv.apply(variables, x), xla_conv(x, kernel, 2) + bias, rtol=1e-6, atol=1e-6)
   np.testing.assert_allclose(ours[0], xlas[0], rtol=1e-6, atol=1e-6)
   np.testing.assert_allclose(ours[1]['params']['kernel'], xlas[1], rtol=1e-5, atol=1e-5)
+  forward = lambda v, a: conv.apply(v, a)
+  assert 'stablehlo.convolution' not in _exported_ops(forward, 'cpu', variables, x)
+  assert _exported_ops(forward, 'tpu', variables, x).count('stablehlo.convolution') == 1
 
 
 @pytest.mark.parametrize('size', [(15, 25), (30, 54), (7, 8)])

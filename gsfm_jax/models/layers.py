@@ -65,8 +65,8 @@ class Conv(nn.Module):
     bias = self.param('bias', bias_init, (self.features,), jnp.float32)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     out_pixels = -(-x.shape[1] // self.stride) * -(-x.shape[2] // self.stride)
-    if k == 1:  # a matmul on every stride-th pixel: XLA:CPU differentiates 1×1 convolutions several times slower
-      y = pointwise(x[:, :: self.stride, :: self.stride], kernel[0, 0])
+    if k == 1:  # a matmul (on a CPU): XLA:CPU differentiates 1×1 convolutions several times slower
+      y = pointwise(x, kernel[0, 0], self.stride)
     elif out_pixels <= MATMUL_MAX_PIXELS and x.shape[-1] >= MATMUL_MIN_CHANNELS:
       y = conv_as_matmul(x, kernel, self.stride)
     elif self.stride == 1:
@@ -86,15 +86,21 @@ MATMUL_MAX_PIXELS = 64
 MATMUL_MIN_CHANNELS = 512
 
 
-def pointwise(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """A 1×1 convolution as a matmul: x (..., Cin), kernel (Cin, Cout) -> (..., Cout).
+def pointwise(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
+  """A 1×1 convolution (padding 0): x (N, H, W, Cin), kernel (Cin, Cout) -> (N, ceil(H/stride), ceil(W/stride), Cout).
 
-  On a CPU over the flattened pixels, (P, Cin) @ (Cin, Cout): for a contraction over many dimensions XLA:CPU
-  transposes the operands of the kernel gradient, which makes forward + backward 2x slower (bench/conv_grad.py).
-  Elsewhere an einsum over the pixel dimensions, which needs no reshape of a tiled layout.
+  On a CPU one flat (P, Cin) @ (Cin, Cout) matmul over every stride-th pixel: for a contraction over many
+  dimensions XLA:CPU transposes the operands of the kernel gradient, which makes forward + backward 2x slower,
+  and a strided 1×1 convolution's kernel gradient transposed the whole input (5x slower, bench/conv_grad.py).
+  Elsewhere an einsum over the pixel dimensions (no reshape of a tiled layout), or XLA's strided convolution.
   """
-  flat = lambda a, w: (a.reshape(-1, a.shape[-1]) @ w).reshape(*a.shape[:-1], w.shape[-1])
-  return jax.lax.platform_dependent(x, kernel, cpu=flat, default=lambda a, w: jnp.einsum('...c,cd->...d', a, w))
+
+  def flat(a: jax.Array, w: jax.Array) -> jax.Array:
+    a = a[:, ::stride, ::stride]
+    return (a.reshape(-1, a.shape[-1]) @ w).reshape(*a.shape[:-1], w.shape[-1])
+
+  default = lambda a, w: jnp.einsum('...c,cd->...d', a, w) if stride == 1 else xla_conv(a, w[None, None], stride)
+  return jax.lax.platform_dependent(x, kernel, cpu=flat, default=default)
 
 
 def xla_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
