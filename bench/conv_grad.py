@@ -8,7 +8,8 @@ For the 3×3 convolutions of the training step (the decoder at 1/4 and 1/8 scale
 call; the key encoder's 3×3 layers at 1/4 scale, three frames), prints the median time of the forward pass,
 the input gradient, XLA's kernel gradient and the matmul kernel gradient, each jitted alone, and of the whole
 forward + backward both ways ("now": what `conv_stride_1` runs, the matmul form on a CPU for layers wider than
-`layers.MATMUL_GRADIENT_MAX_NARROW` channels, XLA's gradient otherwise and on any other backend).
+`layers.MATMUL_GRADIENT_MAX_NARROW` channels, XLA's gradient otherwise and on any other backend), and PyTorch's
+forward + backward of the same layer when torch is installed.
 """
 
 import os
@@ -47,9 +48,9 @@ def main(argv=None) -> None:
   print(f'machine: {machine()}')
   print(
     '| convolution | forward ms | input grad ms | kernel grad, XLA ms | kernel grad, matmuls ms | '
-    'fwd+bwd XLA ms | fwd+bwd now ms | speed-up |'
+    'fwd+bwd XLA ms | fwd+bwd now ms | speed-up | fwd+bwd PyTorch ms |'
   )
-  print('|---|---|---|---|---|---|---|---|')
+  print('|---|---|---|---|---|---|---|---|---|')
   for where, n, side, cin, cout in SHAPES:
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((n, side, side, cin)), jnp.float32)
@@ -66,7 +67,7 @@ def main(argv=None) -> None:
     ]
     print(
       f'| {where} | {forward:.1f} | {dx:.1f} | {dk_xla:.1f} | {dk_matmul:.1f} | {both[0]:.1f} | {both[1]:.1f} | '
-      f'{both[0] / both[1]:.2f}× |',
+      f'{both[0] / both[1]:.2f}× | {torch_milliseconds(n, side, cin, cout, args.repeats)} |',
       flush=True,
     )
 
@@ -90,6 +91,21 @@ def main(argv=None) -> None:
     )
 
   pool_rows(args.repeats)
+
+
+def torch_milliseconds(n: int, side: int, cin: int, cout: int, repeats: int) -> str:
+  """PyTorch's forward + backward of the same 3×3 layer (its CPU build, as many threads as JAX uses), median
+  ms; '—' without torch (the `test` extra installs it)."""
+  try:
+    import torch
+  except ImportError:
+    return '—'
+  torch.set_num_threads(os.cpu_count())
+  conv = torch.nn.Conv2d(cin, cout, 3, padding=1)
+  x = torch.randn(n, cin, side, side, requires_grad=True)
+  g = torch.randn(n, cout, side, side)
+  step = lambda: torch.autograd.grad(conv(x), (x, conv.weight, conv.bias), g)
+  return f'{1e3 * median_seconds(step, repeats=repeats):.1f}'
 
 
 def pool_rows(repeats: int) -> None:

@@ -46,7 +46,7 @@ def max_pool(x: jax.Array, window: int, stride: int, pad: int) -> jax.Array:
 
   Flax's `max_pool` is this function. On a CPU it runs as the max of window² strided views, with a backward pass
   that routes each output's gradient to the first view holding the maximum: elementwise work that XLA fuses,
-  where XLA:CPU's reduce-window gradient took 8x longer (bench/conv_grad.py).
+  where XLA:CPU's reduce-window gradient took 5–7x longer (bench/conv_grad.py).
   """
   flax_pool = lambda a: nn.max_pool(a, (window, window), strides=(stride, stride), padding=((pad, pad), (pad, pad)))
   return jax.lax.platform_dependent(x, cpu=_max_pool_of_views(window, stride, pad), default=flax_pool)
