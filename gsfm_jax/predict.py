@@ -61,7 +61,7 @@ def read_inputs(args, video: Optional[media.VideoReader] = None) -> Inputs:
   user_ids = [int(i) for i in np.unique(first.labels) if i > 0]
   if not user_ids:
     raise media.InputError(f'{", ".join(args.mask)}: the first mask has no object (every pixel is 0)')
-  labels = {0: first.labels}
+  labels, corrected = {0: first.labels}, []
   for spec, correction in [(s, False) for s in args.later_mask] + [(s, True) for s in args.correct]:
     flag = '--correct' if correction else '--later_mask'
     frame, _, path = spec.partition(':')
@@ -75,15 +75,15 @@ def read_inputs(args, video: Optional[media.VideoReader] = None) -> Inputs:
     if not new and not correction:
       raise media.InputError(f'{path}: no object that is not already known ({user_ids})')
     labels[int(frame)] = mask.labels if correction else np.where(np.isin(mask.labels, new), mask.labels, 0)
+    corrected += [int(frame)] if correction else []
     user_ids += new
   if len(user_ids) > args.max_objects:
     raise media.InputError(
       f'{args.mask[0]}: {len(user_ids)} objects (ids {user_ids[:10]}), more than --max_objects {args.max_objects}'
     )
   to_index = media.index_lookup(user_ids)
-  corrected = tuple(sorted(int(s.partition(':')[0]) for s in args.correct))
   labels = {t: to_index[m] for t, m in labels.items()}
-  return Inputs(video, labels, np.array([0] + user_ids, np.uint8), notes, corrected)
+  return Inputs(video, labels, np.array([0] + user_ids, np.uint8), notes, tuple(sorted(corrected)))
 
 
 def write_outputs(folder: str, chunks, inputs: Inputs, probabilities: bool, progress) -> None:

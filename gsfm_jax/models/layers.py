@@ -112,14 +112,19 @@ def xla_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
   )
 
 
+# Narrow layers (both channel counts ≤ this: ResNet's 64-channel stage) keep XLA:CPU's kernel gradient, which is
+# 2x faster than k² matmuls of 64 columns there (bench/conv_grad.py).
+MATMUL_GRADIENT_MAX_NARROW = 64
+
+
 @jax.custom_vjp
 def conv_stride_1(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """`xla_conv` at stride 1, (N, H, W, Cin) -> (N, H, W, Cout), whose kernel gradient on a CPU is k² matmuls.
 
   XLA:CPU computes a convolution's kernel gradient 2-3x slower than the convolution itself (and transposes
   both operands for it); as k² products of the input with shifted views of the output gradient, contracted
-  over every pixel (`kernel_gradient_as_matmuls`), it takes about half the time (bench/conv_grad.py). Other
-  backends keep XLA's own gradient; the function and the input gradient are XLA's everywhere.
+  over every pixel (`kernel_gradient_as_matmuls`), it takes about half the time (bench/conv_grad.py). Narrow
+  layers and other backends keep XLA's own gradient; the function and the input gradient are XLA's everywhere.
   """
   return xla_conv(x, kernel, 1)
 
@@ -140,10 +145,6 @@ def _conv_backward(residuals: tuple[jax.Array, jax.Array], g: jax.Array) -> tupl
 
 
 conv_stride_1.defvjp(_conv_forward, _conv_backward)
-
-# Narrow layers (both channel counts ≤ this: ResNet's 64-channel stage) keep XLA:CPU's kernel gradient, which is
-# 2x faster than k² matmuls of 64 columns there (bench/conv_grad.py).
-MATMUL_GRADIENT_MAX_NARROW = 64
 
 
 def kernel_gradient_as_matmuls(k: int):

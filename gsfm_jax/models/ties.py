@@ -48,8 +48,13 @@ def max_pool(x: jax.Array, window: int, stride: int, pad: int) -> jax.Array:
   that routes each output's gradient to the first view holding the maximum: elementwise work that XLA fuses,
   where XLA:CPU's reduce-window gradient took 5–7x longer (bench/conv_grad.py).
   """
-  flax_pool = lambda a: nn.max_pool(a, (window, window), strides=(stride, stride), padding=((pad, pad), (pad, pad)))
+  flax_pool = functools.partial(reduce_window_max_pool, window=window, stride=stride, pad=pad)
   return jax.lax.platform_dependent(x, cpu=_max_pool_of_views(window, stride, pad), default=flax_pool)
+
+
+def reduce_window_max_pool(x: jax.Array, window: int, stride: int, pad: int) -> jax.Array:
+  """`max_pool` as Flax's reduce-window (what other backends run)."""
+  return nn.max_pool(x, (window, window), strides=(stride, stride), padding=((pad, pad), (pad, pad)))
 
 
 @functools.cache
